@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { ConfigError, UsageError } from "./errors.js";
+import type { Command, CommandIO } from "./commands/command.js";
+import { redactSecrets } from "./redact.js";
+
+/** Command name → module. Loaded lazily so `graph-sim` does not pull in BullMQ. */
+const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
+  // one line per command: name: () => import("./commands/<name>.js"),
+};
+
+export async function main(argv: string[], io: CommandIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    io.out(await helpText());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-v") {
+    const { VERSION } = await import("./version.js");
+    io.out(VERSION);
+    return 0;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    io.err(`unknown command: ${name}\n\n${await helpText()}`);
+    return 2;
+  }
+  const command = (await load()).default;
+  if (rest.includes("--help") || rest.includes("-h")) {
+    io.out(`usage: wa-invite-rotator ${command.usage}\n\n${command.summary}`);
+    return 0;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.err(`${error.message}\nusage: wa-invite-rotator ${command.usage}`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      io.err(error.message);
+      return 2;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    io.err(`wa-invite-rotator ${name}: ${redactSecrets(message, io.env)}`);
+    return 1;
+  }
+}
+
+async function helpText(): Promise<string> {
+  const lines = ["usage: wa-invite-rotator <command> [options]", "", "commands:"];
+  for (const [name, load] of Object.entries(COMMANDS)) {
+    const command = (await load()).default;
+    lines.push(`  ${command.usage.padEnd(52)} ${command.summary}`);
+  }
+  lines.push("", "Run `wa-invite-rotator <command> --help` for one command. Environment: see README.md.");
+  return lines.join("\n");
+}
+
+function isEntryPoint(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  const io: CommandIO = {
+    env: process.env,
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  };
+  main(process.argv.slice(2), io).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`wa-invite-rotator: ${String(error)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,19 @@
+/** What every CLI command module exports as default. */
+export interface Command {
+  /** One line for `--help`. */
+  readonly summary: string;
+  /** Usage line, for example `rotate <group_id>... [--wait] [--timeout <duration>]`. */
+  readonly usage: string;
+  /**
+   * Runs the command with the arguments after its name. Returns the exit code. Throws UsageError
+   * or ConfigError for exit 2; anything else thrown means exit 1.
+   */
+  run(args: string[], io: CommandIO): Promise<number>;
+}
+
+/** Where a command writes: stdout for results, stderr for messages to the operator. */
+export interface CommandIO {
+  readonly env: Record<string, string | undefined>;
+  out(line: string): void;
+  err(line: string): void;
+}

@@ -1,0 +1,55 @@
+/**
+ * Error classes with a stable string `code`. Graph failures live in `graph/errors.ts`.
+ */
+
+/** Base of every error the project throws on purpose. */
+export class RotatorError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Bad command line usage: exit code 2. */
+export class UsageError extends RotatorError {
+  constructor(message: string) {
+    super("E_USAGE", message);
+  }
+}
+
+/** One fault in a policy file. */
+export interface ConfigIssue {
+  /** Path inside the file, for example `policies[2].schedule`; empty for the file as a whole. */
+  readonly path: string;
+  readonly message: string;
+}
+
+/** An invalid policy file or environment: exit code 2. The message names file, path and fault. */
+export class ConfigError extends RotatorError {
+  readonly file: string;
+  readonly issues: readonly ConfigIssue[];
+  constructor(file: string, issues: readonly ConfigIssue[]) {
+    const lines = issues.map((i) => `  ${i.path ? `${i.path}: ` : ""}${i.message}`);
+    super("E_CONFIG", `invalid policy file ${file}:\n${lines.join("\n")}`);
+    this.file = file;
+    this.issues = issues;
+  }
+}
+
+/** Turns any throwable into an Error, keeping the original as `cause`. */
+export function toError(value: unknown): Error {
+  if (value instanceof Error) return value;
+  return new Error(typeof value === "string" ? value : `non-error thrown: ${safeString(value)}`, {
+    cause: value,
+  });
+}
+
+function safeString(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

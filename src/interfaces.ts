@@ -1,0 +1,107 @@
+/**
+ * Terminology, written down once and used everywhere (names, logs, metrics, docs):
+ *
+ * - **account**: one WhatsApp Cloud API identity: a bearer token (read from an env var named in the
+ *   policy file), a Graph API version and optionally the business phone number id. Throttling and
+ *   token failures are tracked per account.
+ * - **group**: a WhatsApp group, addressed by its opaque `group_id`.
+ * - **policy**: a named rule in the policy file: which groups of which account rotate on which
+ *   cron schedule, in which time zone, with what jitter, publishing on which channel.
+ * - **fire**: one scheduled instant of a policy (for example 03:00 Europe/Berlin on a given day).
+ * - **rotation**: replacing one group's invite link once; one BullMQ job, identified by its
+ *   `rotation_id`, which stays the same across retries.
+ * - **step**: one stage of a rotation's saga: `delete` the old link, `create` a new one,
+ *   `publish` it. The outcome of each step is persisted before the next begins.
+ * - **publish**: one Redis transaction that stores the newest message per group, appends it to the
+ *   channel's stream and PUBLISHes it on the channel.
+ * - **trigger**: why a rotation happens: `schedule`, `manual` or `catch-up`.
+ */
+
+export type Trigger = "schedule" | "manual" | "catch-up";
+
+export type Step = "delete" | "create" | "publish";
+
+/** What a failure means for the work that hit it. Classified once, at the HTTP boundary. */
+export type RetryAction = "retry" | "throttle" | "stop";
+
+/**
+ * Who a failure concerns: `request` (this call only), `group` (this group only), `number` (every
+ * group of the account's phone number), `account` (everything that uses the token).
+ */
+export type FailureScope = "request" | "group" | "number" | "account";
+
+/** An account as the worker uses it: the token is resolved from the environment. */
+export interface AccountContext {
+  readonly name: string;
+  /** Bearer token. Never logged, never put in an error message. */
+  readonly token: string;
+  readonly graphApiVersion: string;
+  readonly phoneNumberId?: string | undefined;
+}
+
+/** The data of one rotation job. Everything a worker needs besides the resolved config. */
+export interface RotationJobData {
+  readonly rotationId: string;
+  readonly groupId: string;
+  readonly account: string;
+  /** null for a manual rotation of a group outside every policy. */
+  readonly policy: string | null;
+  readonly channel: string;
+  readonly trigger: Trigger;
+  /** The fire this rotation belongs to, epoch ms; absent for manual rotations. */
+  readonly fireAt?: number | undefined;
+  /** When the rotation was requested, epoch ms. */
+  readonly requestedAt: number;
+}
+
+/** The published message, exactly as the contract defines it. */
+export interface RotationMessage {
+  event: "invite_link.rotated";
+  schema: 1;
+  rotation_id: string;
+  group_id: string;
+  invite_link: string;
+  rotated_at: string;
+  sequence: number;
+  policy: string | null;
+  account: string;
+  trigger: Trigger;
+  signature?: string;
+}
+
+/** A small source of time, so tests and the scheduler can control it. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+/** The narrow Graph port the rotation job depends on. */
+export interface GraphPort {
+  /** DELETE /{version}/{group_id}/invite_link. Resolves when Graph confirms success. */
+  deleteInviteLink(account: AccountContext, groupId: string, signal?: AbortSignal): Promise<void>;
+  /** POST /{version}/{group_id}/invite_link. Resolves with the new `https://chat.whatsapp.com/...` link. */
+  createInviteLink(account: AccountContext, groupId: string, signal?: AbortSignal): Promise<string>;
+}
+
+/** The narrow publish port the rotation job depends on. */
+export interface PublisherPort {
+  /**
+   * Publishes the rotation's new link: assigns the group's next sequence, signs, and in one Redis
+   * transaction stores C:latest, appends to C:stream and PUBLISHes. Idempotent per rotation id: a
+   * second call for a rotation already published returns the stored message and publishes nothing.
+   */
+  publish(input: PublishInput): Promise<RotationMessage>;
+}
+
+export interface PublishInput {
+  readonly rotationId: string;
+  readonly groupId: string;
+  readonly inviteLink: string;
+  /** When the new link was created, epoch ms. */
+  readonly createdAt: number;
+  readonly policy: string | null;
+  readonly account: string;
+  readonly trigger: Trigger;
+  readonly channel: string;
+}

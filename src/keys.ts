@@ -1,0 +1,46 @@
+/**
+ * Every Redis key the project owns, in one place. All start with ROTATOR_PREFIX; the publish keys
+ * (`C`, `C:latest`, `C:stream`) belong to the channel and are named by `channelKeys`.
+ */
+export interface Keys {
+  readonly prefix: string;
+  /** BullMQ queue name of rotation jobs (BullMQ adds `${prefix}:${queue}:...`). */
+  readonly rotationQueue: string;
+  /** Hash: the group's published state (sequence, last rotation, last message, failure). */
+  group(groupId: string): string;
+  /** Hash: one rotation's saga state (which steps are done, the created link, the message). */
+  rotation(rotationId: string): string;
+  /** String: the per-group mutual-exclusion lock, value = owner token. */
+  groupLock(groupId: string): string;
+  /** Hash: per-account runtime state (throttle pause, failing reason). */
+  account(account: string): string;
+  /** Hash: per-policy scheduler state (last fire). */
+  policy(policy: string): string;
+  /** Set: every group id that has published state, for `status`. */
+  readonly groupsIndex: string;
+}
+
+export function createKeys(prefix: string): Keys {
+  return {
+    prefix,
+    rotationQueue: "rotations",
+    group: (groupId) => `${prefix}:group:${groupId}`,
+    rotation: (rotationId) => `${prefix}:rotation:${rotationId}`,
+    groupLock: (groupId) => `${prefix}:lock:group:${groupId}`,
+    account: (account) => `${prefix}:account:${account}`,
+    policy: (policy) => `${prefix}:policy:${policy}`,
+    groupsIndex: `${prefix}:groups`,
+  };
+}
+
+export interface ChannelKeys {
+  readonly channel: string;
+  readonly latest: string;
+  readonly stream: string;
+}
+
+export function channelKeys(channel: string): ChannelKeys {
+  return { channel, latest: `${channel}:latest`, stream: `${channel}:stream` };
+}
+
+export const DEFAULT_CHANNEL = "whatsapp:invite-links";

@@ -1,0 +1,41 @@
+import { pino, type Logger, type DestinationStream } from "pino";
+
+export type { Logger };
+
+/**
+ * Paths pino replaces with "[redacted]" wherever they appear in a log line's objects. Secrets are
+ * redacted here, once, not at each call site.
+ */
+export const REDACT_PATHS = [
+  "token",
+  "*.token",
+  "accessToken",
+  "*.accessToken",
+  "authorization",
+  "*.authorization",
+  "headers.authorization",
+  "*.headers.authorization",
+  "secret",
+  "*.secret",
+  "signingSecret",
+  "*.signingSecret",
+  "ROTATOR_SIGNING_SECRET",
+  "WHATSAPP_ACCESS_TOKEN",
+  "env",
+  "*.env",
+];
+
+/** The one root logger: JSON lines on stdout (or the given stream). */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      name: "wa-invite-rotator",
+      level,
+      base: { pid: process.pid },
+      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+}

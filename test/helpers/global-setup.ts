@@ -1,0 +1,48 @@
+import type { TestProject } from "vitest/node";
+import { Redis } from "ioredis";
+import { startOwnedRedis, type OwnedRedis } from "./redis-server.js";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    redisUrl: string;
+  }
+}
+
+/**
+ * Finds the shared Redis (TEST_REDIS_URL, REDIS_URL or 127.0.0.1:6379) or, on a machine with none,
+ * starts a private redis-server for the run. Tests never flush it: each uses its own key prefix.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const candidate = process.env.TEST_REDIS_URL ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+  let owned: OwnedRedis | undefined;
+  let url = candidate;
+  if (!(await answers(candidate))) {
+    try {
+      owned = await startOwnedRedis();
+    } catch (error) {
+      throw new Error(
+        `No Redis answers at ${candidate} and redis-server could not be started. ` +
+          `Install it (apt-get install redis-server) or set TEST_REDIS_URL.`,
+        { cause: error },
+      );
+    }
+    url = owned.url;
+  }
+  project.provide("redisUrl", url);
+  return async () => {
+    await owned?.dispose();
+  };
+}
+
+async function answers(url: string): Promise<boolean> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    return (await client.ping()) === "PONG";
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
