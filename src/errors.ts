@@ -12,6 +12,11 @@ export class RotatorError extends Error {
   }
 }
 
+/** A failure no retry can fix: the worker fails the rotation at once with this reason. */
+export class StopError extends RotatorError {
+  readonly retry = false;
+}
+
 /** Bad command line usage: exit code 2. */
 export class UsageError extends RotatorError {
   constructor(message: string) {

@@ -45,7 +45,8 @@ export async function waitForRedis(url: string, timeoutMs = 10_000): Promise<voi
       return;
     } catch (error) {
       client.disconnect();
-      if (Date.now() > deadline) throw new Error(`redis at ${url} did not answer in ${timeoutMs} ms`, { cause: error });
+      if (Date.now() > deadline)
+        throw new Error(`redis at ${url} did not answer in ${timeoutMs} ms`, { cause: error });
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -60,14 +61,22 @@ export async function startOwnedRedis(options: { appendonly?: boolean } = {}): P
 
   const start = async () => {
     const args = [
-      "--port", String(port),
-      "--bind", "127.0.0.1",
-      "--dir", dir,
-      "--save", "",
-      "--appendonly", options.appendonly ? "yes" : "no",
-      "--appendfsync", "always",
-      "--daemonize", "no",
-      "--logfile", join(dir, "redis.log"),
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir,
+      "--save",
+      "",
+      "--appendonly",
+      options.appendonly ? "yes" : "no",
+      "--appendfsync",
+      "always",
+      "--daemonize",
+      "no",
+      "--logfile",
+      join(dir, "redis.log"),
     ];
     const proc = spawn("redis-server", args, { stdio: "ignore" });
     child = proc;

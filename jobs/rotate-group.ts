@@ -1,0 +1,129 @@
+import type { GroupLock } from "../src/group-lock.js";
+import { holdLock } from "../src/group-lock.js";
+import type {
+  AccountContext,
+  Clock,
+  GraphPort,
+  PublisherPort,
+  RotationJobData,
+  RotationMessage,
+  Step,
+} from "../src/interfaces.js";
+import type { Logger } from "../src/logger.js";
+import type { RotationStateStore } from "../src/rotation-state.js";
+
+/**
+ * The rotation saga of one group: DELETE the old invite link, POST for a new one, publish it.
+ *
+ * Each step's outcome is persisted (RotationStateStore) before the next begins, so a retry of the
+ * same rotation resumes at the step that failed: a confirmed DELETE is not repeated, and a created
+ * link is published rather than created again. The saga holds the group's lock throughout, so two
+ * rotations of one group never interleave, even when BullMQ delivers a job twice.
+ *
+ * The saga knows nothing of BullMQ: it returns an outcome or throws, and `src/worker.ts` maps that
+ * onto the queue (delay, retry with backoff, or fail for good).
+ */
+export interface RotateGroupDeps {
+  readonly graph: GraphPort;
+  readonly publisher: PublisherPort;
+  readonly state: RotationStateStore;
+  readonly lock: GroupLock;
+  /** Resolves an account by name; throws a `stop` error when it is unknown or has no token. */
+  readonly resolveAccount: (name: string) => AccountContext;
+  /**
+   * Optional gate consulted before any Graph call of an account (throttle pauses, failing tokens).
+   * Returns how long to wait, or throws a stop error; undefined means go.
+   */
+  readonly beforeGraphCall?: (
+    account: AccountContext,
+    step: Step,
+    groupId: string,
+  ) => Promise<number | undefined>;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+export type RotationOutcome =
+  | { readonly kind: "published"; readonly message: RotationMessage; readonly resumedAt: Step }
+  /** Another rotation of the group holds its lock: try again shortly. */
+  | { readonly kind: "busy" }
+  /** The account is paused (throttled): try again after `waitMs`, at the same step. */
+  | { readonly kind: "paused"; readonly waitMs: number; readonly step: Step };
+
+export interface RotationContext {
+  /** Identifies this attempt as the lock owner (unique per delivery of the job). */
+  readonly owner: string;
+  /** Aborts when the worker shuts down hard. */
+  readonly signal?: AbortSignal;
+}
+
+export async function rotateGroup(
+  data: RotationJobData,
+  deps: RotateGroupDeps,
+  context: RotationContext,
+): Promise<RotationOutcome> {
+  const { groupId, rotationId } = data;
+  const log = deps.logger.child({
+    rotation: rotationId,
+    group: groupId,
+    account: data.account,
+    policy: data.policy,
+    trigger: data.trigger,
+  });
+
+  // Already published on an earlier attempt: nothing left to do, and nothing to do twice.
+  const before = await deps.state.read(rotationId);
+  if (before.message) return { kind: "published", message: before.message, resumedAt: "publish" };
+
+  if (!(await deps.lock.acquire(groupId, context.owner))) return { kind: "busy" };
+  const held = holdLock(deps.lock, groupId, context.owner);
+  const signal = context.signal ? AbortSignal.any([held.signal, context.signal]) : held.signal;
+  try {
+    // Re-read under the lock: a previous owner may have advanced the saga meanwhile.
+    const state = await deps.state.read(rotationId);
+    if (state.message) return { kind: "published", message: state.message, resumedAt: "publish" };
+    const resumedAt: Step = state.inviteLink ? "publish" : state.deletedAt ? "create" : "delete";
+    if (resumedAt !== "delete") log.info({ step: resumedAt }, "rotation resumes");
+
+    let inviteLink = state.inviteLink;
+    let createdAt = state.createdAt;
+    if (inviteLink === undefined) {
+      const account = deps.resolveAccount(data.account);
+      if (state.deletedAt === undefined) {
+        const wait = await deps.beforeGraphCall?.(account, "delete", groupId);
+        if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "delete" };
+        signal.throwIfAborted();
+        await deps.graph.deleteInviteLink(account, groupId, signal);
+        const deletedAt = deps.clock.now();
+        await deps.state.markDeleted(rotationId, groupId, deletedAt);
+        log.debug({ step: "delete" }, "old invite link deleted");
+      }
+      const wait = await deps.beforeGraphCall?.(account, "create", groupId);
+      if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "create" };
+      signal.throwIfAborted();
+      inviteLink = await deps.graph.createInviteLink(account, groupId, signal);
+      createdAt = deps.clock.now();
+      await deps.state.markCreated(rotationId, inviteLink, createdAt);
+      log.debug({ step: "create" }, "new invite link created");
+    }
+
+    signal.throwIfAborted();
+    const message = await deps.publisher.publish({
+      rotationId,
+      groupId,
+      inviteLink,
+      createdAt: createdAt ?? deps.clock.now(),
+      policy: data.policy,
+      account: data.account,
+      trigger: data.trigger,
+      channel: data.channel,
+    });
+    log.info({ step: "publish", sequence: message.sequence, channel: data.channel }, "invite link rotated");
+    return { kind: "published", message, resumedAt };
+  } finally {
+    held.stop();
+    await deps.lock.release(groupId, context.owner).catch((error: unknown) => {
+      log.warn({ err: error }, "could not release the group lock; it expires by itself");
+    });
+  }
+}

@@ -1,0 +1,67 @@
+import type { Redis } from "ioredis";
+import type { Keys } from "./keys.js";
+
+/**
+ * The per-group mutual-exclusion lock: two rotations of one group never run at the same time,
+ * across all processes. BullMQ delivers a job at least once and has no per-key exclusion, so the
+ * rotation job takes this lock (SET NX PX with an owner token) for the whole saga, extends it on a
+ * heartbeat, and releases it only if it still owns it. A crashed owner's lock expires after `ttlMs`.
+ */
+export interface GroupLock {
+  /** Takes the lock; false if someone else holds it. */
+  acquire(groupId: string, owner: string): Promise<boolean>;
+  /** Extends the lock if `owner` still holds it; false if it was lost. */
+  extend(groupId: string, owner: string): Promise<boolean>;
+  /** Releases the lock if `owner` still holds it. */
+  release(groupId: string, owner: string): Promise<void>;
+  readonly ttlMs: number;
+}
+
+const EXTEND = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
+
+export function createGroupLock(redis: Redis, keys: Keys, ttlMs = 15_000): GroupLock {
+  return {
+    ttlMs,
+    async acquire(groupId, owner) {
+      return (await redis.set(keys.groupLock(groupId), owner, "PX", ttlMs, "NX")) === "OK";
+    },
+    async extend(groupId, owner) {
+      return Number(await redis.eval(EXTEND, 1, keys.groupLock(groupId), owner, String(ttlMs))) === 1;
+    },
+    async release(groupId, owner) {
+      await redis.eval(RELEASE, 1, keys.groupLock(groupId), owner);
+    },
+  };
+}
+
+/**
+ * Keeps a held lock alive every ttl/3 until stopped. If an extension finds the lock lost (or
+ * Redis unreachable for longer than the ttl), `signal` aborts so the saga stops before its next
+ * step instead of racing a new owner.
+ */
+export function holdLock(
+  lock: GroupLock,
+  groupId: string,
+  owner: string,
+): { signal: AbortSignal; stop(): void } {
+  const controller = new AbortController();
+  let lastOk = Date.now();
+  const timer = setInterval(
+    () => {
+      lock.extend(groupId, owner).then(
+        (held) => {
+          if (held) lastOk = Date.now();
+          else controller.abort(new Error(`lost the lock of group ${groupId}`));
+        },
+        () => {
+          if (Date.now() - lastOk > lock.ttlMs)
+            controller.abort(new Error(`could not extend the lock of group ${groupId}`));
+        },
+      );
+    },
+    Math.max(50, Math.floor(lock.ttlMs / 3)),
+  );
+  timer.unref();
+  return { signal: controller.signal, stop: () => clearInterval(timer) };
+}

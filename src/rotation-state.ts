@@ -1,0 +1,104 @@
+import type { Redis } from "ioredis";
+import type { Keys } from "./keys.js";
+import type { RotationMessage } from "./interfaces.js";
+
+/**
+ * The persisted saga state of one rotation, in `keys.rotation(rotation_id)`. Each step's outcome is
+ * written before the next step begins, so a retry (on any process) resumes where the last attempt
+ * stopped: after DELETE it does not delete again; after POST it publishes the created link instead
+ * of creating another. The publisher writes `message` in its own transaction.
+ */
+export interface RotationState {
+  /** When Graph confirmed the DELETE, epoch ms. */
+  readonly deletedAt?: number;
+  /** The link Graph created for this rotation. */
+  readonly inviteLink?: string;
+  /** When Graph returned the new link, epoch ms. */
+  readonly createdAt?: number;
+  /** The published message (set by the publisher). */
+  readonly message?: RotationMessage;
+}
+
+/** Saga state lives a week: long enough for any retry, short enough not to pile up. */
+export const ROTATION_STATE_TTL_MS = 7 * 24 * 3600 * 1000;
+
+export interface RotationStateStore {
+  read(rotationId: string): Promise<RotationState>;
+  /** Records a confirmed DELETE; also marks the group as having no link since then. */
+  markDeleted(rotationId: string, groupId: string, at: number): Promise<void>;
+  /** Records the link created by POST. */
+  markCreated(rotationId: string, inviteLink: string, at: number): Promise<void>;
+  /** Counts one throttle wait of the rotation; returns the count so far. */
+  countThrottle(rotationId: string): Promise<number>;
+  /** Records on the group why its last rotation failed for good (for `status`, logs, metrics). */
+  markFailed(groupId: string, failure: GroupFailure): Promise<void>;
+  /** Clears the group's failure after a successful rotation. */
+  clearFailure(groupId: string): Promise<void>;
+}
+
+export interface GroupFailure {
+  readonly rotationId: string;
+  /** Stable error code, for example GRAPH_AUTH. */
+  readonly code: string;
+  readonly message: string;
+  readonly at: number;
+}
+
+const FAILURE_FIELDS = ["failed_rotation_id", "failure_code", "failure_message", "failed_at"] as const;
+
+export function createRotationStateStore(redis: Redis, keys: Keys): RotationStateStore {
+  return {
+    async read(rotationId) {
+      const raw = await redis.hgetall(keys.rotation(rotationId));
+      return {
+        ...(raw.deleted_at ? { deletedAt: Number(raw.deleted_at) } : {}),
+        ...(raw.invite_link ? { inviteLink: raw.invite_link, createdAt: Number(raw.created_at) } : {}),
+        ...(raw.message ? { message: JSON.parse(raw.message) as RotationMessage } : {}),
+      };
+    },
+    async markDeleted(rotationId, groupId, at) {
+      const key = keys.rotation(rotationId);
+      await redis
+        .multi()
+        .hset(key, "deleted_at", String(at))
+        .pexpire(key, ROTATION_STATE_TTL_MS)
+        .hsetnx(keys.group(groupId), "without_link_since", String(at))
+        .exec()
+        .then(throwOnTransactionError);
+    },
+    async markCreated(rotationId, inviteLink, at) {
+      const key = keys.rotation(rotationId);
+      await redis
+        .multi()
+        .hset(key, "invite_link", inviteLink, "created_at", String(at))
+        .pexpire(key, ROTATION_STATE_TTL_MS)
+        .exec()
+        .then(throwOnTransactionError);
+    },
+    async countThrottle(rotationId) {
+      const key = keys.rotation(rotationId);
+      const [[error, count] = [null, 0]] =
+        (await redis.multi().hincrby(key, "throttles", 1).pexpire(key, ROTATION_STATE_TTL_MS).exec()) ?? [];
+      if (error) throw error;
+      return Number(count);
+    },
+    async markFailed(groupId, failure) {
+      await redis.hset(keys.group(groupId), {
+        failed_rotation_id: failure.rotationId,
+        failure_code: failure.code,
+        failure_message: failure.message,
+        failed_at: String(failure.at),
+      });
+      await redis.sadd(keys.groupsIndex, groupId);
+    },
+    async clearFailure(groupId) {
+      await redis.hdel(keys.group(groupId), ...FAILURE_FIELDS);
+    },
+  };
+}
+
+/** ioredis reports per-command errors inside EXEC's result; surface them. */
+export function throwOnTransactionError(results: [Error | null, unknown][] | null): void {
+  if (results === null) throw new Error("redis transaction aborted");
+  for (const [error] of results) if (error) throw error;
+}
