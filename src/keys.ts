@@ -18,6 +18,8 @@ export interface Keys {
   policy(policy: string): string;
   /** Set: every group id that has published state, for `status`. */
   readonly groupsIndex: string;
+  /** Set: groups whose old link was deleted and whose new link is not yet published. */
+  readonly withoutLinkIndex: string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -30,6 +32,7 @@ export function createKeys(prefix: string): Keys {
     account: (account) => `${prefix}:account:${account}`,
     policy: (policy) => `${prefix}:policy:${policy}`,
     groupsIndex: `${prefix}:groups`,
+    withoutLinkIndex: `${prefix}:groups:without-link`,
   };
 }
 

@@ -32,7 +32,7 @@ export interface RotationStateStore {
   countThrottle(rotationId: string): Promise<number>;
   /** Records on the group why its last rotation failed for good (for `status`, logs, metrics). */
   markFailed(groupId: string, failure: GroupFailure): Promise<void>;
-  /** Clears the group's failure after a successful rotation. */
+  /** Clears the group's failure and its without-link mark after a published rotation. */
   clearFailure(groupId: string): Promise<void>;
 }
 
@@ -63,6 +63,8 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         .hset(key, "deleted_at", String(at))
         .pexpire(key, ROTATION_STATE_TTL_MS)
         .hsetnx(keys.group(groupId), "without_link_since", String(at))
+        .sadd(keys.withoutLinkIndex, groupId)
+        .sadd(keys.groupsIndex, groupId)
         .exec()
         .then(throwOnTransactionError);
     },
@@ -92,7 +94,12 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
       await redis.sadd(keys.groupsIndex, groupId);
     },
     async clearFailure(groupId) {
-      await redis.hdel(keys.group(groupId), ...FAILURE_FIELDS);
+      await redis
+        .multi()
+        .hdel(keys.group(groupId), ...FAILURE_FIELDS, "without_link_since")
+        .srem(keys.withoutLinkIndex, groupId)
+        .exec()
+        .then(throwOnTransactionError);
     },
   };
 }
