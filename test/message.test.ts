@@ -97,7 +97,7 @@ describe("serializeMessage / parseMessage", () => {
   it("writes the contract's field order, signature last, whatever the input order", () => {
     const shuffled = Object.fromEntries(
       Object.entries({ ...base, signature: KNOWN_SIGNATURE }).reverse(),
-    ) as RotationMessage;
+    ) as unknown as RotationMessage;
     const text = serializeMessage(shuffled);
     expect(Object.keys(JSON.parse(text) as object)).toEqual([
       "event",
