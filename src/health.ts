@@ -146,8 +146,9 @@ export function redisReadiness(redis: Redis, timeoutMs = 500): () => Promise<boo
 }
 
 /**
- * `ready()` bounded by a timeout and never stacked: while one call is pending, later probes share
- * it. A throw counts as not ready (logged, not put in the body).
+ * `ready()` bounded by a timeout: probes that arrive while a call is pending share it; once it
+ * has timed out, the next probe starts a fresh call, so one stuck call cannot pin /readyz at 503.
+ * A throw counts as not ready (logged, not put in the body).
  */
 function boundedReadiness(
   ready: () => Promise<Readiness>,
@@ -155,29 +156,37 @@ function boundedReadiness(
   log: Logger,
 ): () => Promise<Readiness> {
   let inFlight: Promise<Readiness> | undefined;
-  return async () => {
-    if (!inFlight) {
-      const promise = Promise.resolve()
-        .then(ready)
-        .catch((error: unknown): Readiness => {
-          log.warn({ err: { message: toError(error).message } }, "readiness check threw");
-          return { ok: false, checks: { error: "readiness check failed" } };
-        });
-      inFlight = promise;
-      void promise.finally(() => {
-        if (inFlight === promise) inFlight = undefined;
+  const timedOut: Readiness = {
+    ok: false,
+    checks: { timeout: `readiness checks took longer than ${timeoutMs} ms` },
+  };
+
+  const begin = (): Promise<Readiness> => {
+    const call = Promise.resolve()
+      .then(ready)
+      .catch((error: unknown): Readiness => {
+        log.warn({ err: { message: toError(error).message } }, "readiness check threw");
+        return { ok: false, checks: { error: "readiness check failed" } };
       });
-    }
+    inFlight = call;
+    void call.finally(() => {
+      if (inFlight === call) inFlight = undefined;
+    });
+    return call;
+  };
+
+  return async () => {
+    const call = inFlight ?? begin();
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<Readiness>((resolve) => {
-      timer = setTimeout(
-        () =>
-          resolve({ ok: false, checks: { timeout: `readiness checks took longer than ${timeoutMs} ms` } }),
-        timeoutMs,
-      );
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), timeoutMs);
     });
     try {
-      return await Promise.race([inFlight, timeout]);
+      const result = await Promise.race([call, timeout]);
+      if (result) return result;
+      if (inFlight === call) inFlight = undefined;
+      log.warn({ timeoutMs }, "readiness checks timed out");
+      return timedOut;
     } finally {
       clearTimeout(timer);
     }
