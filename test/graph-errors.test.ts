@@ -26,16 +26,15 @@ function classify(status: number, body: unknown, headers: Record<string, string>
 
 // The facts table, row by row: code → [error code, action, scope]. HTTP status is deliberately
 // misleading (200) to prove the Graph code wins.
-const TABLE: Array<[number, GraphErrorCode, RetryAction, FailureScope]> = [
-  ...[1, 2, 131000, 131016, 131057].map((c) => [c, "GRAPH_TRANSIENT", "retry", "request"] as const),
-  ...[4, 17, 32, 613, 80007, 80008, 130429].map(
-    (c) => [c, "GRAPH_THROTTLED", "throttle", "account"] as const,
-  ),
+type Row = readonly [number, GraphErrorCode, RetryAction, FailureScope];
+const TABLE: Row[] = [
+  ...[1, 2, 131000, 131016, 131057].map((c): Row => [c, "GRAPH_TRANSIENT", "retry", "request"]),
+  ...[4, 17, 32, 613, 80007, 80008, 130429].map((c): Row => [c, "GRAPH_THROTTLED", "throttle", "account"]),
   [131208, "GRAPH_THROTTLED", "throttle", "number"],
   [0, "GRAPH_AUTH", "stop", "account"],
   [190, "GRAPH_AUTH", "stop", "account"],
-  ...[10, 200, 250, 299].map((c) => [c, "GRAPH_PERMISSION", "stop", "account"] as const),
-  ...[100, 131008, 131009].map((c) => [c, "GRAPH_INVALID_REQUEST", "stop", "request"] as const),
+  ...[10, 200, 250, 299].map((c): Row => [c, "GRAPH_PERMISSION", "stop", "account"]),
+  ...[100, 131008, 131009].map((c): Row => [c, "GRAPH_INVALID_REQUEST", "stop", "request"]),
   [131041, "GRAPH_GROUP_UNKNOWN", "stop", "group"],
   [131207, "GRAPH_GROUP_SUSPENDED", "stop", "group"],
   [131215, "GRAPH_NOT_ELIGIBLE", "stop", "number"],
