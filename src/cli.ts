@@ -8,6 +8,7 @@ import { redactSecrets } from "./redact.js";
 /** Command name → module. Loaded lazily so `graph-sim` does not pull in BullMQ. */
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   // one line per command: name: () => import("./commands/<name>.js"),
+  "graph-sim": () => import("./commands/graph-sim.js"),
 };
 
 export async function main(argv: string[], io: CommandIO): Promise<number> {
