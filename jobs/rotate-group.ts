@@ -44,7 +44,13 @@ export interface RotateGroupDeps {
 }
 
 export type RotationOutcome =
-  | { readonly kind: "published"; readonly message: RotationMessage; readonly resumedAt: Step }
+  | {
+      readonly kind: "published";
+      readonly message: RotationMessage;
+      readonly resumedAt: Step;
+      /** DELETE success to POST success, when known: how long the group had no link. */
+      readonly linkGapMs?: number;
+    }
   /** Another rotation of the group holds its lock: try again shortly. */
   | { readonly kind: "busy" }
   /** The account is paused (throttled): try again after `waitMs`, at the same step. */
@@ -87,6 +93,7 @@ export async function rotateGroup(
 
     let inviteLink = state.inviteLink;
     let createdAt = state.createdAt;
+    let deletedAt = state.deletedAt;
     if (inviteLink === undefined) {
       const account = deps.resolveAccount(data.account);
       if (state.deletedAt === undefined) {
@@ -94,7 +101,7 @@ export async function rotateGroup(
         if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "delete" };
         signal.throwIfAborted();
         await deps.graph.deleteInviteLink(account, groupId, signal);
-        const deletedAt = deps.clock.now();
+        deletedAt = deps.clock.now();
         await deps.state.markDeleted(rotationId, groupId, deletedAt);
         log.debug({ step: "delete" }, "old invite link deleted");
       }
@@ -119,7 +126,8 @@ export async function rotateGroup(
       channel: data.channel,
     });
     log.info({ step: "publish", sequence: message.sequence, channel: data.channel }, "invite link rotated");
-    return { kind: "published", message, resumedAt };
+    const linkGapMs = deletedAt !== undefined && createdAt !== undefined ? createdAt - deletedAt : undefined;
+    return { kind: "published", message, resumedAt, ...(linkGapMs === undefined ? {} : { linkGapMs }) };
   } finally {
     held.stop();
     await deps.lock.release(groupId, context.owner).catch((error: unknown) => {

@@ -1,0 +1,223 @@
+import type { Redis } from "ioredis";
+import type { Queue } from "bullmq";
+import { createGraphClient, type GraphClient } from "./graph/client.js";
+import { createGroupLock } from "./group-lock.js";
+import { systemClock, type AccountContext, type RotationJobData } from "./interfaces.js";
+import { createKeys, type Keys } from "./keys.js";
+import type { Logger } from "./logger.js";
+import { createPublisher } from "./publisher.js";
+import { createRotationQueue } from "./queue.js";
+import { createRedis } from "./redis.js";
+import { createRotationStateStore } from "./rotation-state.js";
+import type { Settings } from "./settings.js";
+import { createRotationWorker } from "./worker.js";
+import { accountContext, type ResolvedConfig } from "./config.js";
+import { startHealthServer, redisReadiness, type HealthServer } from "./health.js";
+import { createMetrics, policyLabel, type Metrics, type QueueDepth } from "./metrics.js";
+import type { AttemptEvent } from "./worker.js";
+import { RotatorError, StopError } from "./errors.js";
+
+/**
+ * The composition root: builds the Redis connections, the Graph client, the queue, the workers
+ * (and, by role, the scheduler and the health server) and passes them down. Nothing below it
+ * creates a client of its own or reads the environment.
+ *
+ * `start()` and `stop()` are idempotent and return the promise in flight. `stop()` stops intake
+ * first, lets rotations in flight finish up to the shutdown deadline, then closes in reverse order.
+ */
+export interface AppRoles {
+  readonly worker: boolean;
+  readonly scheduler: boolean;
+  readonly health: boolean;
+}
+
+/** Something the app starts and stops, in order. */
+export interface Service {
+  readonly name: string;
+  start(): Promise<void>;
+  /** `force` after the shutdown deadline: abort work in flight. */
+  stop(force: boolean): Promise<void>;
+}
+
+/** The live config; a reload swaps `current`. */
+export interface ConfigHolder {
+  current: ResolvedConfig;
+}
+
+export interface App {
+  readonly settings: Settings;
+  readonly logger: Logger;
+  readonly keys: Keys;
+  readonly config: ConfigHolder;
+  readonly redis: Redis;
+  readonly queue: Queue<RotationJobData>;
+  readonly graph: GraphClient;
+  readonly metrics: Metrics;
+  /** The health server, once started (absent when HEALTH_PORT is 0 or the role is off). */
+  health(): HealthServer | undefined;
+  /** Redis answers and the policy file is loaded. */
+  ready(): Promise<boolean>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createApp(options: {
+  settings: Settings;
+  logger: Logger;
+  config: ResolvedConfig;
+  roles: AppRoles;
+}): App {
+  const { settings, logger, roles } = options;
+  const keys = createKeys(settings.ROTATOR_PREFIX);
+  const config: ConfigHolder = { current: options.config };
+  const redis = createRedis(settings.REDIS_URL, "commands", logger);
+  const bullConnection = createRedis(settings.REDIS_URL, "queue", logger);
+  const queue = createRotationQueue(keys, bullConnection);
+  queue.on("error", (error) => logger.error({ err: { message: error.message } }, "rotation queue error"));
+  const metrics = createMetrics({ logger });
+  metrics.registerQueueDepth(() =>
+    queue.getJobCounts("waiting", "delayed", "active", "failed", "prioritized").then((c) => c as QueueDepth),
+  );
+  metrics.registerGroupsWithoutLink(() => redis.scard(keys.withoutLinkIndex));
+  const graph = createGraphClient({
+    baseUrl: settings.GRAPH_API_BASE_URL,
+    connectTimeoutMs: settings.GRAPH_CONNECT_TIMEOUT,
+    headersTimeoutMs: settings.GRAPH_REQUEST_TIMEOUT,
+    bodyTimeoutMs: settings.GRAPH_REQUEST_TIMEOUT,
+    onCall: (call) => {
+      const code = call.graphCode === undefined ? "none" : String(call.graphCode);
+      metrics.graphCalls.inc({ operation: call.operation, outcome: call.outcome, code });
+      metrics.graphCallDuration.observe({ operation: call.operation }, call.durationMs / 1000);
+    },
+  });
+  const redisOk = redisReadiness(redis);
+  const ready = async () => (await redisOk()) && config.current !== undefined;
+  let health: HealthServer | undefined;
+
+  const services: Service[] = [];
+  if (roles.worker) {
+    const state = createRotationStateStore(redis, keys);
+    const worker = createRotationWorker({
+      keys,
+      connection: bullConnection,
+      concurrency: settings.ROTATOR_CONCURRENCY,
+      logger,
+      onAttempt: (event) => countAttempt(metrics, event),
+      deps: {
+        graph,
+        publisher: createPublisher({ redis, keys, signingSecret: settings.ROTATOR_SIGNING_SECRET }),
+        state,
+        lock: createGroupLock(redis, keys),
+        resolveAccount: (name) => resolveAccount(config.current, name),
+        clock: systemClock,
+        logger,
+      },
+    });
+    services.push({
+      name: "worker",
+      start: async () => {
+        void worker.run().catch((error: unknown) => logger.error({ err: error }, "rotation worker stopped"));
+        await worker.waitUntilReady();
+      },
+      stop: (force) => worker.close(force),
+    });
+  }
+
+  if (roles.health && settings.HEALTH_PORT !== 0) {
+    services.unshift({
+      name: "health",
+      start: async () => {
+        health = await startHealthServer({
+          port: settings.HEALTH_PORT,
+          metrics,
+          logger,
+          ready: async () => {
+            const redisReady = await redisOk();
+            return { ok: redisReady, checks: { redis: redisReady, policies: config.current.file } };
+          },
+        });
+        logger.info({ url: health.url }, "health server listening");
+      },
+      stop: async () => health?.close(),
+    });
+  }
+
+  let starting: Promise<void> | undefined;
+  let stopping: Promise<void> | undefined;
+  const started: Service[] = [];
+
+  const start = () =>
+    (starting ??= (async () => {
+      for (const service of services) {
+        await service.start();
+        started.push(service);
+        logger.info({ service: service.name }, "started");
+      }
+    })());
+
+  const stop = () =>
+    (stopping ??= (async () => {
+      await starting?.catch(() => undefined);
+      const deadline = settings.ROTATOR_SHUTDOWN_TIMEOUT;
+      for (const service of [...started].reverse()) {
+        const graceful = service.stop(false);
+        const timedOut = await Promise.race([
+          graceful.then(() => false),
+          new Promise<boolean>((resolve) => setTimeout(resolve, deadline, true).unref()),
+        ]);
+        if (timedOut) {
+          logger.warn({ service: service.name, deadlineMs: deadline }, "shutdown deadline passed; forcing");
+          await service.stop(true).catch(() => undefined);
+        }
+        logger.info({ service: service.name }, "stopped");
+      }
+      await queue.close();
+      await graph.close();
+      redis.disconnect();
+      bullConnection.disconnect();
+    })());
+
+  return {
+    settings,
+    logger,
+    keys,
+    config,
+    redis,
+    queue,
+    graph,
+    metrics,
+    health: () => health,
+    ready,
+    start,
+    stop,
+  };
+}
+
+/** Turns one finished rotation attempt into metrics. */
+function countAttempt(metrics: Metrics, event: AttemptEvent): void {
+  const { data } = event;
+  metrics.rotations.inc({ result: event.result, account: data.account, trigger: data.trigger });
+  if (event.result === "throttled") metrics.throttlePauses.inc({ account: data.account });
+  if (event.result === "published" && event.message) {
+    const rotatedAt = Date.parse(event.message.rotated_at);
+    metrics.rotationDuration.observe(
+      { account: data.account },
+      Math.max(0, rotatedAt - data.requestedAt) / 1000,
+    );
+    metrics.lastSuccess.set({ policy: policyLabel(data.policy) }, rotatedAt / 1000);
+    if (event.linkGapMs !== undefined)
+      metrics.linkGap.observe({ account: data.account }, event.linkGapMs / 1000);
+  }
+}
+
+/** The account a rotation uses, with its token; a missing account or token stops the rotation. */
+export function resolveAccount(config: ResolvedConfig, name: string): AccountContext {
+  const account = config.accounts.get(name);
+  if (!account) throw new StopError("E_UNKNOWN_ACCOUNT", `account ${name} is not in the policy file`);
+  try {
+    return accountContext(account);
+  } catch (error) {
+    const code = error instanceof RotatorError ? error.code : "E_NO_TOKEN";
+    throw new StopError(code, error instanceof Error ? error.message : String(error));
+  }
+}

@@ -1,0 +1,121 @@
+import { QueueEvents, type Job } from "bullmq";
+import { parseArgs } from "node:util";
+import { parseDuration } from "../durations.js";
+import { UsageError } from "../errors.js";
+import type { RotationJobData, RotationMessage } from "../interfaces.js";
+import { createKeys, DEFAULT_CHANNEL } from "../keys.js";
+import { serializeMessage } from "../message.js";
+import { createRotationQueue, enqueueRotations, manualRotationId } from "../queue.js";
+import { createRedis } from "../redis.js";
+import type { Command } from "./command.js";
+import { loadRuntime } from "./runtime.js";
+
+/**
+ * `rotate <group_id>... [--wait] [--timeout <duration>]`: enqueues an immediate rotation (trigger
+ * `manual`) of each group. With `--wait`, prints each group's published message as one JSON line
+ * once done, and exits 1 if any failed or did not finish in time.
+ */
+const command: Command = {
+  usage: "rotate <group_id>... [--wait] [--timeout <duration>] [--account <name>] [--channel <channel>]",
+  summary: "rotate groups now (trigger manual); --wait prints each published message",
+  async run(args, io) {
+    const { values, positionals } = parse(args);
+    const groups = [...new Set(positionals)];
+    if (groups.length === 0) throw new UsageError("rotate needs at least one group id");
+    const timeoutMs = parseDuration(values.timeout ?? "2m");
+    if (timeoutMs === undefined || timeoutMs <= 0)
+      throw new UsageError(`--timeout: not a duration: ${values.timeout}`);
+
+    const { settings, logger, config } = await loadRuntime(io, { logLevel: "warn" });
+    const rotations: RotationJobData[] = groups.map((groupId) => {
+      const policy = config.policyByGroup.get(groupId);
+      const account = values.account ?? policy?.account ?? "default";
+      if (!config.accounts.has(account)) {
+        throw new UsageError(`account ${account} is not in the policy file ${config.file}`);
+      }
+      return {
+        rotationId: manualRotationId(),
+        groupId,
+        account,
+        policy: null,
+        channel: values.channel ?? policy?.channel ?? DEFAULT_CHANNEL,
+        trigger: "manual",
+        requestedAt: Date.now(),
+      };
+    });
+
+    const keys = createKeys(settings.ROTATOR_PREFIX);
+    const connection = createRedis(settings.REDIS_URL, "rotate", logger, { maxRetriesPerRequest: 3 });
+    const queue = createRotationQueue(keys, connection);
+    // QueueEvents blocks on its stream: it gets a connection of its own.
+    const eventsConnection = values.wait
+      ? createRedis(settings.REDIS_URL, "rotate-events", logger)
+      : undefined;
+    const events = eventsConnection
+      ? new QueueEvents(keys.rotationQueue, { connection: eventsConnection, prefix: keys.prefix })
+      : undefined;
+    try {
+      await events?.waitUntilReady();
+      await enqueueRotations(queue, rotations);
+      if (!events) {
+        for (const r of rotations) io.out(JSON.stringify({ enqueued: r.rotationId, group_id: r.groupId }));
+        return 0;
+      }
+      const results = await Promise.all(
+        rotations.map(async (rotation) => {
+          const job = (await queue.getJob(rotation.rotationId)) as
+            Job<RotationJobData, RotationMessage> | undefined;
+          if (!job) return fail(io, rotation, "the job vanished from the queue");
+          try {
+            const message = (await job.waitUntilFinished(events, timeoutMs)) as RotationMessage;
+            io.out(serializeMessage(message));
+            return true;
+          } catch (error) {
+            const text = error instanceof Error ? error.message : String(error);
+            const timedOut = /timed out/i.test(text);
+            return fail(
+              io,
+              rotation,
+              timedOut
+                ? `not done within ${values.timeout ?? "2m"}; rotation ${rotation.rotationId} continues`
+                : text,
+            );
+          }
+        }),
+      );
+      return results.every(Boolean) ? 0 : 1;
+    } finally {
+      await events?.close();
+      await queue.close();
+      connection.disconnect();
+      eventsConnection?.disconnect();
+    }
+  },
+};
+export default command;
+
+function fail(io: { err(line: string): void }, rotation: RotationJobData, reason: string): false {
+  const text = reason.startsWith(`group ${rotation.groupId}:`)
+    ? reason
+    : `group ${rotation.groupId}: ${reason}`;
+  io.err(`rotation failed: ${text}`);
+  return false;
+}
+
+function parse(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        wait: { type: "boolean", default: false },
+        timeout: { type: "string" },
+        account: { type: "string" },
+        channel: { type: "string" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}

@@ -1,0 +1,21 @@
+import { loadConfig, type ResolvedConfig } from "../config.js";
+import { createLogger, type Logger } from "../logger.js";
+import { loadSettings, type Settings } from "../settings.js";
+import type { CommandIO } from "./command.js";
+
+/** What every long-running or Redis-using command starts from: env, logger, policy file. */
+export interface Runtime {
+  readonly settings: Settings;
+  readonly logger: Logger;
+  readonly config: ResolvedConfig;
+}
+
+/** Parses the environment and the policy file once; both throw ConfigError (exit 2) when invalid. */
+export async function loadRuntime(io: CommandIO, options: { logLevel?: string } = {}): Promise<Runtime> {
+  const settings = loadSettings(io.env);
+  const logger = createLogger(options.logLevel ?? settings.LOG_LEVEL);
+  const config = await loadConfig(settings.ROTATOR_CONFIG, settings.env, {
+    graphApiVersion: settings.GRAPH_API_VERSION,
+  });
+  return { settings, logger, config };
+}

@@ -1,0 +1,31 @@
+import { parseArgs } from "node:util";
+import { createApp, type AppRoles } from "../app.js";
+import { UsageError } from "../errors.js";
+import { handleShutdownSignals } from "../signals.js";
+import type { CommandIO } from "./command.js";
+import { loadRuntime } from "./runtime.js";
+
+/** Runs the long-lived roles (`start`, `worker`, `scheduler`) until SIGTERM/SIGINT. */
+export async function serve(args: string[], io: CommandIO, roles: AppRoles): Promise<number> {
+  try {
+    parseArgs({ args, options: {}, strict: true, allowPositionals: false });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { settings, logger, config } = await loadRuntime(io);
+  const app = createApp({ settings, logger, config, roles });
+  const exit = handleShutdownSignals(app.stop, logger);
+  logger.info(
+    {
+      roles: Object.entries(roles)
+        .filter(([, on]) => on)
+        .map(([name]) => name),
+      config: config.file,
+      policies: config.policies.length,
+      concurrency: settings.ROTATOR_CONCURRENCY,
+    },
+    "wa-invite-rotator starting",
+  );
+  await app.start();
+  return exit;
+}

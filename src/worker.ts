@@ -1,0 +1,178 @@
+import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
+import { randomUUID } from "node:crypto";
+import { rotateGroup, type RotateGroupDeps, type RotationOutcome } from "../jobs/rotate-group.js";
+import { toError } from "./errors.js";
+import { isGraphError } from "./graph/errors.js";
+import type { RotationJobData, RotationMessage } from "./interfaces.js";
+import type { Keys } from "./keys.js";
+import type { Logger } from "./logger.js";
+import type { RotationStateStore } from "./rotation-state.js";
+
+/**
+ * Runs rotation jobs from the queue: the BullMQ side of the rotation saga (`jobs/rotate-group.ts`).
+ *
+ * Maps the saga's outcomes onto the queue: a busy group or a paused account moves the job back to
+ * delayed without using up an attempt; a `stop` error fails it at once with the reason; a `retry`
+ * error lets BullMQ retry with exponential backoff and jitter until attempts run out.
+ */
+export interface RotationWorkerOptions {
+  readonly keys: Keys;
+  readonly connection: ConnectionOptions;
+  readonly concurrency: number;
+  readonly deps: RotateGroupDeps & { readonly state: RotationStateStore };
+  readonly logger: Logger;
+  /**
+   * BullMQ job lock. A killed worker's job is taken over after at most lockDuration + stalledInterval,
+   * so together they bound the recovery time after a crash (~30 s).
+   */
+  readonly lockDurationMs?: number;
+  readonly stalledIntervalMs?: number;
+  /** Throttle waits per rotation before a throttle counts as an ordinary failed attempt. */
+  readonly maxThrottleWaits?: number;
+  /** Called once per finished job attempt, for metrics. */
+  readonly onAttempt?: (event: AttemptEvent) => void;
+}
+
+export interface AttemptEvent {
+  readonly data: RotationJobData;
+  readonly result: "published" | "busy" | "paused" | "throttled" | "retry" | "failed";
+  readonly code?: string;
+  readonly durationMs: number;
+  readonly message?: RotationMessage;
+  /** DELETE success to POST success: how long the group had no link (when this attempt saw both). */
+  readonly linkGapMs?: number;
+}
+
+/** Delay before a busy group is tried again (the holder usually finishes within a second). */
+const BUSY_DELAY_MS = 500;
+
+export function createRotationWorker(
+  options: RotationWorkerOptions,
+): Worker<RotationJobData, RotationMessage> {
+  const { deps, logger } = options;
+  const shutdown = new AbortController();
+  const maxThrottleWaits = options.maxThrottleWaits ?? 20;
+
+  const process = async (
+    job: Job<RotationJobData, RotationMessage>,
+    token?: string,
+  ): Promise<RotationMessage> => {
+    const started = Date.now();
+    const data = job.data;
+    const owner = `${job.id ?? data.rotationId}:${token ?? randomUUID()}`;
+    const report = (result: AttemptEvent["result"], extra: Partial<AttemptEvent> = {}) =>
+      options.onAttempt?.({ data, result, durationMs: Date.now() - started, ...extra });
+    const delay = async (ms: number, result: AttemptEvent["result"], code?: string): Promise<never> => {
+      await job.moveToDelayed(Date.now() + Math.max(0, Math.round(ms)), token);
+      report(result, code ? { code } : {});
+      throw new DelayedError();
+    };
+
+    let outcome: RotationOutcome;
+    try {
+      outcome = await rotateGroup(data, deps, { owner, signal: shutdown.signal });
+    } catch (thrown) {
+      const error = toError(thrown);
+      if (isGraphError(error) && error.action === "throttle") {
+        const waits = await deps.state.countThrottle(data.rotationId);
+        if (waits <= maxThrottleWaits) {
+          const wait = error.retryAfterMs ?? Math.min(4 ** Math.min(waits - 1, 5) * 1000, 15 * 60_000);
+          logger.warn(
+            {
+              rotation: data.rotationId,
+              group: data.groupId,
+              account: data.account,
+              code: error.code,
+              waitMs: wait,
+            },
+            "graph throttled the rotation; waiting",
+          );
+          return delay(wait, "throttled", error.code);
+        }
+      }
+      const code = isGraphError(error)
+        ? error.code
+        : ((error as { code?: unknown }).code?.toString() ?? "E_ROTATION");
+      const stop = isGraphError(error)
+        ? error.action === "stop"
+        : (error as { retry?: boolean }).retry === false;
+      const final = stop || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const reason = `group ${data.groupId}: ${error.message}`;
+      if (final) {
+        await recordFailure(data, code, reason);
+        report("failed", { code });
+        if (stop) throw new UnrecoverableError(reason);
+      } else {
+        logger.warn(
+          {
+            rotation: data.rotationId,
+            group: data.groupId,
+            account: data.account,
+            code,
+            attempt: job.attemptsMade + 1,
+          },
+          `rotation attempt failed, will retry: ${error.message}`,
+        );
+        report("retry", { code });
+      }
+      throw error;
+    }
+
+    switch (outcome.kind) {
+      case "published":
+        await deps.state.clearFailure(data.groupId);
+        report("published", {
+          message: outcome.message,
+          ...(outcome.linkGapMs === undefined ? {} : { linkGapMs: outcome.linkGapMs }),
+        });
+        return outcome.message;
+      case "busy":
+        return delay(BUSY_DELAY_MS + Math.random() * BUSY_DELAY_MS, "busy");
+      case "paused":
+        return delay(outcome.waitMs, "paused");
+    }
+  };
+
+  const recordFailure = async (data: RotationJobData, code: string, reason: string) => {
+    const state = await deps.state.read(data.rotationId).catch(() => undefined);
+    const withoutLink = state?.deletedAt !== undefined && state.inviteLink === undefined;
+    await deps.state
+      .markFailed(data.groupId, { rotationId: data.rotationId, code, message: reason, at: Date.now() })
+      .catch((error: unknown) =>
+        logger.error({ err: error, group: data.groupId }, "could not record a failure"),
+      );
+    const fields = {
+      rotation: data.rotationId,
+      group: data.groupId,
+      account: data.account,
+      policy: data.policy,
+      code,
+    };
+    if (withoutLink) {
+      logger.error(
+        { ...fields, withoutLink: true },
+        `GROUP WITHOUT INVITE LINK: the old link was deleted but no new one was created; ${reason}`,
+      );
+    } else {
+      logger.error(fields, `rotation failed: ${reason}`);
+    }
+  };
+
+  const worker = new Worker<RotationJobData, RotationMessage>(options.keys.rotationQueue, process, {
+    connection: options.connection,
+    prefix: options.keys.prefix,
+    concurrency: options.concurrency,
+    autorun: false,
+    lockDuration: options.lockDurationMs ?? 20_000,
+    stalledInterval: options.stalledIntervalMs ?? 10_000,
+    maxStalledCount: 10,
+  });
+  worker.on("error", (error) => logger.error({ err: { message: error.message } }, "rotation worker error"));
+  // A forced close aborts rotations in flight between steps; a graceful close lets them finish.
+  const close = worker.close.bind(worker);
+  worker.close = async (force?: boolean) => {
+    if (force) shutdown.abort(new Error("worker closed by force"));
+    return close(force);
+  };
+  return worker;
+}
