@@ -9,6 +9,7 @@ import { redactSecrets } from "./redact.js";
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   // one line per command: name: () => import("./commands/<name>.js"),
   "graph-sim": () => import("./commands/graph-sim.js"),
+  validate: () => import("./commands/validate.js"),
 };
 
 export async function main(argv: string[], io: CommandIO): Promise<number> {

@@ -1,0 +1,91 @@
+import { parseArgs } from "node:util";
+import { loadConfig, type ResolvedConfig } from "../config.js";
+import { formatDuration } from "../durations.js";
+import { RotatorError, UsageError } from "../errors.js";
+import { loadSettings, type Settings } from "../settings.js";
+import type { Command, CommandIO } from "./command.js";
+
+/**
+ * `validate [--check-graph]`: loads the environment and the policy file and prints a summary.
+ * An invalid file throws ConfigError (exit 2, naming file and path). `--check-graph` runs a
+ * read-only Graph check through the `checkGraph` hook.
+ */
+
+/** What a Graph check gets: the loaded file and settings, and where to write. */
+export interface GraphCheckInput {
+  readonly config: ResolvedConfig;
+  readonly settings: Settings;
+  readonly io: CommandIO;
+}
+
+/**
+ * Asks Graph (read-only) whether each account's token can see its groups, writing findings to
+ * `io`. Resolves with the number of problems found: more than 0 makes `validate` exit 2.
+ */
+export type CheckGraph = (input: GraphCheckInput) => Promise<number>;
+
+export interface ValidateOptions {
+  /** The `--check-graph` implementation; without one, the flag fails with E_NOT_AVAILABLE. */
+  readonly checkGraph?: CheckGraph | undefined;
+}
+
+export function createValidateCommand(options: ValidateOptions = {}): Command {
+  return {
+    usage: "validate [--check-graph]",
+    summary: "check the policy file; --check-graph also asks Graph whether each token sees its groups",
+    async run(args, io) {
+      const values = parse(args);
+      const settings = loadSettings(io.env);
+      const config = await loadConfig(settings.ROTATOR_CONFIG, settings.env, {
+        graphApiVersion: settings.GRAPH_API_VERSION,
+      });
+      for (const line of summary(config)) io.out(line);
+      for (const warning of config.warnings) io.err(`warning: ${warning}`);
+      if (!values["check-graph"]) return 0;
+      if (!options.checkGraph) {
+        throw new RotatorError("E_NOT_AVAILABLE", "--check-graph is not available in this build");
+      }
+      const problems = await options.checkGraph({ config, settings, io });
+      return problems > 0 ? 2 : 0;
+    },
+  };
+}
+
+/** The summary lines `validate` prints for a valid file. */
+export function summary(config: ResolvedConfig): string[] {
+  const listed = config.policyByGroup.size;
+  const all = config.policies.filter((p) => p.groups === "all").length;
+  const lines = [
+    `${config.file}: valid`,
+    `  ${plural(config.accounts.size, "account")}, ${plural(config.policies.length, "policy", "policies")}, ` +
+      `${plural(listed, "group")}${all > 0 ? ` (+ all groups of ${plural(all, "account")})` : ""}`,
+  ];
+  for (const policy of config.policies) {
+    const groups = policy.groups === "all" ? "all groups" : plural(policy.groups.length, "group");
+    const jitter = policy.jitterMs > 0 ? `, jitter ${formatDuration(policy.jitterMs)}` : "";
+    lines.push(
+      `  policy ${policy.name}: "${policy.schedule}" ${policy.timezone}, ${groups}, account ${policy.account}${jitter}`,
+    );
+  }
+  return lines;
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function parse(args: string[]): { "check-graph": boolean } {
+  try {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: { "check-graph": { type: "boolean", default: false } },
+    });
+    return { "check-graph": values["check-graph"] ?? false };
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+export default createValidateCommand();
