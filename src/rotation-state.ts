@@ -32,6 +32,12 @@ export interface RotationStateStore {
   countThrottle(rotationId: string): Promise<number>;
   /** Records on the group why its last rotation failed for good (for `status`, logs, metrics). */
   markFailed(groupId: string, failure: GroupFailure): Promise<void>;
+  /**
+   * Clears the group's `pending_rotation` mark (set by the scheduler when it enqueues a scheduled
+   * rotation) if it names this rotation: the rotation has finished, for good or ill, so the group's
+   * next fire may enqueue again.
+   */
+  settle(groupId: string, rotationId: string): Promise<void>;
   /** Clears the group's failure and its without-link mark after a published rotation. */
   clearFailure(groupId: string): Promise<void>;
 }
@@ -43,6 +49,9 @@ export interface GroupFailure {
   readonly message: string;
   readonly at: number;
 }
+
+const SETTLE = `if redis.call("HGET", KEYS[1], "pending_rotation") == ARGV[1] then
+  return redis.call("HDEL", KEYS[1], "pending_rotation", "pending_since") end return 0`;
 
 const FAILURE_FIELDS = ["failed_rotation_id", "failure_code", "failure_message", "failed_at"] as const;
 
@@ -92,6 +101,9 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         failed_at: String(failure.at),
       });
       await redis.sadd(keys.groupsIndex, groupId);
+    },
+    async settle(groupId, rotationId) {
+      await redis.eval(SETTLE, 1, keys.group(groupId), rotationId);
     },
     async clearFailure(groupId) {
       await redis

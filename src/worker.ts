@@ -121,6 +121,7 @@ export function createRotationWorker(
     switch (outcome.kind) {
       case "published":
         await deps.state.clearFailure(data.groupId);
+        await deps.state.settle(data.groupId, data.rotationId);
         report("published", {
           message: outcome.message,
           ...(outcome.linkGapMs === undefined ? {} : { linkGapMs: outcome.linkGapMs }),
@@ -138,6 +139,7 @@ export function createRotationWorker(
     const withoutLink = state?.deletedAt !== undefined && state.inviteLink === undefined;
     await deps.state
       .markFailed(data.groupId, { rotationId: data.rotationId, code, message: reason, at: Date.now() })
+      .then(() => deps.state.settle(data.groupId, data.rotationId))
       .catch((error: unknown) =>
         logger.error({ err: error, group: data.groupId }, "could not record a failure"),
       );
