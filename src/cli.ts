@@ -8,6 +8,8 @@ import { redactSecrets } from "./redact.js";
 /** Command name → module. Loaded lazily so `graph-sim` does not pull in BullMQ. */
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   // one line per command: name: () => import("./commands/<name>.js"),
+  worker: () => import("./commands/worker.js"),
+  rotate: () => import("./commands/rotate.js"),
   "graph-sim": () => import("./commands/graph-sim.js"),
   validate: () => import("./commands/validate.js"),
 };
@@ -52,7 +54,7 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
 
 async function helpText(): Promise<string> {
   const lines = ["usage: wa-invite-rotator <command> [options]", "", "commands:"];
-  for (const [name, load] of Object.entries(COMMANDS)) {
+  for (const load of Object.values(COMMANDS)) {
     const command = (await load()).default;
     lines.push(`  ${command.usage.padEnd(52)} ${command.summary}`);
   }
