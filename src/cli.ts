@@ -56,7 +56,7 @@ async function helpText(): Promise<string> {
   const lines = ["usage: wa-invite-rotator <command> [options]", "", "commands:"];
   for (const load of Object.values(COMMANDS)) {
     const command = (await load()).default;
-    lines.push(`  ${command.usage.padEnd(52)} ${command.summary}`);
+    lines.push(`  ${command.usage}`, `      ${command.summary}`);
   }
   lines.push("", "Run `wa-invite-rotator <command> --help` for one command. Environment: see README.md.");
   return lines.join("\n");
