@@ -13,7 +13,10 @@ const durationString = (fallback: string) =>
     .transform((text, ctx) => {
       const ms = parseDuration(text);
       if (ms === undefined) {
-        ctx.addIssue({ code: "custom", message: `not a duration (write 500ms, 30s, 15m, 2h or 1d): ${text}` });
+        ctx.addIssue({
+          code: "custom",
+          message: `not a duration (write 500ms, 30s, 15m, 2h or 1d): ${text}`,
+        });
         return z.NEVER;
       }
       return ms;
