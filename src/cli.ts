@@ -12,6 +12,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   rotate: () => import("./commands/rotate.js"),
   "graph-sim": () => import("./commands/graph-sim.js"),
   validate: () => import("./commands/validate.js"),
+  status: () => import("./commands/status.js"),
 };
 
 export async function main(argv: string[], io: CommandIO): Promise<number> {

@@ -1,0 +1,213 @@
+import { parseArgs } from "node:util";
+import { RotatorError, UsageError } from "../errors.js";
+import { createKeys } from "../keys.js";
+import { redactSecrets } from "../redact.js";
+import { createRedis } from "../redis.js";
+import { listGroupIds, readGroupStatuses, type GroupStatus } from "../status.js";
+import type { Command, CommandIO } from "./command.js";
+import { loadRuntime } from "./runtime.js";
+
+/**
+ * `status [--json]`: per group, the last rotation (time, sequence, trigger), a masked link, the next
+ * due time and why it is failing, if it is. Rows stream as Redis answers, batch by batch; the human
+ * table's column widths are fixed up front (ids and policy names are known before any row), so it
+ * needs no second pass. `--json` prints one JSON document, also streamed.
+ */
+const command: Command = {
+  usage: "status [--json]",
+  summary: "per group: last rotation, sequence, trigger, masked link, next due time, failures",
+  async run(args, io) {
+    const json = parse(args);
+    const { settings, logger, config } = await loadRuntime(io, { logLevel: "warn" });
+    const keys = createKeys(settings.ROTATOR_PREFIX);
+    // A one-shot command: fail fast (exit 1) instead of waiting for Redis forever; the failure is
+    // reported once below, so the connection's own warning stays quiet.
+    const redis = createRedis(settings.REDIS_URL, "status", logger.child({}, { level: "error" }), {
+      maxRetriesPerRequest: 1,
+      connectTimeout: 3_000,
+      retryStrategy: (times) => (times > 2 ? null : 200),
+    });
+    let connectError: Error | undefined;
+    redis.on("error", (error: Error) => (connectError = error));
+    try {
+      try {
+        await redis.ping();
+      } catch (error) {
+        const why = (connectError ?? (error as Error)).message;
+        throw new RotatorError(
+          "E_REDIS_UNREACHABLE",
+          `cannot reach Redis at ${safeUrl(settings.REDIS_URL)}: ${why}`,
+        );
+      }
+      const now = Date.now();
+      const ids = await listGroupIds(redis, keys, config);
+      const batches = readGroupStatuses(
+        { redis, keys, config, now, clean: (text) => redactSecrets(text, io.env) },
+        ids,
+      );
+      const render = json ? jsonRenderer(io, now) : tableRenderer(io, ids, config);
+      for await (const batch of batches) for (const row of batch) render.row(row);
+      render.end();
+      return 0;
+    } finally {
+      redis.disconnect();
+    }
+  },
+};
+export default command;
+
+interface Renderer {
+  row(status: GroupStatus): void;
+  end(): void;
+}
+
+interface Counts {
+  groups: number;
+  without_link: number;
+  failing: number;
+  pending: number;
+}
+
+function counter(): Counts & { add(status: GroupStatus): void } {
+  return {
+    groups: 0,
+    without_link: 0,
+    failing: 0,
+    pending: 0,
+    add(status) {
+      this.groups++;
+      if (status.without_link_since) this.without_link++;
+      if (status.failure || status.account_failure) this.failing++;
+      if (status.pending_rotation) this.pending++;
+    },
+  };
+}
+
+/** `{ generated_at, groups: [...], summary }`, one group per line so it streams. */
+function jsonRenderer(io: CommandIO, now: number): Renderer {
+  const counts = counter();
+  // Each row is printed once the next arrives, so only the last one goes without a comma.
+  let held: string | undefined;
+  io.out(`{"generated_at":${JSON.stringify(new Date(now).toISOString())},"groups":[`);
+  return {
+    row(status) {
+      if (held !== undefined) io.out(`${held},`);
+      held = JSON.stringify(status);
+      counts.add(status);
+    },
+    end() {
+      if (held !== undefined) io.out(held);
+      const { groups, without_link, failing, pending } = counts;
+      io.out(`],"summary":${JSON.stringify({ groups, without_link, failing, pending })}}`);
+    },
+  };
+}
+
+const TIME_WIDTH = 20; // 2026-05-01 03:00:00Z
+const LINK_WIDTH = "https://chat.whatsapp.com/AbCd…".length;
+
+function tableRenderer(
+  io: CommandIO,
+  ids: readonly string[],
+  config: { policies: readonly { name: string }[]; accounts: ReadonlyMap<string, unknown> },
+): Renderer {
+  const widest = (values: Iterable<string>, header: string) => {
+    let width = header.length;
+    for (const value of values) width = Math.max(width, value.length);
+    return width;
+  };
+  const columns: [string, number, "left" | "right"][] = [
+    ["GROUP", widest(ids, "GROUP"), "left"],
+    ["POLICY", widest(["-", ...config.policies.map((p) => p.name)], "POLICY"), "left"],
+    ["ACCOUNT", widest(["-", ...config.accounts.keys()], "ACCOUNT"), "left"],
+    ["LAST ROTATED", TIME_WIDTH, "left"],
+    ["SEQ", 6, "right"],
+    ["TRIGGER", "catch-up".length, "left"],
+    ["LINK", LINK_WIDTH, "left"],
+    ["NEXT DUE", TIME_WIDTH, "left"],
+    ["STATUS", 0, "left"],
+  ];
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => {
+        const [, width, align] = columns[i]!;
+        return align === "right" ? cell.padStart(width) : cell.padEnd(width);
+      })
+      .join("  ")
+      .trimEnd();
+  const counts = counter();
+  io.out(line(columns.map(([header]) => header)));
+  return {
+    row(s) {
+      counts.add(s);
+      io.out(
+        line([
+          s.group_id,
+          s.policy ?? "-",
+          s.account ?? "-",
+          time(s.last_rotated_at),
+          s.sequence === null ? "-" : String(s.sequence),
+          s.trigger ?? "-",
+          s.link ?? "-",
+          time(s.next_due_at),
+          reason(s),
+        ]),
+      );
+    },
+    end() {
+      if (counts.groups === 0) io.out("(no groups: the policy file lists none and none has rotated yet)");
+      io.out(
+        `${counts.groups} group${counts.groups === 1 ? "" : "s"}, ${counts.without_link} without link, ` +
+          `${counts.failing} failing, ${counts.pending} pending`,
+      );
+    },
+  };
+}
+
+/** The STATUS cell: every reason the group needs attention, most urgent first. */
+export function reason(s: GroupStatus): string {
+  const parts: string[] = [];
+  if (s.without_link_since) parts.push(`NO LINK since ${time(s.without_link_since)}`);
+  if (s.failure) parts.push(`failed ${s.failure.code}: ${oneLine(s.failure.message)}`.trimEnd());
+  if (s.account_failure) {
+    const { code, message } = s.account_failure;
+    parts.push(`account ${s.account} failing ${code}: ${oneLine(message)}`.trimEnd());
+  }
+  if (s.account_paused_until) parts.push(`account paused until ${time(s.account_paused_until)}`);
+  if (s.pending_rotation) {
+    parts.push(s.pending_since ? `rotation pending since ${time(s.pending_since)}` : "rotation pending");
+  }
+  if (parts.length === 0) parts.push(s.sequence === null ? "never rotated" : "ok");
+  return parts.join("; ");
+}
+
+const oneLine = (text: string) => text.replace(/\s+/g, " ").trim();
+
+function time(iso: string | null): string {
+  return iso === null ? "-" : `${iso.slice(0, 10)} ${iso.slice(11, 19)}Z`;
+}
+
+/** The Redis URL without its password. */
+function safeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(REDIS_URL)";
+  }
+}
+
+function parse(args: string[]): boolean {
+  try {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: { json: { type: "boolean", default: false } },
+    });
+    return values.json;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
