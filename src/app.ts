@@ -16,6 +16,9 @@ import { startHealthServer, redisReadiness, type HealthServer } from "./health.j
 import { createMetrics, policyLabel, type Metrics, type QueueDepth } from "./metrics.js";
 import type { AttemptEvent } from "./worker.js";
 import { RotatorError, StopError } from "./errors.js";
+import { createFirer } from "./fire.js";
+import { createPolicyState } from "./policy-state.js";
+import { createScheduler, type Scheduler } from "./scheduler.js";
 
 /**
  * The composition root: builds the Redis connections, the Graph client, the queue, the workers
@@ -57,6 +60,10 @@ export interface App {
   health(): HealthServer | undefined;
   /** Redis answers and the policy file is loaded. */
   ready(): Promise<boolean>;
+  /** The scheduler, when the role is on. */
+  readonly scheduler: Scheduler | undefined;
+  /** Makes a reloaded (already validated) policy file live and re-arms the scheduler. */
+  reload(next: ResolvedConfig): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -120,6 +127,33 @@ export function createApp(options: {
         await worker.waitUntilReady();
       },
       stop: (force) => worker.close(force),
+    });
+  }
+
+  let scheduler: Scheduler | undefined;
+  if (roles.scheduler) {
+    const fire = createFirer({
+      redis,
+      keys,
+      queue,
+      graph,
+      config: () => config.current,
+      resolveAccount: (name) => resolveAccount(config.current, name),
+      logger,
+      clock: systemClock,
+      metrics,
+    });
+    const scheduled = createScheduler({
+      config: () => config.current,
+      state: createPolicyState(redis, keys),
+      fire,
+      logger,
+    });
+    scheduler = scheduled;
+    services.push({
+      name: "scheduler",
+      start: () => scheduled.start(),
+      stop: (force) => scheduled.stop(force),
     });
   }
 
@@ -188,6 +222,11 @@ export function createApp(options: {
     metrics,
     health: () => health,
     ready,
+    scheduler,
+    reload: (next) => {
+      config.current = next;
+      scheduler?.reload();
+    },
     start,
     stop,
   };

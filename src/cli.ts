@@ -8,10 +8,13 @@ import { redactSecrets } from "./redact.js";
 /** Command name → module. Loaded lazily so `graph-sim` does not pull in BullMQ. */
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   // one line per command: name: () => import("./commands/<name>.js"),
+  start: () => import("./commands/start.js"),
+  scheduler: () => import("./commands/scheduler.js"),
   worker: () => import("./commands/worker.js"),
   rotate: () => import("./commands/rotate.js"),
   "graph-sim": () => import("./commands/graph-sim.js"),
   validate: () => import("./commands/validate.js"),
+  plan: () => import("./commands/plan.js"),
   status: () => import("./commands/status.js"),
 };
 

@@ -1,5 +1,7 @@
 import { parseArgs } from "node:util";
 import { createApp, type AppRoles } from "../app.js";
+import { loadConfig } from "../config.js";
+import { createConfigReloader } from "../config-reload.js";
 import { UsageError } from "../errors.js";
 import { handleShutdownSignals } from "../signals.js";
 import type { CommandIO } from "./command.js";
@@ -14,7 +16,15 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
   }
   const { settings, logger, config } = await loadRuntime(io);
   const app = createApp({ settings, logger, config, roles });
-  const exit = handleShutdownSignals(app.stop, logger);
+  // SIGHUP or a changed file: validate the new file first, then make it live.
+  const reloader = createConfigReloader({
+    file: settings.ROTATOR_CONFIG,
+    load: () =>
+      loadConfig(settings.ROTATOR_CONFIG, settings.env, { graphApiVersion: settings.GRAPH_API_VERSION }),
+    apply: (next) => app.reload(next),
+    logger,
+  });
+  const exit = handleShutdownSignals(() => (reloader.stop(), app.stop()), logger);
   logger.info(
     {
       roles: Object.entries(roles)
@@ -26,6 +36,7 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
     },
     "wa-invite-rotator starting",
   );
+  reloader.start();
   await app.start();
   return exit;
 }

@@ -88,4 +88,7 @@ function parse(args: string[]): { "check-graph": boolean } {
   }
 }
 
-export default createValidateCommand();
+// The Graph check is loaded only when asked for: plain `validate` needs no HTTP client.
+export default createValidateCommand({
+  checkGraph: async (input) => (await import("../graph-check.js")).checkGraph(input),
+});

@@ -1,0 +1,199 @@
+import { catchUp } from "./catch-up.js";
+import type { ResolvedConfig, ResolvedPolicy } from "./config.js";
+import { nextFires, previousFire } from "./cron.js";
+import { toError } from "./errors.js";
+import type { FirePolicy, FireResult } from "./fire.js";
+import { systemClock, type Clock } from "./interfaces.js";
+import type { Logger } from "./logger.js";
+import type { PolicyStatePort } from "./policy-state.js";
+
+/**
+ * The scheduler: one timer per policy (never per group) that sleeps until the policy's next fire,
+ * claims it in Redis (only the replica that wins enqueues), fires, and re-arms. Sleeps are cut
+ * into steps of at most `maxSleepMs` and re-checked against the clock, so a drifting or suspended
+ * clock cannot make a fire much late. On start, each policy first catches up (catch-up.ts).
+ */
+export interface Scheduler {
+  /** Catches up, then arms every policy. Idempotent. */
+  start(): Promise<void>;
+  /** Clears the timers and waits for fires in progress (unless `force`). Idempotent. */
+  stop(force?: boolean): Promise<void>;
+  /**
+   * Applies the live config: removed policies stop, added ones arm for their next fire, changed
+   * schedules or zones re-arm. Group lists are read at each fire, so they need nothing here.
+   */
+  reload(): void;
+  /** The next fire of each armed policy, epoch ms. */
+  upcoming(): ReadonlyMap<string, number>;
+  /** Claims `fireAt` of the policy and, when won, fires it; undefined when another replica had it. */
+  handle(policy: ResolvedPolicy, fireAt: number): Promise<FireResult | undefined>;
+}
+
+export interface SchedulerDeps {
+  readonly config: () => ResolvedConfig;
+  readonly state: PolicyStatePort;
+  readonly fire: FirePolicy;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Longest single sleep before the clock is checked again. Default 30 s. */
+  readonly maxSleepMs?: number;
+}
+
+interface Armed {
+  readonly policy: string;
+  /** Schedule and zone it was armed with: a change re-arms. */
+  readonly when: string;
+  next: number;
+  timer?: ReturnType<typeof setTimeout> | undefined;
+}
+
+export function createScheduler(deps: SchedulerDeps): Scheduler {
+  const clock = deps.clock ?? systemClock;
+  const maxSleepMs = deps.maxSleepMs ?? 30_000;
+  const log = deps.logger.child({ service: "scheduler" });
+  const armed = new Map<string, Armed>();
+  const inFlight = new Set<Promise<unknown>>();
+  let running = false;
+  let starting: Promise<void> | undefined;
+
+  const whenOf = (p: ResolvedPolicy) => `${p.schedule}\u0000${p.timezone}`;
+  const policyNamed = (name: string) => deps.config().policies.find((p) => p.name === name);
+
+  const track = <T>(promise: Promise<T>): Promise<T> => {
+    inFlight.add(promise);
+    const done = () => inFlight.delete(promise);
+    promise.then(done, done);
+    return promise;
+  };
+
+  const handle = async (policy: ResolvedPolicy, fireAt: number): Promise<FireResult | undefined> => {
+    if (!(await deps.state.claim(policy.name, fireAt))) {
+      log.debug(
+        { policy: policy.name, fireAt: new Date(fireAt).toISOString() },
+        "fire claimed by another replica",
+      );
+      return undefined;
+    }
+    return deps.fire(policy, fireAt, "schedule");
+  };
+
+  const arm = (policy: ResolvedPolicy, after: number) => {
+    const now = clock.now();
+    let next = nextFires(policy.schedule, policy.timezone, after, 1)[0];
+    if (next !== undefined && next <= now - maxSleepMs) {
+      // Fell behind (a slow fire, a suspended process): take only the newest due fire.
+      next = previousFire(policy.schedule, policy.timezone, now + 1) ?? next;
+    }
+    if (next === undefined) {
+      log.warn({ policy: policy.name }, "the schedule has no next fire; the policy is idle");
+      armed.delete(policy.name);
+      return;
+    }
+    const entry: Armed = { policy: policy.name, when: whenOf(policy), next };
+    armed.set(policy.name, entry);
+    sleep(entry);
+  };
+
+  const sleep = (entry: Armed) => {
+    const wait = Math.min(Math.max(entry.next - clock.now(), 0), maxSleepMs);
+    entry.timer = setTimeout(() => wake(entry), wait);
+  };
+
+  const wake = (entry: Armed) => {
+    entry.timer = undefined;
+    if (!running || armed.get(entry.policy) !== entry) return;
+    if (clock.now() < entry.next) return sleep(entry);
+    const policy = policyNamed(entry.policy);
+    if (!policy) return void armed.delete(entry.policy);
+    void track(
+      handle(policy, entry.next)
+        .catch((error: unknown) =>
+          log.error(
+            { policy: policy.name, fireAt: new Date(entry.next).toISOString(), err: toError(error) },
+            "fire failed",
+          ),
+        )
+        .finally(() => {
+          if (running && armed.get(entry.policy) === entry) {
+            const current = policyNamed(entry.policy);
+            if (current) arm(current, entry.next);
+            else armed.delete(entry.policy);
+          }
+        }),
+    );
+  };
+
+  const disarm = (name: string) => {
+    const entry = armed.get(name);
+    if (entry?.timer) clearTimeout(entry.timer);
+    armed.delete(name);
+  };
+
+  const reload = () => {
+    if (!running) return;
+    const policies = new Map(deps.config().policies.map((p) => [p.name, p]));
+    const now = clock.now();
+    for (const [name, entry] of [...armed]) {
+      const policy = policies.get(name);
+      if (!policy) {
+        disarm(name);
+        log.info({ policy: name }, "policy removed; its fires stop");
+      } else if (entry.when !== whenOf(policy)) {
+        disarm(name);
+        arm(policy, now);
+        log.info(
+          { policy: name, next: new Date(armed.get(name)?.next ?? NaN).toISOString() },
+          "policy rescheduled",
+        );
+      }
+    }
+    for (const policy of policies.values()) {
+      if (armed.has(policy.name)) continue;
+      arm(policy, now);
+      log.info({ policy: policy.name }, "policy added");
+    }
+  };
+
+  return {
+    start() {
+      starting ??= (async () => {
+        running = true;
+        const now = clock.now();
+        const outcomes = deps
+          .config()
+          .policies.map((policy) =>
+            track(
+              catchUp(policy, now, { state: deps.state, fire: deps.fire, logger: log }).catch(
+                (error: unknown) =>
+                  log.error({ policy: policy.name, err: toError(error) }, "catch-up failed"),
+              ),
+            ),
+          );
+        await Promise.all(outcomes);
+        if (!running) return;
+        for (const policy of deps.config().policies) {
+          disarm(policy.name); // a reload during catch-up may have armed it already
+          arm(policy, now);
+        }
+        log.info(
+          {
+            policies: [...armed.values()].map((a) => ({
+              policy: a.policy,
+              next: new Date(a.next).toISOString(),
+            })),
+          },
+          "scheduler armed",
+        );
+      })();
+      return starting;
+    },
+    async stop(force = false) {
+      running = false;
+      for (const name of [...armed.keys()]) disarm(name);
+      if (!force) await Promise.all([...inFlight]);
+    },
+    reload,
+    upcoming: () => new Map([...armed].map(([name, entry]) => [name, entry.next])),
+    handle,
+  };
+}
