@@ -2,6 +2,8 @@ import type { Redis } from "ioredis";
 import type { Queue } from "bullmq";
 import { createGraphClient, type GraphClient } from "./graph/client.js";
 import { createGroupLock } from "./group-lock.js";
+import { createAccountGate } from "./account-gate.js";
+import { createAccountProbe } from "./account-probe.js";
 import { systemClock, type AccountContext, type RotationJobData } from "./interfaces.js";
 import { createKeys, type Keys } from "./keys.js";
 import type { Logger } from "./logger.js";
@@ -86,6 +88,16 @@ export function createApp(options: {
     queue.getJobCounts("waiting", "delayed", "active", "failed", "prioritized").then((c) => c as QueueDepth),
   );
   metrics.registerGroupsWithoutLink(() => redis.scard(keys.withoutLinkIndex));
+  const gate = createAccountGate({
+    redis,
+    keys,
+    logger,
+    metrics,
+    rateOf: (name) => config.current.accounts.get(name)?.rateLimit,
+    throttleBaseMs: settings.ROTATOR_THROTTLE_BASE,
+    throttleMaxMs: settings.ROTATOR_THROTTLE_MAX,
+    recheckMs: settings.ROTATOR_ACCOUNT_PROBE_INTERVAL,
+  });
   const graph = createGraphClient({
     baseUrl: settings.GRAPH_API_BASE_URL,
     connectTimeoutMs: settings.GRAPH_CONNECT_TIMEOUT,
@@ -95,6 +107,7 @@ export function createApp(options: {
       const code = call.graphCode === undefined ? "none" : String(call.graphCode);
       metrics.graphCalls.inc({ operation: call.operation, outcome: call.outcome, code });
       metrics.graphCallDuration.observe({ operation: call.operation }, call.durationMs / 1000);
+      if (call.outcome === "ok") gate.succeeded(call.account);
     },
   });
   const redisOk = redisReadiness(redis);
@@ -109,13 +122,17 @@ export function createApp(options: {
       connection: bullConnection,
       concurrency: settings.ROTATOR_CONCURRENCY,
       logger,
+      gate,
+      lockDurationMs: settings.ROTATOR_JOB_LOCK,
+      stalledIntervalMs: settings.ROTATOR_STALLED_INTERVAL,
       onAttempt: (event) => countAttempt(metrics, event),
       deps: {
         graph,
         publisher: createPublisher({ redis, keys, signingSecret: settings.ROTATOR_SIGNING_SECRET }),
         state,
-        lock: createGroupLock(redis, keys),
+        lock: createGroupLock(redis, keys, settings.ROTATOR_GROUP_LOCK_TTL),
         resolveAccount: (name) => resolveAccount(config.current, name),
+        beforeGraphCall: gate.beforeGraphCall,
         clock: systemClock,
         logger,
       },
@@ -128,6 +145,19 @@ export function createApp(options: {
       },
       stop: (force) => worker.close(force),
     });
+    const probe = createAccountProbe({
+      redis,
+      keys,
+      queue,
+      graph,
+      gate,
+      config: () => config.current,
+      logger,
+      metrics,
+      intervalMs: settings.ROTATOR_ACCOUNT_PROBE_INTERVAL,
+      probeTimeoutMs: settings.GRAPH_REQUEST_TIMEOUT,
+    });
+    services.push({ name: "account-probe", start: async () => probe.start(), stop: () => probe.stop() });
   }
 
   let scheduler: Scheduler | undefined;
@@ -236,7 +266,6 @@ export function createApp(options: {
 function countAttempt(metrics: Metrics, event: AttemptEvent): void {
   const { data } = event;
   metrics.rotations.inc({ result: event.result, account: data.account, trigger: data.trigger });
-  if (event.result === "throttled") metrics.throttlePauses.inc({ account: data.account });
   if (event.result === "published" && event.message) {
     const rotatedAt = Date.parse(event.message.rotated_at);
     metrics.rotationDuration.observe(

@@ -28,8 +28,6 @@ export interface RotationStateStore {
   markDeleted(rotationId: string, groupId: string, at: number): Promise<void>;
   /** Records the link created by POST. */
   markCreated(rotationId: string, inviteLink: string, at: number): Promise<void>;
-  /** Counts one throttle wait of the rotation; returns the count so far. */
-  countThrottle(rotationId: string): Promise<number>;
   /** Records on the group why its last rotation failed for good (for `status`, logs, metrics). */
   markFailed(groupId: string, failure: GroupFailure): Promise<void>;
   /**
@@ -85,13 +83,6 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         .pexpire(key, ROTATION_STATE_TTL_MS)
         .exec()
         .then(throwOnTransactionError);
-    },
-    async countThrottle(rotationId) {
-      const key = keys.rotation(rotationId);
-      const [[error, count] = [null, 0]] =
-        (await redis.multi().hincrby(key, "throttles", 1).pexpire(key, ROTATION_STATE_TTL_MS).exec()) ?? [];
-      if (error) throw error;
-      return Number(count);
     },
     async markFailed(groupId, failure) {
       await redis.hset(keys.group(groupId), {

@@ -56,6 +56,19 @@ export const settingsSchema = z.object({
   /** Graph call timeouts. */
   GRAPH_CONNECT_TIMEOUT: durationString("5s"),
   GRAPH_REQUEST_TIMEOUT: durationString("15s"),
+  /**
+   * Crash recovery: a killed worker's rotation is taken over after at most job lock + stalled
+   * check interval; the group lock (heartbeat every third of it) expires meanwhile. Lower them in
+   * tests; keep the group lock above the Graph timeouts' granularity, the job lock above it.
+   */
+  ROTATOR_JOB_LOCK: durationString("20s"),
+  ROTATOR_STALLED_INTERVAL: durationString("10s"),
+  ROTATOR_GROUP_LOCK_TTL: durationString("15s"),
+  /** How often failing accounts are probed (read-only) and groups without link re-driven. */
+  ROTATOR_ACCOUNT_PROBE_INTERVAL: durationString("60s"),
+  /** First throttle back-off when Graph names no wait; each further throttle waits 4× longer. */
+  ROTATOR_THROTTLE_BASE: durationString("1s"),
+  ROTATOR_THROTTLE_MAX: durationString("15m"),
 });
 
 export type Settings = Readonly<z.infer<typeof settingsSchema>> & {

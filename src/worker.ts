@@ -1,6 +1,7 @@
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { randomUUID } from "node:crypto";
 import { rotateGroup, type RotateGroupDeps, type RotationOutcome } from "../jobs/rotate-group.js";
+import { isTokenFailure, type AccountGate } from "./account-gate.js";
 import { toError } from "./errors.js";
 import { isGraphError } from "./graph/errors.js";
 import type { RotationJobData, RotationMessage } from "./interfaces.js";
@@ -27,8 +28,11 @@ export interface RotationWorkerOptions {
    */
   readonly lockDurationMs?: number;
   readonly stalledIntervalMs?: number;
-  /** Throttle waits per rotation before a throttle counts as an ordinary failed attempt. */
-  readonly maxThrottleWaits?: number;
+  /**
+   * Throttle pauses and failing tokens, per account across processes. Without it a throttle waits
+   * what Graph asked (or 1 s) for this rotation only.
+   */
+  readonly gate?: AccountGate;
   /** Called once per finished job attempt, for metrics. */
   readonly onAttempt?: (event: AttemptEvent) => void;
 }
@@ -51,7 +55,7 @@ export function createRotationWorker(
 ): Worker<RotationJobData, RotationMessage> {
   const { deps, logger } = options;
   const shutdown = new AbortController();
-  const maxThrottleWaits = options.maxThrottleWaits ?? 20;
+  const gate = options.gate;
 
   const process = async (
     job: Job<RotationJobData, RotationMessage>,
@@ -73,21 +77,47 @@ export function createRotationWorker(
       outcome = await rotateGroup(data, deps, { owner, signal: shutdown.signal });
     } catch (thrown) {
       const error = toError(thrown);
+      // Throttle waits pause the whole account and never use up an attempt.
       if (isGraphError(error) && error.action === "throttle") {
-        const waits = await deps.state.countThrottle(data.rotationId);
-        if (waits <= maxThrottleWaits) {
-          const wait = error.retryAfterMs ?? Math.min(4 ** Math.min(waits - 1, 5) * 1000, 15 * 60_000);
-          logger.warn(
+        const account = accountOf(data);
+        const wait = gate && account ? await gate.throttled(account, error) : (error.retryAfterMs ?? 1_000);
+        logger.warn(
+          {
+            rotation: data.rotationId,
+            group: data.groupId,
+            account: data.account,
+            code: error.code,
+            waitMs: wait,
+          },
+          "graph throttled the rotation; waiting",
+        );
+        return delay(wait, "throttled", error.code);
+      }
+      if (isGraphError(error) && isTokenFailure(error) && gate) {
+        const account = accountOf(data);
+        if (account) await gate.failed(account, error, data.groupId);
+        // After DELETE the group has no link: hold the rotation (no attempt used) until the account
+        // recovers, rather than fail it for good.
+        const state = await deps.state.read(data.rotationId);
+        if (state.deletedAt !== undefined && state.inviteLink === undefined) {
+          const reason = `group ${data.groupId}: ${error.message}`;
+          await deps.state.markFailed(data.groupId, {
+            rotationId: data.rotationId,
+            code: error.code,
+            message: reason,
+            at: Date.now(),
+          });
+          logger.error(
             {
               rotation: data.rotationId,
               group: data.groupId,
               account: data.account,
               code: error.code,
-              waitMs: wait,
+              withoutLink: true,
             },
-            "graph throttled the rotation; waiting",
+            `GROUP WITHOUT INVITE LINK: the account's token failed after DELETE; the rotation waits for the account to recover; ${reason}`,
           );
-          return delay(wait, "throttled", error.code);
+          return delay(gate.recheckMs, "paused", error.code);
         }
       }
       const code = isGraphError(error)
@@ -131,6 +161,14 @@ export function createRotationWorker(
         return delay(BUSY_DELAY_MS + Math.random() * BUSY_DELAY_MS, "busy");
       case "paused":
         return delay(outcome.waitMs, "paused");
+    }
+  };
+
+  const accountOf = (data: RotationJobData) => {
+    try {
+      return deps.resolveAccount(data.account);
+    } catch {
+      return undefined;
     }
   };
 

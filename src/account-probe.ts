@@ -1,0 +1,158 @@
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import type { AccountGate } from "./account-gate.js";
+import { tokenFingerprint } from "./account-gate.js";
+import type { ResolvedConfig } from "./config.js";
+import { accountContext } from "./config.js";
+import { toError } from "./errors.js";
+import type { GraphClient } from "./graph/client.js";
+import type { RotationJobData } from "./interfaces.js";
+import type { Keys } from "./keys.js";
+import type { Logger } from "./logger.js";
+import type { Metrics } from "./metrics.js";
+
+/**
+ * The recovery loop of the worker role, every `intervalMs`:
+ *
+ * - each failing account is probed read-only (GET the group that failed; one process per interval,
+ *   by a lease in the account hash); a success, or a token with a new fingerprint, clears `failing`
+ *   and re-drives the rotations of its groups without link at once (delayed → promoted, failed →
+ *   retried);
+ * - a group left without link by a rotation that failed for good (transient failures past the
+ *   attempt bound) has that rotation retried, at most once per interval: "at the next fire, or
+ *   sooner";
+ * - `wa_rotator_account_failing` is refreshed from Redis, so every process reports the same.
+ */
+export interface AccountProbe {
+  start(): void;
+  stop(): Promise<void>;
+  /** One round now (tests). */
+  tick(): Promise<void>;
+}
+
+export interface AccountProbeOptions {
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly queue: Queue<RotationJobData>;
+  readonly graph: Pick<GraphClient, "getGroup">;
+  readonly gate: AccountGate;
+  readonly config: () => ResolvedConfig;
+  readonly logger: Logger;
+  readonly metrics?: Pick<Metrics, "accountFailing">;
+  readonly intervalMs: number;
+  /** Bound of one probe call. Default 10 s. */
+  readonly probeTimeoutMs?: number;
+}
+
+const LEASE = `local t = redis.call("TIME") local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if (tonumber(redis.call("HGET", KEYS[1], "probe_lease")) or 0) > now then return 0 end
+redis.call("HSET", KEYS[1], "probe_lease", now + tonumber(ARGV[1])) return 1`;
+
+/** Failures no retry fixes: the group is gone or suspended. */
+const GROUP_STOPS = new Set(["GRAPH_GROUP_UNKNOWN", "GRAPH_GROUP_SUSPENDED", "GRAPH_NOT_ELIGIBLE"]);
+
+export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
+  const { redis, keys, queue, gate, logger } = options;
+  const log = logger.child({ component: "account-probe" });
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+
+  /** Rotations of groups without link: for `account` only (recovery), or all not failing (sweep). */
+  const redrive = async (account: string | undefined, failingAccounts: ReadonlySet<string>) => {
+    const groups = await redis.smembers(keys.withoutLinkIndex);
+    for (const groupId of groups) {
+      const [rotationId, code, failedAt] = await redis.hmget(
+        keys.group(groupId),
+        "failed_rotation_id",
+        "failure_code",
+        "failed_at",
+      );
+      if (!rotationId) continue;
+      const job = await queue.getJob(rotationId);
+      if (!job) continue;
+      if (account !== undefined ? job.data.account !== account : failingAccounts.has(job.data.account))
+        continue;
+      const state = await job.getState();
+      try {
+        if (state === "delayed" && account !== undefined) await job.promote();
+        else if (state === "failed") {
+          const recent = Date.now() - Number(failedAt ?? 0) < options.intervalMs;
+          if (account === undefined && (recent || GROUP_STOPS.has(code ?? ""))) continue;
+          await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+        } else continue;
+        log.warn(
+          { group: groupId, rotation: rotationId, account: job.data.account },
+          "group without link: rotation re-driven",
+        );
+      } catch (error) {
+        // Another process moved the job first.
+        log.debug({ group: groupId, err: toError(error) }, "could not re-drive the rotation");
+      }
+    }
+  };
+
+  const probe = async (name: string): Promise<boolean> => {
+    const failing = await gate.failing(name);
+    options.metrics?.accountFailing.set({ account: name }, failing ? 1 : 0);
+    if (!failing) return false;
+    const resolved = options.config().accounts.get(name);
+    if (!resolved?.token) return true;
+    const account = accountContext(resolved);
+    if (tokenFingerprint(account.token) !== failing.tokenFingerprint) {
+      await gate.recover(name, "the account has a new token");
+      await redrive(name, new Set());
+      return false;
+    }
+    if (!failing.probeGroup) return true;
+    const leased = Number(await redis.eval(LEASE, 1, keys.account(name), String(options.intervalMs)));
+    if (leased !== 1) return true;
+    try {
+      await options.graph.getGroup(
+        account,
+        failing.probeGroup,
+        AbortSignal.timeout(options.probeTimeoutMs ?? 10_000),
+      );
+    } catch (error) {
+      log.info({ account: name, err: { message: toError(error).message } }, "account still failing");
+      return true;
+    }
+    await gate.recover(name, "a read-only probe succeeded");
+    await redrive(name, new Set());
+    return false;
+  };
+
+  const tick = async () => {
+    const failing = new Set<string>();
+    for (const name of options.config().accounts.keys()) {
+      try {
+        if (await probe(name)) failing.add(name);
+      } catch (error) {
+        failing.add(name);
+        log.warn({ account: name, err: toError(error) }, "account probe failed");
+      }
+    }
+    await redrive(undefined, failing).catch((error: unknown) =>
+      log.warn({ err: toError(error) }, "sweep of groups without link failed"),
+    );
+  };
+
+  const loop = () => {
+    running = tick().finally(() => {
+      running = undefined;
+      if (timer !== undefined) timer = setTimeout(loop, options.intervalMs).unref();
+    });
+  };
+
+  return {
+    tick,
+    start() {
+      if (timer !== undefined) return;
+      timer = setTimeout(loop, options.intervalMs).unref();
+    },
+    async stop() {
+      clearTimeout(timer);
+      timer = undefined;
+      await running;
+    },
+  };
+}
