@@ -1,0 +1,153 @@
+import type { Queue } from "bullmq";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { resolveAccount } from "../src/app.js";
+import { catchUp } from "../src/catch-up.js";
+import { parseConfigText, type ResolvedConfig } from "../src/config.js";
+import { createFirer, type FirePolicy } from "../src/fire.js";
+import type { GraphClient } from "../src/graph/client.js";
+import type { RotationJobData } from "../src/interfaces.js";
+import { createKeys, type Keys } from "../src/keys.js";
+import { createLogger } from "../src/logger.js";
+import { createPolicyState, type PolicyStatePort } from "../src/policy-state.js";
+import { createRotationQueue, scheduledRotationId } from "../src/queue.js";
+import { createScheduler } from "../src/scheduler.js";
+import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
+
+/** Catch-up on start, with a controlled clock, against a real Redis and queue. */
+const redis = testRedis();
+const logger = createLogger("silent");
+let prefix: string;
+let keys: Keys;
+let queue: Queue<RotationJobData>;
+let state: PolicyStatePort;
+
+const HOUR = 3_600_000;
+const F0 = Date.parse("2026-05-04T10:00:00Z");
+const config = (catchUp?: string): ResolvedConfig =>
+  parseConfigText(
+    [
+      "policies:",
+      "  - name: hourly",
+      '    schedule: "0 * * * *"',
+      "    timezone: Europe/Berlin",
+      ...(catchUp === undefined ? [] : [`    catch_up: ${catchUp}`]),
+      '    groups: ["A", "B", "C"]',
+    ].join("\n"),
+    "catch-up-test.yaml",
+    {},
+    { graphApiVersion: "v23.0" },
+  );
+
+function firer(cfg: ResolvedConfig, now: number): FirePolicy {
+  return createFirer({
+    redis,
+    keys,
+    queue,
+    graph: {} as GraphClient,
+    config: () => cfg,
+    resolveAccount: (name) => resolveAccount(cfg, name),
+    logger,
+    clock: { now: () => now },
+  });
+}
+
+/** Starts and stops a scheduler whose clock says `now`; returns what its catch-up enqueued. */
+async function startAt(cfg: ResolvedConfig, now: number) {
+  const scheduler = createScheduler({
+    config: () => cfg,
+    state,
+    fire: firer(cfg, now),
+    logger,
+    clock: { now: () => now },
+  });
+  await scheduler.start();
+  await scheduler.stop();
+  return queue.getJobs(["delayed", "waiting"]);
+}
+
+beforeEach(() => {
+  prefix = uniquePrefix("catch-up");
+  keys = createKeys(prefix);
+  queue = createRotationQueue(keys, redis.duplicate());
+  state = createPolicyState(redis, keys);
+});
+afterEach(async () => {
+  await queue.obliterate({ force: true });
+  await queue.close();
+  await deleteKeys(redis, prefix);
+});
+afterAll(async () => {
+  await redis.quit();
+});
+
+describe("catch-up", () => {
+  it("a first-ever start catches up nothing and records the newest past fire", async () => {
+    const jobs = await startAt(config(), F0 + 20 * 60_000);
+    expect(jobs).toHaveLength(0);
+    expect(await state.lastFire("hourly")).toBe(F0);
+  });
+
+  it("after a stop across three fires, rotates each group once with trigger catch-up", async () => {
+    await state.claim("hourly", F0); // the last fire before the stop
+    const now = F0 + 3 * HOUR + 10 * 60_000; // missed 11:00, 12:00, 13:00
+    const jobs = await startAt(config(), now);
+    expect(jobs.map((j) => j.data.groupId).sort()).toEqual(["A", "B", "C"]);
+    for (const job of jobs) {
+      expect(job.data).toMatchObject({ trigger: "catch-up", fireAt: F0 + 3 * HOUR, policy: "hourly" });
+      expect(job.id).toBe(scheduledRotationId("hourly", F0 + 3 * HOUR, job.data.groupId));
+    }
+    expect(await state.lastFire("hourly")).toBe(F0 + 3 * HOUR);
+    // A second start at the same moment has nothing left to catch up.
+    expect(await startAt(config(), now)).toHaveLength(3);
+  });
+
+  it("two replicas starting together catch up once", async () => {
+    await state.claim("hourly", F0);
+    const now = F0 + HOUR + 60_000;
+    const cfg = config();
+    const connections = [0, 1, 2].map(() => redis.duplicate());
+    const outcomes = await Promise.all(
+      connections.map((connection) =>
+        catchUp(cfg.policies[0]!, now, {
+          state: createPolicyState(connection, keys),
+          fire: firer(cfg, now),
+          logger,
+        }),
+      ),
+    );
+    await Promise.all(connections.map((c) => c.quit()));
+    // The others lost the claim, or read the winner's last fire first.
+    expect(outcomes.filter((o) => o.kind === "caught-up")).toHaveLength(1);
+    expect(outcomes.every((o) => ["caught-up", "claimed-elsewhere", "up-to-date"].includes(o.kind))).toBe(
+      true,
+    );
+    expect(await queue.count()).toBe(3);
+  });
+
+  it("does nothing when the newest missed fire is older than catch_up, or catch_up is 0", async () => {
+    await state.claim("hourly", F0);
+    const cfg = config("30m");
+    const late = F0 + 2 * HOUR + 40 * 60_000; // newest missed: 12:00, 40 minutes ago
+    expect(await catchUp(cfg.policies[0]!, late, { state, fire: firer(cfg, late), logger })).toMatchObject({
+      kind: "too-old",
+      missed: 2,
+    });
+    const off = config("0");
+    const soon = F0 + HOUR + 1000;
+    expect(await catchUp(off.policies[0]!, soon, { state, fire: firer(off, soon), logger })).toMatchObject({
+      kind: "off",
+      missed: 1,
+    });
+    expect(await queue.count()).toBe(0);
+    expect(await state.lastFire("hourly")).toBe(F0);
+  });
+
+  it("does nothing when no fire was missed", async () => {
+    await state.claim("hourly", F0);
+    const now = F0 + 59 * 60_000;
+    const cfg = config();
+    expect(await catchUp(cfg.policies[0]!, now, { state, fire: firer(cfg, now), logger })).toEqual({
+      kind: "up-to-date",
+    });
+  });
+});

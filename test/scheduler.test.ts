@@ -1,0 +1,209 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { parseConfigText, type ResolvedConfig } from "../src/config.js";
+import type { FirePolicy, FireTrigger } from "../src/fire.js";
+import { createLogger } from "../src/logger.js";
+import type { PolicyStatePort } from "../src/policy-state.js";
+import { createScheduler, type Scheduler } from "../src/scheduler.js";
+
+/**
+ * The scheduler's timer loop in virtual time (fake timers and Date): which fires it handles, in
+ * which zone, across DST days and reloads. The Redis side (claims, enqueue) has its own tests.
+ */
+function memoryState(): PolicyStatePort & { last: Map<string, number> } {
+  const last = new Map<string, number>();
+  return {
+    last,
+    lastFire: (policy) => Promise.resolve(last.get(policy)),
+    claim: (policy, fireAt) => {
+      const current = last.get(policy);
+      if (current !== undefined && current >= fireAt) return Promise.resolve(false);
+      last.set(policy, fireAt);
+      return Promise.resolve(true);
+    },
+    recordIfAbsent: (policy, fireAt) => {
+      if (last.has(policy)) return Promise.resolve(false);
+      last.set(policy, fireAt);
+      return Promise.resolve(true);
+    },
+  };
+}
+
+function config(policies: string): ResolvedConfig {
+  return parseConfigText(`policies:\n${policies}`, "scheduler-test.yaml", {}, { graphApiVersion: "v23.0" });
+}
+
+const policyYaml = (name: string, schedule: string, timezone = "UTC", groups = `["${name}-G"]`) =>
+  `  - name: ${name}\n    schedule: "${schedule}"\n    timezone: ${timezone}\n    groups: ${groups}\n`;
+
+interface Fired {
+  policy: string;
+  at: string;
+  trigger: FireTrigger;
+  groups: readonly string[] | "all";
+}
+
+function harness(initial: ResolvedConfig, state = memoryState()) {
+  const holder = { current: initial };
+  const fired: Fired[] = [];
+  const fire: FirePolicy = (policy, fireAt, trigger) => {
+    fired.push({ policy: policy.name, at: new Date(fireAt).toISOString(), trigger, groups: policy.groups });
+    return Promise.resolve({
+      policy: policy.name,
+      fireAt,
+      trigger,
+      groups: 1,
+      enqueued: 1,
+      skipped: [],
+      chunks: 1,
+    });
+  };
+  const scheduler = createScheduler({
+    config: () => holder.current,
+    state,
+    fire,
+    logger: createLogger("silent"),
+  });
+  return { holder, fired, scheduler, state };
+}
+
+let running: Scheduler | undefined;
+afterEach(async () => {
+  await running?.stop();
+  running = undefined;
+  vi.useRealTimers();
+});
+
+async function runBetween(h: ReturnType<typeof harness>, from: string, to: string): Promise<string[]> {
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+  vi.setSystemTime(new Date(from));
+  running = h.scheduler;
+  await h.scheduler.start();
+  await vi.advanceTimersByTimeAsync(Date.parse(to) - Date.parse(from));
+  return h.fired.map((f) => f.at);
+}
+
+describe("scheduler in Europe/Berlin across DST", () => {
+  it("spring forward (2026-03-29): a 02:30 fire happens once, at 03:30 CEST", async () => {
+    const h = harness(config(policyYaml("berlin", "30 2 * * *", "Europe/Berlin")));
+    expect(await runBetween(h, "2026-03-28T12:00:00Z", "2026-03-30T12:00:00Z")).toEqual([
+      "2026-03-29T01:30:00.000Z", // 03:30 CEST: 02:30 does not exist that night
+      "2026-03-30T00:30:00.000Z", // 02:30 CEST
+    ]);
+  });
+
+  it("fall back (2026-10-25): the repeated 02:30 fires once", async () => {
+    const h = harness(config(policyYaml("berlin", "30 2 * * *", "Europe/Berlin")));
+    expect(await runBetween(h, "2026-10-24T12:00:00Z", "2026-10-26T12:00:00Z")).toEqual([
+      "2026-10-25T00:30:00.000Z", // 02:30 CEST, the first copy; not again at 01:30Z (02:30 CET)
+      "2026-10-26T01:30:00.000Z", // 02:30 CET
+    ]);
+  });
+});
+
+describe("scheduler in America/New_York across DST", () => {
+  it("spring forward (2026-03-08): a 02:30 fire happens once, at 03:30 EDT", async () => {
+    const h = harness(config(policyYaml("ny", "30 2 * * *", "America/New_York")));
+    expect(await runBetween(h, "2026-03-07T12:00:00Z", "2026-03-09T12:00:00Z")).toEqual([
+      "2026-03-08T07:30:00.000Z",
+      "2026-03-09T06:30:00.000Z",
+    ]);
+  });
+
+  it("fall back (2026-11-01): the repeated 01:30 fires once", async () => {
+    const h = harness(config(policyYaml("ny", "30 1 * * *", "America/New_York")));
+    expect(await runBetween(h, "2026-10-31T12:00:00Z", "2026-11-02T12:00:00Z")).toEqual([
+      "2026-11-01T05:30:00.000Z", // 01:30 EDT; not again at 06:30Z (01:30 EST)
+      "2026-11-02T06:30:00.000Z",
+    ]);
+  });
+});
+
+describe("scheduler loop", () => {
+  it("fires each due instant once with trigger schedule, and never before it is due", async () => {
+    const h = harness(config(policyYaml("fast", "*/10 * * * * *")));
+    const at = await runBetween(h, "2026-05-04T10:00:01Z", "2026-05-04T10:00:35Z");
+    expect(at).toEqual(["2026-05-04T10:00:10.000Z", "2026-05-04T10:00:20.000Z", "2026-05-04T10:00:30.000Z"]);
+    expect(h.fired.every((f) => f.trigger === "schedule")).toBe(true);
+    expect(h.scheduler.upcoming().get("fast")).toBe(Date.parse("2026-05-04T10:00:40Z"));
+  });
+
+  it("hands a fire another replica claimed to nobody", async () => {
+    const state = memoryState();
+    state.last.set("fast", Date.parse("2026-05-04T10:00:20Z")); // a replica already claimed up to :20
+    const h = harness(config(policyYaml("fast", "*/10 * * * * *")), state);
+    expect(await runBetween(h, "2026-05-04T10:00:01Z", "2026-05-04T10:00:35Z")).toEqual([
+      "2026-05-04T10:00:30.000Z",
+    ]);
+  });
+
+  it("reload: removed policies stop, added ones join at their next fire, changed schedules re-arm", async () => {
+    const h = harness(
+      config(
+        policyYaml("gone", "*/10 * * * * *") +
+          policyYaml("kept", "*/10 * * * * *") +
+          policyYaml("moved", "0 * * * * *"),
+      ),
+    );
+    await runBetween(h, "2026-05-04T10:00:01Z", "2026-05-04T10:00:25Z");
+    expect(h.fired.map((f) => `${f.policy}@${f.at.slice(14, 19)}`)).toEqual([
+      "gone@00:10",
+      "kept@00:10",
+      "gone@00:20",
+      "kept@00:20",
+    ]);
+    h.fired.length = 0;
+    h.holder.current = config(
+      policyYaml("kept", "*/10 * * * * *", "UTC", '["kept-G", "H"]') +
+        policyYaml("moved", "*/15 * * * * *") +
+        policyYaml("added", "*/20 * * * * *", "UTC", '["N"]'),
+    );
+    h.scheduler.reload();
+    await vi.advanceTimersByTimeAsync(36_000); // until 10:01:01
+    const byTime = h.fired.map((f) => `${f.at.slice(14, 19)} ${f.policy}`).sort();
+    expect(byTime.map((entry) => `${entry.split(" ")[1]}@${entry.split(" ")[0]}`)).toEqual([
+      "kept@00:30",
+      "moved@00:30",
+      "added@00:40",
+      "kept@00:40",
+      "moved@00:45",
+      "kept@00:50",
+      "added@01:00",
+      "kept@01:00",
+      "moved@01:00",
+    ]);
+    // The kept policy's next fire uses its new group list: groups are read at fire time.
+    expect(h.fired.find((f) => f.policy === "kept")?.groups).toEqual(["kept-G", "H"]);
+    expect([...h.scheduler.upcoming().keys()].sort()).toEqual(["added", "kept", "moved"]);
+  });
+
+  it("stop clears every timer and waits for a fire in progress", async () => {
+    let release: () => void = () => undefined;
+    let finished = false;
+    const holder = { current: config(policyYaml("slow", "* * * * * *")) };
+    const scheduler = createScheduler({
+      config: () => holder.current,
+      state: memoryState(),
+      fire: (policy, fireAt, trigger) =>
+        new Promise((resolve) => {
+          release = () => {
+            finished = true;
+            resolve({ policy: policy.name, fireAt, trigger, groups: 0, enqueued: 0, skipped: [], chunks: 0 });
+          };
+        }),
+      logger: createLogger("silent"),
+    });
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    vi.setSystemTime(new Date("2026-05-04T10:00:00.500Z"));
+    await scheduler.start();
+    await vi.advanceTimersByTimeAsync(600);
+    const stopped = scheduler.stop();
+    let done = false;
+    void stopped.then(() => (done = true));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(done).toBe(false);
+    release();
+    await stopped;
+    expect(finished).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
