@@ -1,0 +1,131 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+
+/** The Redis the demo uses: the one at REDIS_URL, or a private redis-server it started. */
+export interface DemoRedis {
+  readonly url: string;
+  /** True when the demo started it (and stops it); false for a Redis others share. */
+  readonly owned: boolean;
+  /** Stops a private server and deletes its directory; nothing for a shared one. */
+  stop(): Promise<void>;
+  /** Kills a private server at once (for a hard exit). */
+  kill(): void;
+}
+
+/** redis-server is not installed: the message says how to install it. */
+export class RedisMissingError extends Error {}
+
+/** Uses `url` when a Redis answers there, else starts a private redis-server on a free port. */
+export async function findOrStartRedis(url: string): Promise<DemoRedis> {
+  if (await answers(url)) return { url, owned: false, stop: async () => undefined, kill: () => undefined };
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-demo-redis-"));
+  const args = [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--dir",
+    dir,
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+  ];
+  // Its own process group: the terminal's Ctrl-C reaches the demo only, which stops it last.
+  const proc = spawn("redis-server", [...args, "--logfile", join(dir, "redis.log")], {
+    stdio: "ignore",
+    detached: true,
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      proc.once("error", reject);
+      proc.once("spawn", () => resolve());
+    });
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new RedisMissingError(
+        `No Redis answers at ${url} and redis-server is not installed.\n` +
+          "Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis), " +
+          "or point REDIS_URL at a running Redis.",
+      );
+    }
+    throw error;
+  }
+  const own = `redis://127.0.0.1:${port}`;
+  const kill = () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+  };
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((resolve) => proc.once("exit", resolve));
+      proc.kill("SIGTERM");
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let waited = 0; !(await answers(own)); waited += 100) {
+    if (waited > 10_000 || exited(proc)) {
+      kill();
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`the private redis-server on port ${port} did not start`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { url: own, owned: true, stop, kill };
+}
+
+/** Deletes every key of the demo from a shared Redis (its prefix and its channel's keys). */
+export async function deleteDemoKeys(url: string, prefix: string, channel: string): Promise<number> {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+  let deleted = 0;
+  try {
+    deleted += await redis.unlink(`${channel}:latest`, `${channel}:stream`);
+    let cursor = "0";
+    do {
+      const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
+      cursor = next;
+      if (found.length > 0) deleted += await redis.unlink(...found);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+  return deleted;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const exited = (proc: ChildProcess) => proc.exitCode !== null || proc.signalCode !== null;
+
+async function answers(url: string): Promise<boolean> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 1_000,
+  });
+  client.on("error", () => undefined);
+  try {
+    await client.connect();
+    return (await client.ping()) === "PONG";
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}

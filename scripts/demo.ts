@@ -1,0 +1,207 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { parseDocument } from "yaml";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
+import type { RotationMessage } from "../src/interfaces.js";
+import { subscribe, type Subscription } from "../src/subscriber.js";
+import {
+  deleteDemoKeys,
+  findOrStartRedis,
+  freePort,
+  RedisMissingError,
+  type DemoRedis,
+} from "./demo-redis.js";
+
+/**
+ * `npm run demo [-- --duration <s>]`: the whole system on one machine. Redis (REDIS_URL if it
+ * answers, else a private redis-server), the Graph simulator in this process, `wa-invite-rotator
+ * start` as a child process with config/demo.yaml (three groups every ten seconds), and a
+ * subscriber that verifies every signature and prints each new link as it arrives. Ctrl-C (or
+ * `--duration` / DEMO_DURATION seconds) stops it all and removes the demo's keys.
+ */
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url)); // this file runs as dist/scripts/demo.js
+const CLI = join(ROOT, "dist/src/cli.js");
+const DEMO_CONFIG = join(ROOT, "config/demo.yaml");
+const STOP_TIMEOUT_MS = 15_000;
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+async function main(): Promise<number> {
+  const durationMs = parseDurationOption();
+  const id = randomBytes(3).toString("hex");
+  const prefix = `wa-rotator-demo-${id}`;
+  const channel = `demo-${id}:invite-links`;
+  const token = `demo-token-${randomBytes(8).toString("hex")}`;
+  const secret = `demo-secret-${randomBytes(16).toString("hex")}`;
+
+  let redis: DemoRedis;
+  try {
+    redis = await findOrStartRedis(process.env.REDIS_URL || "redis://127.0.0.1:6379");
+  } catch (error) {
+    console.error(`demo: ${error instanceof RedisMissingError ? error.message : String(error)}`);
+    return 1;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-demo-"));
+  const config = join(dir, "demo.yaml");
+  writeFileSync(config, demoConfig(channel));
+
+  let sim: GraphSimulator | undefined;
+  let sub: Subscription | undefined;
+  let child: ChildProcess | undefined;
+  const killAll = () => {
+    child?.kill("SIGKILL");
+    redis.kill();
+  };
+  process.once("exit", killAll);
+
+  const received = new Map<string, number>();
+  let invalid = 0;
+  let exitCode = 0;
+  try {
+    sim = await startGraphSimulator({ tokens: { [token]: { name: "default" } } });
+    sub = await subscribe({
+      redis: redis.url,
+      channel,
+      secret,
+      onMessage: (msg) => {
+        received.set(msg.group_id, (received.get(msg.group_id) ?? 0) + 1);
+        say(formatMessage(msg));
+      },
+      onInvalid: (error) => {
+        invalid++;
+        say(`${new Date().toISOString().slice(11, 23)}Z  REJECTED  ${error.message}`);
+      },
+      onError: (error) => console.error(`demo: subscriber: ${error.message}`),
+    });
+    const healthPort = await freePort();
+    say("wa-invite-rotator demo");
+    say(
+      `  redis      ${redis.url}${redis.owned ? " (private, stopped at the end)" : " (shared; demo keys removed at the end)"}`,
+    );
+    say(`  graph      ${sim.url} (simulator)`);
+    say(`  policy     config/demo.yaml: three groups every ten seconds`);
+    say(`  prefix     ${prefix}`);
+    say(`  channel    ${channel}`);
+    say(`  metrics    http://127.0.0.1:${healthPort}/metrics`);
+    say(
+      `Subscribed; verifying signatures. ${durationMs ? `Stopping after ${durationMs / 1000} s.` : "Ctrl-C stops."}`,
+    );
+    say("");
+    say(row(["ROTATED AT", "GROUP", "SEQ", "LINK", "CHECK", "TRIGGER"]));
+
+    const proc = spawn(process.execPath, [CLI, "start"], {
+      cwd: ROOT,
+      // Its own process group: Ctrl-C reaches the demo, which then stops the rotator with one SIGTERM.
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        ...process.env,
+        REDIS_URL: redis.url,
+        ROTATOR_CONFIG: config,
+        ROTATOR_PREFIX: prefix,
+        GRAPH_API_BASE_URL: sim.url,
+        WHATSAPP_ACCESS_TOKEN: token,
+        ROTATOR_SIGNING_SECRET: secret,
+        HEALTH_PORT: String(healthPort),
+        LOG_LEVEL: process.env.DEMO_LOG_LEVEL || "warn",
+      },
+    });
+    child = proc;
+    for (const stream of [proc.stdout, proc.stderr]) {
+      createInterface({ input: stream }).on("line", (line) => console.error(`  rotator | ${line}`));
+    }
+    const childExit = new Promise<number | string>((resolve) =>
+      proc.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
+    );
+
+    const reason = await new Promise<string>((resolve) => {
+      process.once("SIGINT", () => resolve("interrupted"));
+      process.once("SIGTERM", () => resolve("terminated"));
+      if (durationMs) setTimeout(() => resolve(`${durationMs / 1000} s passed`), durationMs).unref();
+      void childExit.then((code) => resolve(`the rotator exited unexpectedly (${code})`));
+    });
+    say("");
+    say(`Stopping (${reason})...`);
+    // A second Ctrl-C while stopping: give up on a clean stop.
+    process.once("SIGINT", () => {
+      killAll();
+      process.exit(130);
+    });
+    if (reason.startsWith("the rotator exited")) exitCode = 1;
+    else exitCode = (await stopChild(proc, childExit)) === 0 ? 0 : 1;
+  } catch (error) {
+    console.error(`demo: ${error instanceof Error ? error.message : String(error)}`);
+    exitCode = 1;
+  } finally {
+    child?.kill("SIGKILL");
+    await sub?.close();
+    await sim?.close();
+    if (redis.owned) await redis.stop();
+    else await deleteDemoKeys(redis.url, prefix, channel).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    process.off("exit", killAll);
+  }
+  const total = [...received.values()].reduce((a, b) => a + b, 0);
+  say(
+    `${total} link${total === 1 ? "" : "s"} received for ${received.size} group${received.size === 1 ? "" : "s"}, ` +
+      `${invalid === 0 ? "every signature valid" : `${invalid} rejected`}.`,
+  );
+  return invalid > 0 ? 1 : exitCode;
+}
+
+/** SIGTERM, then the rotator drains and exits 0; SIGKILL if it takes too long. */
+async function stopChild(proc: ChildProcess, exited: Promise<number | string>): Promise<number | string> {
+  proc.kill("SIGTERM");
+  const timer = setTimeout(() => proc.kill("SIGKILL"), STOP_TIMEOUT_MS);
+  const code = await exited;
+  clearTimeout(timer);
+  return code;
+}
+
+/** config/demo.yaml with the demo's own channel, so a shared Redis's real channel stays untouched. */
+function demoConfig(channel: string): string {
+  const doc = parseDocument(readFileSync(DEMO_CONFIG, "utf8"));
+  const policies = doc.get("policies") as { items: unknown[] } | undefined;
+  policies?.items.forEach((_, i) => doc.setIn(["policies", i, "channel"], channel));
+  return doc.toString();
+}
+
+/** One line per link, as the subscriber received it. */
+function formatMessage(msg: RotationMessage): string {
+  // subscribe() delivers only messages whose signature it verified with the secret.
+  const cells = [msg.rotated_at.slice(11, 23) + "Z", msg.group_id, String(msg.sequence), msg.invite_link];
+  return row([...cells, "signature ok", msg.trigger]);
+}
+
+const WIDTHS = [13, 13, 4, 48, 12, 0];
+
+function row(cells: string[]): string {
+  return cells
+    .map((cell, i) => (i === 2 ? cell.padStart(WIDTHS[i]!) : cell.padEnd(WIDTHS[i] ?? 0)))
+    .join("  ")
+    .trimEnd();
+}
+
+function parseDurationOption(): number | undefined {
+  const { values } = parseArgs({ options: { duration: { type: "string" } }, strict: true });
+  const text = values.duration ?? process.env.DEMO_DURATION;
+  if (text === undefined || text === "") return undefined;
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new Error(`--duration: seconds > 0, got ${text}`);
+  return seconds * 1000;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`demo: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);
