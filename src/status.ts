@@ -27,6 +27,7 @@ export interface GroupFailureStatus {
 export interface AccountFailureStatus {
   readonly code: string;
   readonly message: string;
+  readonly since: string | null;
 }
 
 /** One group's row of `status`; times are ISO-8601 UTC, absent values null. */
@@ -164,7 +165,11 @@ function toStatus(
       }
     : null;
   const accountFailure: AccountFailureStatus | null = accountHash.failing_code
-    ? { code: accountHash.failing_code, message: clean(accountHash.failing_message ?? "") }
+    ? {
+        code: accountHash.failing_code,
+        message: clean(accountHash.failing_message ?? ""),
+        since: instant(accountHash.failing_since),
+      }
     : null;
   const pausedUntil = instant(accountHash.paused_until);
   const status = {

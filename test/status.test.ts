@@ -93,14 +93,14 @@ beforeAll(async () => {
   await publish("G-PENDING", "schedule", "nightly");
   await redis.hset(keys.group("G-PENDING"), "pending_rotation", "s-abc", "pending_since", "1767495600000");
   await publish("P-1", "schedule", "partners-hourly", "partners");
-  await redis.hset(
-    keys.account("partners"),
-    "failing_code",
-    "GRAPH_AUTH",
-    "failing_message",
-    "token expired",
-  );
+  await redis.hset(keys.account("partners"), {
+    failing_code: "GRAPH_AUTH",
+    failing_message: "token expired",
+    failing_since: String(Date.UTC(2026, 0, 5, 3, 0, 0)),
+  });
   await publish("MANUAL-ONLY", "manual", null);
+  // A pause long over: shown only to a reader whose "now" is before it.
+  await redis.hset(keys.account("default"), "paused_until", String(Date.UTC(2026, 0, 6)));
 });
 
 afterAll(async () => {
@@ -172,7 +172,7 @@ describe("status --json", () => {
     expect(byId.get("P-1")).toMatchObject({
       account: "partners",
       state: "failing",
-      account_failure: { code: "GRAPH_AUTH", message: "token expired" },
+      account_failure: { code: "GRAPH_AUTH", message: "token expired", since: "2026-01-05T03:00:00.000Z" },
       next_due_at: nextUtc(undefined),
     });
     expect(byId.get("MANUAL-ONLY")).toMatchObject({
@@ -212,7 +212,9 @@ describe("status (table)", () => {
     expect(row("G-NOLINK")).toMatch(/NO LINK since 2026-01-04 03:00:00Z$/);
     expect(row("G-PENDING")).toMatch(/rotation pending since 2026-01-04 03:00:00Z$/);
     expect(row("G-NEVER")).toMatch(/never rotated$/);
-    expect(row("P-1")).toMatch(/account partners failing GRAPH_AUTH: token expired$/);
+    expect(row("P-1")).toMatch(
+      /account partners failing since 2026-01-05 03:00:00Z GRAPH_AUTH: token expired$/,
+    );
     expect(row("MANUAL-ONLY")).toMatch(
       /^MANUAL-ONLY\s+-\s+default\s+2026-01-02 03:00:\d\dZ\s+1\s+manual\s+\S+\s+-\s+ok$/,
     );
@@ -261,6 +263,22 @@ describe("status data", () => {
       ["G-PENDING", "G-NEVER", "P-1"],
       ["MANUAL-ONLY"],
     ]);
+  });
+
+  it("shows an account pause only while it lasts", async () => {
+    const config = parseConfigText(
+      POLICY_FILE,
+      "rotation.yaml",
+      { WHATSAPP_ACCESS_TOKEN: TOKEN },
+      { graphApiVersion: "v23.0" },
+    );
+    const pausedAt = async (now: number) => {
+      for await (const batch of readGroupStatuses({ redis, keys, config, now }, ["G-OK"])) {
+        return batch[0]!.account_paused_until;
+      }
+    };
+    expect(await pausedAt(Date.UTC(2026, 0, 5))).toBe("2026-01-06T00:00:00.000Z");
+    expect(await pausedAt(Date.UTC(2026, 0, 7))).toBeNull();
   });
 
   it("masks links to at most four characters of the code, never more than half", () => {

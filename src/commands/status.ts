@@ -170,8 +170,9 @@ export function reason(s: GroupStatus): string {
   if (s.without_link_since) parts.push(`NO LINK since ${time(s.without_link_since)}`);
   if (s.failure) parts.push(`failed ${s.failure.code}: ${oneLine(s.failure.message)}`.trimEnd());
   if (s.account_failure) {
-    const { code, message } = s.account_failure;
-    parts.push(`account ${s.account} failing ${code}: ${oneLine(message)}`.trimEnd());
+    const { code, message, since } = s.account_failure;
+    const when = since ? ` since ${time(since)}` : "";
+    parts.push(`account ${s.account} failing${when} ${code}: ${oneLine(message)}`.trimEnd());
   }
   if (s.account_paused_until) parts.push(`account paused until ${time(s.account_paused_until)}`);
   if (s.pending_rotation) {
