@@ -141,8 +141,9 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
       } else if (entry.when !== whenOf(policy)) {
         disarm(name);
         arm(policy, now);
+        const next = armed.get(name)?.next;
         log.info(
-          { policy: name, next: new Date(armed.get(name)?.next ?? NaN).toISOString() },
+          { policy: name, next: next === undefined ? null : new Date(next).toISOString() },
           "policy rescheduled",
         );
       }
