@@ -1,0 +1,143 @@
+import { Queue, QueueEvents, type Job } from "bullmq";
+import type { Redis } from "ioredis";
+import { expect } from "vitest";
+import type { GraphSimulator } from "../../src/graph/simulator.js";
+import type { RotationJobData, RotationMessage } from "../../src/interfaces.js";
+import { createKeys, type Keys } from "../../src/keys.js";
+import { parseMessage } from "../../src/message.js";
+import { enqueueRotations, manualRotationId, rotationJobOptions } from "../../src/queue.js";
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same fault plan on every run. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A policy file with one policy per account, each over its groups. */
+export function accountsYaml(
+  accounts: { name: string; tokenEnv: string; phone: string; groups: string[]; rateLimit?: number }[],
+  channel: string,
+): string {
+  const lines = ["accounts:"];
+  for (const a of accounts) {
+    lines.push(`  ${a.name}:`, `    token_env: ${a.tokenEnv}`, `    phone_number_id: "${a.phone}"`);
+    if (a.rateLimit !== undefined) lines.push(`    rate_limit: ${a.rateLimit}`);
+  }
+  lines.push("policies:");
+  for (const a of accounts) {
+    lines.push(
+      `  - name: p-${a.name}`,
+      `    account: ${a.name}`,
+      `    schedule: "0 3 * * *"`,
+      `    channel: "${channel}"`,
+      `    groups: [${a.groups.map((g) => JSON.stringify(g)).join(", ")}]`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** A queue handle for the tests with a short fixed retry back-off (the real one starts at 2 s). */
+export interface TestQueue {
+  readonly keys: Keys;
+  readonly queue: Queue<RotationJobData>;
+  readonly events: QueueEvents;
+  /** Enqueues one manual rotation per group; resolves with the jobs. */
+  rotate(
+    groups: readonly { groupId: string; account: string }[],
+    channel: string,
+  ): Promise<Job<RotationJobData, RotationMessage>[]>;
+  close(): Promise<void>;
+}
+
+export async function openTestQueue(redis: Redis, prefix: string, backoffMs = 100): Promise<TestQueue> {
+  const keys = createKeys(prefix);
+  const queue = new Queue<RotationJobData>(keys.rotationQueue, {
+    connection: redis.duplicate(),
+    prefix,
+    defaultJobOptions: { ...rotationJobOptions, backoff: { type: "fixed", delay: backoffMs } },
+  });
+  queue.setMaxListeners(1000);
+  const events = new QueueEvents(keys.rotationQueue, { connection: redis.duplicate(), prefix });
+  events.setMaxListeners(1000);
+  await events.waitUntilReady();
+  return {
+    keys,
+    queue,
+    events,
+    async rotate(groups, channel) {
+      const data = groups.map(({ groupId, account }): RotationJobData => ({
+        rotationId: manualRotationId(),
+        groupId,
+        account,
+        policy: null,
+        channel,
+        trigger: "manual",
+        requestedAt: Date.now(),
+      }));
+      await enqueueRotations(queue, data);
+      const jobs = await Promise.all(data.map((d) => queue.getJob(d.rotationId)));
+      return jobs as Job<RotationJobData, RotationMessage>[];
+    },
+    async close() {
+      await events.close();
+      await queue.close();
+    },
+  };
+}
+
+/** Waits for every job; resolves with the outcome of each (message or error). */
+export async function settleAll(
+  jobs: readonly Job<RotationJobData, RotationMessage>[],
+  events: QueueEvents,
+  timeoutMs: number,
+): Promise<(RotationMessage | Error)[]> {
+  return Promise.all(
+    jobs.map((job) => job.waitUntilFinished(events, timeoutMs).catch((error: unknown) => error as Error)),
+  );
+}
+
+/**
+ * The worker's promise at quiescence, for each group: it has a working link; the newest published
+ * link is the one Graph holds; sequences 1..n without gaps; nothing published twice (rotation id
+ * or link); the group is not in the without-link index; no token in any message.
+ */
+export async function assertPromise(options: {
+  redis: Redis;
+  sim: GraphSimulator;
+  keys: Keys;
+  channel: string;
+  groups: readonly string[];
+  secrets: readonly string[];
+  /** Groups expected to have published at least this many rotations. */
+  minPublished?: number;
+}): Promise<{ published: number }> {
+  const { redis, sim, channel } = options;
+  const entries = await redis.xrange(`${channel}:stream`, "-", "+");
+  const messages = entries.map(([, fields]) => parseMessage(fields[1]!));
+  const raw = entries.map(([, fields]) => fields[1]!).join("\n");
+  for (const secret of options.secrets) expect(raw).not.toContain(secret);
+  expect(await redis.smembers(options.keys.withoutLinkIndex)).toEqual([]);
+  for (const groupId of options.groups) {
+    const group = sim.group(groupId);
+    expect(group?.link, `group ${groupId} has a working link`).toMatch(/^https:\/\/chat\.whatsapp\.com\//);
+    const mine = messages.filter((m) => m.group_id === groupId);
+    expect(mine.map((m) => m.sequence)).toEqual(mine.map((_, i) => i + 1));
+    expect(new Set(mine.map((m) => m.rotation_id)).size).toBe(mine.length);
+    expect(new Set(mine.map((m) => m.invite_link)).size).toBe(mine.length);
+    if (options.minPublished !== undefined) expect(mine.length).toBeGreaterThanOrEqual(options.minPublished);
+    const latest = await redis.hget(`${channel}:latest`, groupId);
+    if (mine.length > 0) {
+      expect(parseMessage(latest!)).toEqual(mine.at(-1));
+      expect(mine.at(-1)!.invite_link, `group ${groupId}: Graph holds the newest published link`).toBe(
+        group!.link,
+      );
+    }
+  }
+  return { published: messages.length };
+}
