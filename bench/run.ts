@@ -1,0 +1,171 @@
+/**
+ * `npm run bench`: the scale goals, measured side by side in one run on this machine.
+ *
+ * 1. A policy file of 100,000 groups loads and validates within 2 s — against parsing the same
+ *    YAML alone, to show what validation costs on top.
+ * 2. A fire of 10,000 groups is enqueued within 2 s — the scheduler's path (one Lua call and one
+ *    addBulk per 1,000 groups) against a naive one (a pending check, a mark and an add per group).
+ *
+ * Uses the Redis at REDIS_URL (default 127.0.0.1:6379) under a private key prefix it deletes after.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { parse as parseYaml } from "yaml";
+import { loadConfig, type ResolvedPolicy } from "../src/config.js";
+import { createFirer } from "../src/fire.js";
+import { createKeys } from "../src/keys.js";
+import { createLogger } from "../src/logger.js";
+import { createRotationQueue, scheduledRotationId } from "../src/queue.js";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const GOAL_MS = 2_000;
+
+async function timed<T>(run: () => Promise<T>): Promise<{ ms: number; value: T; heapMb: number }> {
+  global.gc?.();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const start = performance.now();
+  const value = await run();
+  const ms = performance.now() - start;
+  const heapMb = (process.memoryUsage().heapUsed - heapBefore) / 1024 / 1024;
+  return { ms, value, heapMb };
+}
+
+const fmt = (ms: number) => `${ms.toFixed(0).padStart(6)} ms`;
+const line = (label: string, ms: number, extra = "") =>
+  console.log(`  ${label.padEnd(46)} ${fmt(ms)}  ${extra}`);
+
+async function benchConfig(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-bench-"));
+  try {
+    const policies = 10;
+    const perPolicy = 10_000;
+    const lines = ["accounts:", "  default:", "    token_env: BENCH_TOKEN", "policies:"];
+    for (let p = 0; p < policies; p++) {
+      lines.push(
+        `  - name: policy-${p}`,
+        `    schedule: "0 ${p} * * *"`,
+        "    timezone: Europe/Berlin",
+        "    jitter: 15m",
+      );
+      lines.push("    groups:");
+      for (let g = 0; g < perPolicy; g++)
+        lines.push(`      - "1203630${String(p * perPolicy + g).padStart(11, "0")}"`);
+    }
+    const file = join(dir, "rotation.yaml");
+    const text = lines.join("\n");
+    writeFileSync(file, text);
+
+    console.log(
+      `\npolicy file: ${policies * perPolicy} groups in ${policies} policies (${(text.length / 1e6).toFixed(1)} MB)`,
+    );
+    const yamlOnly = await timed(async () => parseYaml(text) as unknown);
+    const full = await timed(() =>
+      loadConfig(file, { BENCH_TOKEN: "x".repeat(40) }, { graphApiVersion: "v23.0" }),
+    );
+    line("parse YAML alone (baseline)", yamlOnly.ms);
+    line("load + validate + resolve (loadConfig)", full.ms, `heap +${full.heapMb.toFixed(0)} MB`);
+    console.log(
+      `  ratio load/parse: ${(full.ms / yamlOnly.ms).toFixed(2)}x   goal ${GOAL_MS} ms: ${full.ms <= GOAL_MS ? "met" : "MISSED"} (${(full.ms / GOAL_MS).toFixed(2)} of it)`,
+    );
+    if (full.value.policyByGroup.size !== policies * perPolicy) throw new Error("wrong group count");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function benchFire(): Promise<void> {
+  const groups = Array.from({ length: 10_000 }, (_, i) => `BENCH-${String(i).padStart(5, "0")}`);
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const prefixes: string[] = [];
+  try {
+    const policy: ResolvedPolicy = {
+      name: "bench",
+      account: "default",
+      schedule: "0 3 * * *",
+      timezone: "UTC",
+      jitterMs: 15 * 60_000,
+      catchUpMs: 3_600_000,
+      channel: "bench:links",
+      groups,
+    };
+    const fireAt = Date.parse("2026-11-26T03:00:00Z");
+    console.log(`\nfire: ${groups.length} groups, one rotation job each`);
+
+    // The scheduler's path.
+    const prefix = `bench-${randomBytes(4).toString("hex")}`;
+    prefixes.push(prefix);
+    const keys = createKeys(prefix);
+    const queue = createRotationQueue(keys, redis);
+    const fire = createFirer({
+      redis,
+      keys,
+      queue,
+      graph: { listGroups: async () => [] },
+      config: () => {
+        throw new Error("not used: the policy lists its groups");
+      },
+      resolveAccount: () => ({ name: "default", token: "x", graphApiVersion: "v23.0" }),
+      logger: createLogger("silent"),
+      clock: { now: () => fireAt - 1_000 },
+    });
+    const bulk = await timed(() => fire(policy, fireAt, "schedule"));
+    if (bulk.value.enqueued !== groups.length) throw new Error(`enqueued ${bulk.value.enqueued}`);
+
+    // A naive path: per group, check the pending mark, set it, add the job.
+    const naivePrefix = `bench-${randomBytes(4).toString("hex")}`;
+    prefixes.push(naivePrefix);
+    const naiveKeys = createKeys(naivePrefix);
+    const naiveQueue = createRotationQueue(naiveKeys, redis);
+    const naive = await timed(async () => {
+      for (const groupId of groups) {
+        const rotationId = scheduledRotationId(policy.name, fireAt, groupId);
+        if (await redis.hget(naiveKeys.group(groupId), "pending_rotation")) continue;
+        await redis.hset(
+          naiveKeys.group(groupId),
+          "pending_rotation",
+          rotationId,
+          "pending_since",
+          String(fireAt),
+        );
+        await naiveQueue.add(
+          "rotate",
+          {
+            rotationId,
+            groupId,
+            account: "default",
+            policy: "bench",
+            channel: "bench:links",
+            trigger: "schedule",
+            fireAt,
+            requestedAt: fireAt,
+          },
+          { jobId: rotationId, delay: 0 },
+        );
+      }
+    });
+    line("bulk: Lua + addBulk per 1,000 groups", bulk.ms, `${bulk.value.chunks} chunks`);
+    line("naive: 3 round trips per group", naive.ms);
+    console.log(
+      `  speed-up bulk/naive: ${(naive.ms / bulk.ms).toFixed(1)}x   goal ${GOAL_MS} ms: ${bulk.ms <= GOAL_MS ? "met" : "MISSED"} (${(bulk.ms / GOAL_MS).toFixed(2)} of it)`,
+    );
+    await queue.close();
+    await naiveQueue.close();
+  } finally {
+    for (const prefix of prefixes) {
+      let cursor = "0";
+      do {
+        const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 5000);
+        cursor = next;
+        if (found.length > 0) await redis.unlink(...found);
+      } while (cursor !== "0");
+    }
+    await redis.quit();
+  }
+}
+
+console.log(`wa-invite-rotator bench — node ${process.version}, ${new Date().toISOString()}`);
+await benchConfig();
+await benchFire();
