@@ -57,13 +57,18 @@ export interface TestQueue {
 
 export async function openTestQueue(redis: Redis, prefix: string, backoffMs = 100): Promise<TestQueue> {
   const keys = createKeys(prefix);
+  // Own connections: BullMQ does not close connections it was given, so close() does.
+  const connections = [redis.duplicate(), redis.duplicate()];
+  for (const c of connections) c.on("error", () => {});
   const queue = new Queue<RotationJobData>(keys.rotationQueue, {
-    connection: redis.duplicate(),
+    connection: connections[0]!,
     prefix,
     defaultJobOptions: { ...rotationJobOptions, backoff: { type: "fixed", delay: backoffMs } },
   });
   queue.setMaxListeners(1000);
-  const events = new QueueEvents(keys.rotationQueue, { connection: redis.duplicate(), prefix });
+  queue.on("error", () => {});
+  const events = new QueueEvents(keys.rotationQueue, { connection: connections[1]!, prefix });
+  events.on("error", () => {});
   events.setMaxListeners(1000);
   await events.waitUntilReady();
   return {
@@ -87,6 +92,7 @@ export async function openTestQueue(redis: Redis, prefix: string, backoffMs = 10
     async close() {
       await events.close();
       await queue.close();
+      for (const c of connections) c.disconnect();
     },
   };
 }
