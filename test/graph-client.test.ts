@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   createGraphClient,
@@ -170,6 +172,32 @@ describe("Graph client against the simulator", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(280);
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(sim.calls[0]!.status).toBeUndefined();
+  });
+
+  it("a body that trickles in forever fails with GRAPH_TIMEOUT at the body deadline", async () => {
+    // Headers at once, then one byte every 50 ms: undici's per-chunk bodyTimeout never fires.
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      const timer = setInterval(() => res.write(" "), 50);
+      res.on("close", () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    const trickle = createGraphClient({
+      baseUrl: `http://127.0.0.1:${port}`,
+      headersTimeoutMs: 300,
+      bodyTimeoutMs: 300,
+    });
+    try {
+      const started = Date.now();
+      const error = await failure(() => trickle.createInviteLink(account, "G1"));
+      expect([error.code, error.action]).toEqual(["GRAPH_TIMEOUT", "retry"]);
+      expect(Date.now() - started).toBeLessThan(1_000);
+    } finally {
+      await trickle.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it("a connection reset → GRAPH_NETWORK retry", async () => {

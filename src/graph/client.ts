@@ -171,11 +171,17 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     const { statusCode: status, headers } = response;
     const usage = parseUsage(headers);
     let text: string;
+    // undici's bodyTimeout bounds the gap between chunks; this bounds the whole body, so a response
+    // that trickles in cannot hold a rotation (and its group lock) for longer than the deadline.
+    const bodyTimer = setTimeout(() => controller.abort(bodyTimeoutError(bodyTimeout)), bodyTimeout);
     try {
       text = await readLimited(response.body);
     } catch (error) {
       if (spec.signal?.aborted) throw spec.signal.reason;
-      return fail(classifyGraphFailure({ ...context, status, headers, networkError: error }), usage);
+      const networkError: unknown = controller.signal.aborted ? controller.signal.reason : error;
+      return fail(classifyGraphFailure({ ...context, status, headers, networkError }), usage);
+    } finally {
+      clearTimeout(bodyTimer);
     }
 
     if (status >= 200 && status < 300) {
@@ -286,6 +292,12 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
 
 function headersTimeoutError(ms: number): Error {
   return Object.assign(new Error(`no response headers within ${ms} ms`), { code: "UND_ERR_HEADERS_TIMEOUT" });
+}
+
+function bodyTimeoutError(ms: number): Error {
+  return Object.assign(new Error(`response body not complete within ${ms} ms`), {
+    code: "UND_ERR_BODY_TIMEOUT",
+  });
 }
 
 /** Reads the whole body as UTF-8, keeping at most MAX_BODY_BYTES (the rest is dropped, the stream destroyed). */
