@@ -176,7 +176,7 @@ function toStatus(
     group_id: id,
     policy: policy?.name ?? null,
     account,
-    channel: policy?.channel ?? (hash.last_channel || null),
+    channel: hash.last_channel || policy?.channel || null,
     last_rotated_at: instant(hash.last_rotated_at),
     sequence: Number.isSafeInteger(sequence) && sequence > 0 ? sequence : null,
     trigger: isTrigger(hash.last_trigger) ? hash.last_trigger : null,

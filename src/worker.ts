@@ -100,7 +100,7 @@ export function createRotationWorker(
         // recovers, rather than fail it for good.
         const state = await deps.state.read(data.rotationId);
         if (state.deletedAt !== undefined && state.inviteLink === undefined) {
-          const reason = `group ${data.groupId}: ${error.message}`;
+          const reason = withGroup(data.groupId, error.message);
           await deps.state.markFailed(data.groupId, {
             rotationId: data.rotationId,
             code: error.code,
@@ -127,7 +127,7 @@ export function createRotationWorker(
         ? error.action === "stop"
         : (error as { retry?: boolean }).retry === false;
       const final = stop || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      const reason = `group ${data.groupId}: ${error.message}`;
+      const reason = withGroup(data.groupId, error.message);
       if (final) {
         await recordFailure(data, code, reason);
         report("failed", { code });
@@ -215,4 +215,9 @@ export function createRotationWorker(
     return close(force);
   };
   return worker;
+}
+
+/** Failure reasons name the group once (Graph errors already do). */
+function withGroup(groupId: string, message: string): string {
+  return message.includes(groupId) ? message : `group ${groupId}: ${message}`;
 }
