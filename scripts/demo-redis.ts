@@ -21,7 +21,8 @@ export class RedisMissingError extends Error {}
 
 /** Uses `url` when a Redis answers there, else starts a private redis-server on a free port. */
 export async function findOrStartRedis(url: string): Promise<DemoRedis> {
-  if (await answers(url)) return { url, owned: false, stop: async () => undefined, kill: () => undefined };
+  if (await redisAnswers(url))
+    return { url, owned: false, stop: async () => undefined, kill: () => undefined };
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "wa-rotator-demo-redis-"));
   const args = [
@@ -69,7 +70,7 @@ export async function findOrStartRedis(url: string): Promise<DemoRedis> {
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  for (let waited = 0; !(await answers(own)); waited += 100) {
+  for (let waited = 0; !(await redisAnswers(own)); waited += 100) {
     if (waited > 10_000 || exited(proc)) {
       kill();
       rmSync(dir, { recursive: true, force: true });
@@ -112,7 +113,8 @@ export async function freePort(): Promise<number> {
 
 const exited = (proc: ChildProcess) => proc.exitCode !== null || proc.signalCode !== null;
 
-async function answers(url: string): Promise<boolean> {
+/** True when a Redis at `url` answers PING within a second (no retries). */
+export async function redisAnswers(url: string): Promise<boolean> {
   const client = new Redis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,

@@ -1,6 +1,6 @@
-import { parseArgs } from "node:util";
 import { UsageError } from "../errors.js";
 import { startGraphSimulator, type SimulatorOptions } from "../graph/simulator.js";
+import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
 
 /**
@@ -13,23 +13,16 @@ const command: Command = {
   usage: "graph-sim [--port N] [--host H] [--token T]... [--phone-number-id ID] [--group ID]...",
   summary: "run a local WhatsApp Graph API simulator (for demos and tests); prints its base URL",
   async run(args, io) {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args,
-        strict: true,
-        allowPositionals: false,
-        options: {
-          port: { type: "string", default: "0" },
-          host: { type: "string", default: "127.0.0.1" },
-          token: { type: "string", multiple: true },
-          "phone-number-id": { type: "string" },
-          group: { type: "string", multiple: true },
-        },
-      }));
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
+    const { values } = parseCommandArgs({
+      args,
+      options: {
+        port: { type: "string", default: "0" },
+        host: { type: "string", default: "127.0.0.1" },
+        token: { type: "string", multiple: true },
+        "phone-number-id": { type: "string" },
+        group: { type: "string", multiple: true },
+      },
+    });
     const port = Number(values.port);
     if (!/^\d+$/.test(values.port) || port > 65535)
       throw new UsageError(`--port must be 0..65535, got ${values.port}`);

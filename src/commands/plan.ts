@@ -1,9 +1,9 @@
-import { parseArgs } from "node:util";
 import { loadConfig, type ResolvedConfig, type ResolvedPolicy } from "../config.js";
 import { nextFires, offsetMs } from "../cron.js";
 import { formatDuration } from "../durations.js";
 import { UsageError } from "../errors.js";
 import { loadSettings } from "../settings.js";
+import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
 
 /**
@@ -127,21 +127,14 @@ function iso(at: number): string {
 }
 
 function parse(args: string[]): { count: number; json: boolean; from: number } {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        count: { type: "string", default: "5" },
-        json: { type: "boolean", default: false },
-        from: { type: "string" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const { values } = parseCommandArgs({
+    args,
+    options: {
+      count: { type: "string", default: "5" },
+      json: { type: "boolean", default: false },
+      from: { type: "string" },
+    },
+  });
   const count = Number(values.count);
   if (!/^\d+$/.test(values.count) || count < 1 || count > MAX_COUNT) {
     throw new UsageError(`--count must be an integer from 1 to ${MAX_COUNT}, got ${values.count}`);

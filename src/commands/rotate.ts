@@ -1,5 +1,4 @@
 import { QueueEvents, type Job } from "bullmq";
-import { parseArgs } from "node:util";
 import { parseDuration } from "../durations.js";
 import { UsageError } from "../errors.js";
 import type { RotationJobData, RotationMessage } from "../interfaces.js";
@@ -7,6 +6,7 @@ import { createKeys, DEFAULT_CHANNEL } from "../keys.js";
 import { serializeMessage } from "../message.js";
 import { createRotationQueue, enqueueRotations, manualRotationId } from "../queue.js";
 import { createRedis } from "../redis.js";
+import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
 import { loadRuntime } from "./runtime.js";
 
@@ -103,19 +103,14 @@ function fail(io: { err(line: string): void }, rotation: RotationJobData, reason
 }
 
 function parse(args: string[]) {
-  try {
-    return parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        wait: { type: "boolean", default: false },
-        timeout: { type: "string" },
-        account: { type: "string" },
-        channel: { type: "string" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  return parseCommandArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      wait: { type: "boolean", default: false },
+      timeout: { type: "string" },
+      account: { type: "string" },
+      channel: { type: "string" },
+    },
+  });
 }

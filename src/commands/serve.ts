@@ -1,19 +1,14 @@
-import { parseArgs } from "node:util";
 import { createApp, type AppRoles } from "../app.js";
 import { loadConfig } from "../config.js";
 import { createConfigReloader } from "../config-reload.js";
-import { UsageError } from "../errors.js";
 import { handleShutdownSignals } from "../signals.js";
+import { parseCommandArgs } from "./args.js";
 import type { CommandIO } from "./command.js";
 import { loadRuntime } from "./runtime.js";
 
 /** Runs the long-lived roles (`start`, `worker`, `scheduler`) until SIGTERM/SIGINT. */
 export async function serve(args: string[], io: CommandIO, roles: AppRoles): Promise<number> {
-  try {
-    parseArgs({ args, options: {}, strict: true, allowPositionals: false });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  parseCommandArgs({ args, options: {} });
   const { settings, logger, config } = await loadRuntime(io);
   const app = createApp({ settings, logger, config, roles });
   // SIGHUP or a changed file: validate the new file first, then make it live.

@@ -1,9 +1,9 @@
-import { parseArgs } from "node:util";
-import { RotatorError, UsageError } from "../errors.js";
+import { RotatorError } from "../errors.js";
 import { createKeys } from "../keys.js";
 import { redactSecrets } from "../redact.js";
 import { createRedis } from "../redis.js";
 import { listGroupIds, readGroupStatuses, type GroupStatus } from "../status.js";
+import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
 import { loadRuntime } from "./runtime.js";
 
@@ -200,15 +200,5 @@ function safeUrl(url: string): string {
 }
 
 function parse(args: string[]): boolean {
-  try {
-    const { values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: { json: { type: "boolean", default: false } },
-    });
-    return values.json;
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  return parseCommandArgs({ args, options: { json: { type: "boolean", default: false } } }).values.json;
 }

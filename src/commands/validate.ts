@@ -1,8 +1,8 @@
-import { parseArgs } from "node:util";
 import { loadConfig, type ResolvedConfig } from "../config.js";
 import { formatDuration } from "../durations.js";
-import { RotatorError, UsageError } from "../errors.js";
+import { RotatorError } from "../errors.js";
 import { loadSettings, type Settings } from "../settings.js";
+import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
 
 /**
@@ -75,17 +75,11 @@ function plural(n: number, one: string, many = `${one}s`): string {
 }
 
 function parse(args: string[]): { "check-graph": boolean } {
-  try {
-    const { values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: { "check-graph": { type: "boolean", default: false } },
-    });
-    return { "check-graph": values["check-graph"] ?? false };
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const { values } = parseCommandArgs({
+    args,
+    options: { "check-graph": { type: "boolean", default: false } },
+  });
+  return { "check-graph": values["check-graph"] };
 }
 
 // The Graph check is loaded only when asked for: plain `validate` needs no HTTP client.

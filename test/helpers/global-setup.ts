@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node";
-import { Redis } from "ioredis";
+import { redisAnswers } from "../../scripts/demo-redis.js";
 import { startOwnedRedis, type OwnedRedis } from "./redis-server.js";
 
 declare module "vitest" {
@@ -16,7 +16,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const candidate = process.env.TEST_REDIS_URL ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
   let owned: OwnedRedis | undefined;
   let url = candidate;
-  if (!(await answers(candidate))) {
+  if (!(await redisAnswers(candidate))) {
     try {
       owned = await startOwnedRedis();
     } catch (error) {
@@ -32,22 +32,4 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     await owned?.dispose();
   };
-}
-
-async function answers(url: string): Promise<boolean> {
-  const client = new Redis(url, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    connectTimeout: 1000,
-  });
-  client.on("error", () => {});
-  try {
-    await client.connect();
-    return (await client.ping()) === "PONG";
-  } catch {
-    return false;
-  } finally {
-    client.disconnect();
-  }
 }

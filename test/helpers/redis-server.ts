@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import { freePort } from "../../scripts/demo-redis.js";
+
+export { freePort };
 
 /** A redis-server this test owns: it may stop, kill or restart it freely. */
 export interface OwnedRedis {
@@ -18,19 +20,6 @@ export interface OwnedRedis {
   start(): Promise<void>;
   /** Stop and delete the data dir. */
   dispose(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export async function waitForRedis(url: string, timeoutMs = 10_000): Promise<void> {
