@@ -1,10 +1,11 @@
-import { loadConfig, type ResolvedConfig, type ResolvedPolicy } from "../config.js";
+import type { ResolvedConfig, ResolvedPolicy } from "../config.js";
 import { nextFires, offsetMs } from "../cron.js";
 import { formatDuration } from "../durations.js";
 import { UsageError } from "../errors.js";
 import { loadSettings } from "../settings.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
+import { loadPolicyFile } from "./runtime.js";
 
 /**
  * `plan [--count N] [--json] [--from <time>]`: the next fires of every policy, in UTC and in the
@@ -33,9 +34,7 @@ const command: Command = {
   async run(args, io) {
     const options = parse(args);
     const settings = loadSettings(io.env);
-    const config = await loadConfig(settings.ROTATOR_CONFIG, settings.env, {
-      graphApiVersion: settings.GRAPH_API_VERSION,
-    });
+    const config = await loadPolicyFile(settings);
     const planned = plan(config, options.from, options.count);
     if (options.json) {
       io.out(JSON.stringify({ file: config.file, from: iso(options.from), policies: planned }, null, 2));

@@ -14,8 +14,11 @@ export interface Runtime {
 export async function loadRuntime(io: CommandIO, options: { logLevel?: string } = {}): Promise<Runtime> {
   const settings = loadSettings(io.env);
   const logger = createLogger(options.logLevel ?? settings.LOG_LEVEL);
-  const config = await loadConfig(settings.ROTATOR_CONFIG, settings.env, {
-    graphApiVersion: settings.GRAPH_API_VERSION,
-  });
+  const config = await loadPolicyFile(settings);
   return { settings, logger, config };
+}
+
+/** Loads and validates the policy file the settings name (also what a reload calls). */
+export function loadPolicyFile(settings: Settings): Promise<ResolvedConfig> {
+  return loadConfig(settings.ROTATOR_CONFIG, settings.env, { graphApiVersion: settings.GRAPH_API_VERSION });
 }

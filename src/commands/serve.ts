@@ -1,10 +1,9 @@
 import { createApp, type AppRoles } from "../app.js";
-import { loadConfig } from "../config.js";
 import { createConfigReloader } from "../config-reload.js";
 import { handleShutdownSignals } from "../signals.js";
 import { parseCommandArgs } from "./args.js";
 import type { CommandIO } from "./command.js";
-import { loadRuntime } from "./runtime.js";
+import { loadPolicyFile, loadRuntime } from "./runtime.js";
 
 /** Runs the long-lived roles (`start`, `worker`, `scheduler`) until SIGTERM/SIGINT. */
 export async function serve(args: string[], io: CommandIO, roles: AppRoles): Promise<number> {
@@ -14,8 +13,7 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
   // SIGHUP or a changed file: validate the new file first, then make it live.
   const reloader = createConfigReloader({
     file: settings.ROTATOR_CONFIG,
-    load: () =>
-      loadConfig(settings.ROTATOR_CONFIG, settings.env, { graphApiVersion: settings.GRAPH_API_VERSION }),
+    load: () => loadPolicyFile(settings),
     apply: (next) => app.reload(next),
     logger,
   });

@@ -1,9 +1,10 @@
-import { loadConfig, type ResolvedConfig } from "../config.js";
+import type { ResolvedConfig } from "../config.js";
 import { formatDuration } from "../durations.js";
 import { RotatorError } from "../errors.js";
 import { loadSettings, type Settings } from "../settings.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
+import { loadPolicyFile } from "./runtime.js";
 
 /**
  * `validate [--check-graph]`: loads the environment and the policy file and prints a summary.
@@ -36,9 +37,7 @@ export function createValidateCommand(options: ValidateOptions = {}): Command {
     async run(args, io) {
       const values = parse(args);
       const settings = loadSettings(io.env);
-      const config = await loadConfig(settings.ROTATOR_CONFIG, settings.env, {
-        graphApiVersion: settings.GRAPH_API_VERSION,
-      });
+      const config = await loadPolicyFile(settings);
       for (const line of summary(config)) io.out(line);
       for (const warning of config.warnings) io.err(`warning: ${warning}`);
       if (!values["check-graph"]) return 0;
