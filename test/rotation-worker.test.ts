@@ -87,6 +87,17 @@ describe("rotation worker", () => {
       expect(stream.map(([, fields]) => parseMessage(fields[1]!).invite_link)).toEqual([link]);
       await expect.poll(() => received.length).toBe(1);
       expect(parseMessage(received[0]!)).toEqual(latest);
+
+      // The rotation is counted in /metrics.
+      const metrics = await app.metrics.text();
+      expect(metrics).toContain(
+        'wa_rotator_rotations_total{result="published",account="default",trigger="manual"} 1',
+      );
+      expect(metrics).toMatch(
+        /wa_rotator_graph_calls_total\{operation="delete-invite-link",outcome="ok",code="none"\} 1/,
+      );
+      expect(metrics).toMatch(/wa_rotator_link_gap_seconds_count\{account="default"\} 1/);
+      expect(metrics).toContain("wa_rotator_groups_without_link 0");
     } finally {
       await subscriber.quit();
     }
