@@ -171,19 +171,40 @@ interface ConnectionPool {
 function connectionPool(redis: Redis): ConnectionPool {
   const idle: Redis[] = [];
   let inFlight = 0;
-  const open = () => {
+  /**
+   * A publish connection never resends or queues: if it drops after EXEC ran but before the reply
+   * came, a resent MULTI (without its WATCH, on a new socket) would publish twice. Instead the
+   * attempt fails, the connection is dropped, and the retry finds the rotation already published.
+   */
+  const open = async () => {
     const name = redis.options.connectionName;
     const conn = redis.duplicate({
       connectionName: name ? `${name}:publish` : undefined,
-      lazyConnect: false,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
     });
     conn.on("error", () => undefined); // commands reject on their own; no unhandled error events
+    try {
+      await conn.connect();
+    } catch (error) {
+      conn.disconnect();
+      throw error;
+    }
     return conn;
   };
   return {
     async use(fn) {
       inFlight++;
-      const conn = idle.pop() ?? open();
+      let conn: Redis;
+      try {
+        conn = idle.pop() ?? (await open());
+      } catch (error) {
+        inFlight--;
+        throw error;
+      }
       let healthy = false;
       try {
         const result = await fn(conn);

@@ -1,10 +1,11 @@
-import type { Redis } from "ioredis";
+import { Redis } from "ioredis";
+import { connect, createServer, type AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { PublishInput, RotationMessage } from "../src/interfaces.js";
 import { channelKeys, createKeys, type Keys } from "../src/keys.js";
 import { parseMessage, serializeMessage, verifySignature } from "../src/message.js";
 import { createPublisher, readLatest } from "../src/publisher.js";
-import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
+import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "./helpers/redis.js";
 
 const SECRET = "publisher-test-secret";
 const CREATED_AT = Date.parse("2026-03-04T05:06:07.089Z");
@@ -187,6 +188,55 @@ describe("publisher", () => {
       expect((await readLatest(redis, channel, "G"))?.sequence).toBe(20);
     } finally {
       await Promise.all(clients.map((client) => client.quit()));
+    }
+  });
+});
+
+describe("publisher across a lost EXEC reply", () => {
+  it("publishes once when the connection drops after EXEC ran but before its reply arrived", async () => {
+    // A proxy in front of Redis that lets the first EXEC through, then cuts the client off before
+    // Redis's reply reaches it: the classic case where a client that resends would publish twice.
+    const target = new URL(testRedisUrl());
+    let cut = false;
+    const proxy = createServer((client) => {
+      const upstream = connect(Number(target.port || 6379), target.hostname);
+      client.on("error", () => undefined);
+      upstream.on("error", () => undefined);
+      client.on("data", (chunk: Buffer) => {
+        upstream.write(chunk);
+        if (!cut && /\r\nEXEC\r\n/i.test(chunk.toString("latin1"))) {
+          cut = true;
+          setTimeout(() => {
+            client.destroy();
+            upstream.destroy();
+          }, 0);
+          upstream.pause();
+        }
+      });
+      upstream.on("data", (chunk: Buffer) => client.write(chunk));
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    const viaProxy = new Redis(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: null });
+    viaProxy.on("error", () => undefined);
+    try {
+      const publisher = createPublisher({ redis: viaProxy, keys, clock });
+      const first = await publisher.publish(input()).then(
+        (message) => message,
+        (error: unknown) => error,
+      );
+      expect(cut).toBe(true);
+      // The retry (the job's next attempt) finds the rotation published and publishes nothing more.
+      const again = await publisher.publish(input());
+      if (!(first instanceof Error)) expect(first).toEqual(again);
+      expect(again.sequence).toBe(1);
+      expect(await redis.xlen(channelKeys(channel).stream)).toBe(1);
+      expect(await redis.hget(keys.group(input().groupId), "sequence")).toBe("1");
+    } finally {
+      viaProxy.disconnect();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 });
