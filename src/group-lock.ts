@@ -17,6 +17,11 @@ export interface GroupLock {
   readonly ttlMs: number;
 }
 
+// Owning the lock already counts as taking it: a SET NX whose reply was lost and that the client
+// resent must not find its own lock and report the group busy.
+const ACQUIRE = `if redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2], "NX") then return 1 end
+if redis.call("GET", KEYS[1]) == ARGV[1] then redis.call("PEXPIRE", KEYS[1], ARGV[2]) return 1 end
+return 0`;
 const EXTEND = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
 
@@ -24,7 +29,7 @@ export function createGroupLock(redis: Redis, keys: Keys, ttlMs = 15_000): Group
   return {
     ttlMs,
     async acquire(groupId, owner) {
-      return (await redis.set(keys.groupLock(groupId), owner, "PX", ttlMs, "NX")) === "OK";
+      return Number(await redis.eval(ACQUIRE, 1, keys.groupLock(groupId), owner, String(ttlMs))) === 1;
     },
     async extend(groupId, owner) {
       return Number(await redis.eval(EXTEND, 1, keys.groupLock(groupId), owner, String(ttlMs))) === 1;
