@@ -51,6 +51,12 @@ export type RotationOutcome =
       /** DELETE success to POST success, when known: how long the group had no link. */
       readonly linkGapMs?: number;
     }
+  /**
+   * This rotation stopped half-way, and meanwhile another rotation of the group changed its link at
+   * Graph and published a newer one: finishing this one would replace a good published link, so it
+   * ends here. `message` is the group's newest published message.
+   */
+  | { readonly kind: "superseded"; readonly message: RotationMessage | undefined; readonly by: string }
   /** Another rotation of the group holds its lock: try again shortly. */
   | { readonly kind: "busy" }
   /** The account is paused (throttled): try again after `waitMs`, at the same step. */
@@ -88,15 +94,32 @@ export async function rotateGroup(
     // Re-read under the lock: a previous owner may have advanced the saga meanwhile.
     const state = await deps.state.read(rotationId);
     if (state.message) return { kind: "published", message: state.message, resumedAt: "publish" };
-    const resumedAt: Step = state.inviteLink ? "publish" : state.deletedAt ? "create" : "delete";
-    if (resumedAt !== "delete") log.info({ step: resumedAt }, "rotation resumes");
-
     let inviteLink = state.inviteLink;
     let createdAt = state.createdAt;
     let deletedAt = state.deletedAt;
+
+    if (deletedAt !== undefined) {
+      // Resuming half-way: if another rotation has changed this group's link at Graph since our
+      // DELETE, our step state is stale (our link, if any, was reset by it).
+      const group = await deps.state.readGroup(groupId);
+      if (group.graphOwner !== undefined && group.graphOwner !== rotationId) {
+        if (group.sequence > (state.sequenceAtDelete ?? 0)) {
+          log.info({ by: group.graphOwner }, "rotation superseded by a newer published rotation");
+          return { kind: "superseded", message: group.lastMessage, by: group.graphOwner };
+        }
+        log.warn(
+          { by: group.graphOwner },
+          "another rotation changed the group's link meanwhile; starting over",
+        );
+        inviteLink = createdAt = deletedAt = undefined;
+      }
+    }
+    const resumedAt: Step = inviteLink ? "publish" : deletedAt ? "create" : "delete";
+    if (resumedAt !== "delete") log.info({ step: resumedAt }, "rotation resumes");
+
     if (inviteLink === undefined) {
       const account = deps.resolveAccount(data.account);
-      if (state.deletedAt === undefined) {
+      if (deletedAt === undefined) {
         const wait = await deps.beforeGraphCall?.(account, "delete", groupId);
         if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "delete" };
         signal.throwIfAborted();
@@ -110,7 +133,7 @@ export async function rotateGroup(
       signal.throwIfAborted();
       inviteLink = await deps.graph.createInviteLink(account, groupId, signal);
       createdAt = deps.clock.now();
-      await deps.state.markCreated(rotationId, inviteLink, createdAt);
+      await deps.state.markCreated(rotationId, groupId, inviteLink, createdAt);
       log.debug({ step: "create" }, "new invite link created");
     }
 

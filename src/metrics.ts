@@ -9,7 +9,8 @@ export const METRIC_PREFIX = "wa_rotator_";
 export const DEFAULT_COLLECT_TIMEOUT_MS = 1_000;
 
 /** `result` label of `wa_rotator_rotations_total`: how one rotation attempt ended. */
-export type RotationResult = "published" | "failed" | "retry" | "throttled" | "busy" | "paused";
+export type RotationResult =
+  "published" | "superseded" | "failed" | "retry" | "throttled" | "busy" | "paused";
 
 /** `state` label of `wa_rotator_queue_jobs`. */
 export type QueueState = "waiting" | "delayed" | "active" | "failed" | "prioritized";

@@ -11,6 +11,8 @@ import type { RotationMessage } from "./interfaces.js";
 export interface RotationState {
   /** When Graph confirmed the DELETE, epoch ms. */
   readonly deletedAt?: number;
+  /** The group's published sequence when this rotation's DELETE was confirmed. */
+  readonly sequenceAtDelete?: number;
   /** The link Graph created for this rotation. */
   readonly inviteLink?: string;
   /** When Graph returned the new link, epoch ms. */
@@ -22,12 +24,26 @@ export interface RotationState {
 /** Saga state lives a week: long enough for any retry, short enough not to pile up. */
 export const ROTATION_STATE_TTL_MS = 7 * 24 * 3600 * 1000;
 
+/** What a resuming rotation checks on its group: has anyone changed or published it since? */
+export interface GroupLinkState {
+  /** The group's last published sequence (0 for none). */
+  readonly sequence: number;
+  /** The rotation whose DELETE or POST last changed the group's link at Graph. */
+  readonly graphOwner?: string;
+  /** The group's last published message. */
+  readonly lastMessage?: RotationMessage;
+}
+
 export interface RotationStateStore {
   read(rotationId: string): Promise<RotationState>;
-  /** Records a confirmed DELETE; also marks the group as having no link since then. */
+  /**
+   * Records a confirmed DELETE (with the group's sequence at that moment), marks the group as
+   * having no link since then, and this rotation as the last to change the group's link.
+   */
   markDeleted(rotationId: string, groupId: string, at: number): Promise<void>;
-  /** Records the link created by POST. */
-  markCreated(rotationId: string, inviteLink: string, at: number): Promise<void>;
+  /** Records the link created by POST; this rotation is the last to change the group's link. */
+  markCreated(rotationId: string, groupId: string, inviteLink: string, at: number): Promise<void>;
+  readGroup(groupId: string): Promise<GroupLinkState>;
   /** Records on the group why its last rotation failed for good (for `status`, logs, metrics). */
   markFailed(groupId: string, failure: GroupFailure): Promise<void>;
   /**
@@ -48,6 +64,15 @@ export interface GroupFailure {
   readonly at: number;
 }
 
+const MARK_DELETED = `local seq = redis.call("HGET", KEYS[2], "sequence") or "0"
+redis.call("HSET", KEYS[1], "deleted_at", ARGV[1], "sequence_at_delete", seq)
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+redis.call("HSETNX", KEYS[2], "without_link_since", ARGV[1])
+redis.call("HSET", KEYS[2], "graph_owner", ARGV[3])
+redis.call("SADD", KEYS[3], ARGV[4])
+redis.call("SADD", KEYS[4], ARGV[4])
+return seq`;
+
 const SETTLE = `if redis.call("HGET", KEYS[1], "pending_rotation") == ARGV[1] then
   return redis.call("HDEL", KEYS[1], "pending_rotation", "pending_since") end return 0`;
 
@@ -59,28 +84,32 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
       const raw = await redis.hgetall(keys.rotation(rotationId));
       return {
         ...(raw.deleted_at ? { deletedAt: Number(raw.deleted_at) } : {}),
+        ...(raw.sequence_at_delete ? { sequenceAtDelete: Number(raw.sequence_at_delete) } : {}),
         ...(raw.invite_link ? { inviteLink: raw.invite_link, createdAt: Number(raw.created_at) } : {}),
         ...(raw.message ? { message: JSON.parse(raw.message) as RotationMessage } : {}),
       };
     },
     async markDeleted(rotationId, groupId, at) {
-      const key = keys.rotation(rotationId);
-      await redis
-        .multi()
-        .hset(key, "deleted_at", String(at))
-        .pexpire(key, ROTATION_STATE_TTL_MS)
-        .hsetnx(keys.group(groupId), "without_link_since", String(at))
-        .sadd(keys.withoutLinkIndex, groupId)
-        .sadd(keys.groupsIndex, groupId)
-        .exec()
-        .then(throwOnTransactionError);
+      await redis.eval(
+        MARK_DELETED,
+        4,
+        keys.rotation(rotationId),
+        keys.group(groupId),
+        keys.withoutLinkIndex,
+        keys.groupsIndex,
+        String(at),
+        String(ROTATION_STATE_TTL_MS),
+        rotationId,
+        groupId,
+      );
     },
-    async markCreated(rotationId, inviteLink, at) {
+    async markCreated(rotationId, groupId, inviteLink, at) {
       const key = keys.rotation(rotationId);
       await redis
         .multi()
         .hset(key, "invite_link", inviteLink, "created_at", String(at))
         .pexpire(key, ROTATION_STATE_TTL_MS)
+        .hset(keys.group(groupId), "graph_owner", rotationId)
         .exec()
         .then(throwOnTransactionError);
     },
@@ -92,6 +121,19 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         failed_at: String(failure.at),
       });
       await redis.sadd(keys.groupsIndex, groupId);
+    },
+    async readGroup(groupId) {
+      const [sequence, graphOwner, lastMessage] = await redis.hmget(
+        keys.group(groupId),
+        "sequence",
+        "graph_owner",
+        "last_message",
+      );
+      return {
+        sequence: Number(sequence ?? 0) || 0,
+        ...(graphOwner ? { graphOwner } : {}),
+        ...(lastMessage ? { lastMessage: JSON.parse(lastMessage) as RotationMessage } : {}),
+      };
     },
     async settle(groupId, rotationId) {
       await redis.eval(SETTLE, 1, keys.group(groupId), rotationId);

@@ -39,7 +39,7 @@ export interface RotationWorkerOptions {
 
 export interface AttemptEvent {
   readonly data: RotationJobData;
-  readonly result: "published" | "busy" | "paused" | "throttled" | "retry" | "failed";
+  readonly result: "published" | "superseded" | "busy" | "paused" | "throttled" | "retry" | "failed";
   readonly code?: string;
   readonly durationMs: number;
   readonly message?: RotationMessage;
@@ -156,6 +156,12 @@ export function createRotationWorker(
           message: outcome.message,
           ...(outcome.linkGapMs === undefined ? {} : { linkGapMs: outcome.linkGapMs }),
         });
+        return outcome.message;
+      case "superseded":
+        // A newer rotation of the group published after this one's DELETE: it is done.
+        await deps.state.settle(data.groupId, data.rotationId);
+        report("superseded");
+        if (!outcome.message) throw new Error(`group ${data.groupId}: superseded, but no message is stored`);
         return outcome.message;
       case "busy":
         return delay(BUSY_DELAY_MS + Math.random() * BUSY_DELAY_MS, "busy");

@@ -126,7 +126,7 @@ describe("rotation saga", () => {
     const { deps } = setup(graph);
     // The earlier attempt got as far as persisting the created link, then its process died.
     await deps.state.markDeleted("r-1", "G1", 1);
-    await deps.state.markCreated("r-1", "https://chat.whatsapp.com/CREATED", 2);
+    await deps.state.markCreated("r-1", "G1", "https://chat.whatsapp.com/CREATED", 2);
     const rec = recordingPublisher();
     const outcome = await rotateGroup(job(), { ...deps, publisher: rec.publisher }, { owner: "b" });
     expect(calls).toEqual([]);
@@ -134,6 +134,42 @@ describe("rotation saga", () => {
     expect(rec.published.map((p) => [p.inviteLink, p.createdAt])).toEqual([
       ["https://chat.whatsapp.com/CREATED", 2],
     ]);
+  });
+
+  it("a rotation left without link ends as superseded once a newer rotation of the group published", async () => {
+    const { graph, calls } = scriptedGraph({ create: [new Error("token expired")] });
+    const { deps, keys } = setup(graph);
+    // r-1 deletes, then fails at POST: the group has no link.
+    await expect(rotateGroup(job("G1", "r-1"), deps, { owner: "a" })).rejects.toThrow("token expired");
+    // A newer rotation r-2 runs through and publishes (the real publisher's group fields, in short).
+    expect(await rotateGroup(job("G1", "r-2"), deps, { owner: "b" })).toMatchObject({ kind: "published" });
+    await redis.hset(
+      keys.group("G1"),
+      "sequence",
+      "1",
+      "last_message",
+      JSON.stringify({ rotation_id: "r-2" }),
+    );
+    // r-1 is retried later: resuming at POST would reset the link r-2 just published. It must not.
+    const outcome = await rotateGroup(job("G1", "r-1"), deps, { owner: "c" });
+    expect(outcome).toMatchObject({ kind: "superseded", by: "r-2", message: { rotation_id: "r-2" } });
+    expect(calls).toEqual(["DELETE G1", "POST G1", "DELETE G1", "POST G1"]);
+  });
+
+  it("a rotation whose created link was reset by another, unpublished rotation starts over", async () => {
+    const { graph, calls } = scriptedGraph({ create: [new Error("boom")] });
+    const rec = recordingPublisher();
+    const { deps } = setup(graph, rec.publisher);
+    // r-1 created a link, then its process died before publishing.
+    await deps.state.markDeleted("r-1", "G1", 1);
+    await deps.state.markCreated("r-1", "G1", "https://chat.whatsapp.com/MINE", 2);
+    // r-2 deleted the group's link (r-1's) and failed at POST: nothing was published.
+    await expect(rotateGroup(job("G1", "r-2"), deps, { owner: "b" })).rejects.toThrow("boom");
+    // r-1 resumes: its link is dead, so publishing it would hand out a dead link. It starts over.
+    const outcome = await rotateGroup(job("G1", "r-1"), deps, { owner: "c" });
+    expect(outcome).toMatchObject({ kind: "published", resumedAt: "delete" });
+    expect(rec.published.map((p) => p.inviteLink)).toEqual(["https://chat.whatsapp.com/LINK1"]);
+    expect(calls).toEqual(["DELETE G1", "POST G1", "DELETE G1", "POST G1"]);
   });
 
   it("a rotation whose group is locked by another rotation reports busy and calls nothing", async () => {
