@@ -1,7 +1,8 @@
-import type { GraphCheckInput } from "./commands/validate.js";
+import type { GraphCheckInput, GraphCheckResult } from "./commands/validate.js";
 import { accountContext, type ResolvedConfig } from "./config.js";
 import { toError } from "./errors.js";
 import { createGraphClient, type GraphClient } from "./graph/client.js";
+import { GraphError } from "./graph/errors.js";
 import type { AccountContext } from "./interfaces.js";
 import { redactSecrets } from "./redact.js";
 
@@ -9,6 +10,13 @@ import { redactSecrets } from "./redact.js";
  * `validate --check-graph`: asks Graph, read-only, whether each account's token can see each
  * group of its policies (GET /{version}/{group_id}?fields=subject, a bounded number at a time),
  * and for `groups: all` whether the phone number's group list can be read. Changes nothing.
+ *
+ * Each failed check is either a finding or an outside failure. A finding is Graph saying no for
+ * good (a GraphError with action `stop`: bad token, no permission, unknown group, ...) or an
+ * account that cannot be resolved: the file names groups its tokens cannot see, so `validate`
+ * calls it invalid (exit 2). An outside failure is Graph not answering usefully (network error,
+ * timeout, 5xx, throttling: action `retry` or `throttle`, or any other throwable): nothing was
+ * learnt about the file (exit 1, unless there is also a finding).
  */
 
 /** Group checks in flight at once. */
@@ -16,8 +24,8 @@ const CONCURRENCY = 8;
 /** Failing groups named per policy; the rest are counted. */
 const NAMED_FAILURES = 20;
 
-/** The `checkGraph` hook of `validate`: resolves with the number of problems found. */
-export async function checkGraph(input: GraphCheckInput): Promise<number> {
+/** The `checkGraph` hook of `validate`: resolves with the findings and outside failures. */
+export async function checkGraph(input: GraphCheckInput): Promise<GraphCheckResult> {
   const { settings } = input;
   const graph = createGraphClient({
     baseUrl: settings.GRAPH_API_BASE_URL,
@@ -40,8 +48,9 @@ export async function checkGraphWith(
   config: ResolvedConfig,
   out: (line: string) => void,
   concurrency = CONCURRENCY,
-): Promise<number> {
-  let problems = 0;
+): Promise<GraphCheckResult> {
+  let findings = 0;
+  let unreachable = 0;
   out("graph check (read-only):");
   for (const policy of config.policies) {
     const label = `  policy ${policy.name} (account ${policy.account})`;
@@ -52,7 +61,7 @@ export async function checkGraphWith(
       account = accountContext(resolved);
     } catch (error) {
       out(`${label}: FAIL ${toError(error).message}`);
-      problems++;
+      findings++;
       continue;
     }
     if (policy.groups === "all") {
@@ -61,8 +70,11 @@ export async function checkGraphWith(
         const groups = await graph.listGroups(account, phone);
         out(`${label}: ok, groups: all lists ${groups.length} group(s) of phone number ${phone}`);
       } catch (error) {
-        out(`${label}: FAIL cannot list the groups of the phone number: ${describe(error)}`);
-        problems++;
+        const outside = isOutsideFailure(error);
+        const what = outside ? "ERROR could not ask Graph for" : "FAIL cannot list";
+        out(`${label}: ${what} the groups of the phone number: ${describe(error)}`);
+        if (outside) unreachable++;
+        else findings++;
       }
       continue;
     }
@@ -71,14 +83,33 @@ export async function checkGraphWith(
       out(`${label}: ok, the token sees all ${policy.groups.length} group(s)`);
       continue;
     }
-    problems += failures.length;
-    out(`${label}: FAIL ${failures.length} of ${policy.groups.length} group(s) not visible to the token`);
+    const unseen = failures.filter((f) => !isOutsideFailure(f.error));
+    const unasked = failures.filter((f) => isOutsideFailure(f.error));
+    findings += unseen.length;
+    unreachable += unasked.length;
+    const total = policy.groups.length;
+    if (unseen.length > 0)
+      out(`${label}: FAIL ${unseen.length} of ${total} group(s) not visible to the token`);
+    if (unasked.length > 0)
+      out(`${label}: ERROR could not ask Graph about ${unasked.length} of ${total} group(s)`);
     for (const failure of failures.slice(0, NAMED_FAILURES))
-      out(`    group ${failure.group}: ${failure.reason}`);
+      out(`    group ${failure.group}: ${describe(failure.error)}`);
     if (failures.length > NAMED_FAILURES) out(`    ... and ${failures.length - NAMED_FAILURES} more`);
   }
-  out(problems === 0 ? "graph check: ok" : `graph check: ${problems} problem(s)`);
-  return problems;
+  if (findings === 0 && unreachable === 0) out("graph check: ok");
+  else if (findings > 0) out(`graph check: ${findings} problem(s)`);
+  if (unreachable > 0) {
+    out(
+      `graph check: ${unreachable} check(s) could not reach Graph (network, timeout, server error or ` +
+        "throttling); try again later",
+    );
+  }
+  return { findings, unreachable };
+}
+
+/** Graph did not answer usefully (retry or throttle), or something other than Graph failed. */
+export function isOutsideFailure(error: unknown): boolean {
+  return !(error instanceof GraphError) || error.action !== "stop";
 }
 
 async function checkGroups(
@@ -86,8 +117,8 @@ async function checkGroups(
   account: AccountContext,
   groups: readonly string[],
   concurrency: number,
-): Promise<{ group: string; reason: string }[]> {
-  const failures: { index: number; group: string; reason: string }[] = [];
+): Promise<{ group: string; error: unknown }[]> {
+  const failures: { index: number; group: string; error: unknown }[] = [];
   let next = 0;
   const lane = async () => {
     while (next < groups.length) {
@@ -96,7 +127,7 @@ async function checkGroups(
       try {
         await graph.getGroup(account, group);
       } catch (error) {
-        failures.push({ index, group, reason: describe(error) });
+        failures.push({ index, group, error });
       }
     }
   };

@@ -3,7 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli.js";
-import { createValidateCommand, type GraphCheckInput } from "../src/commands/validate.js";
+import {
+  createValidateCommand,
+  type GraphCheckInput,
+  type GraphCheckResult,
+} from "../src/commands/validate.js";
 import type { CommandIO } from "../src/commands/command.js";
 
 const TOKEN = "validate-secret-token-7";
@@ -95,20 +99,32 @@ describe("validate", () => {
     expect(await main(["validate", "--bogus"], io)).toBe(2);
   });
 
-  it("runs the Graph check hook with --check-graph; problems make the exit 2", async () => {
+  it("runs the Graph check hook with --check-graph: a finding exits 2, else an unreachable Graph 1", async () => {
     const seen: GraphCheckInput[] = [];
+    const answers: GraphCheckResult[] = [
+      { findings: 0, unreachable: 0 },
+      { findings: 1, unreachable: 0 },
+      { findings: 0, unreachable: 3 },
+      { findings: 2, unreachable: 3 },
+    ];
     const command = createValidateCommand({
       checkGraph: (input) => {
         seen.push(input);
-        return Promise.resolve(seen.length === 1 ? 0 : 1);
+        return Promise.resolve(answers[seen.length - 1]!);
       },
     });
     const io = fakeIO({ ROTATOR_CONFIG: file("valid.yaml"), MAIN_TOKEN: TOKEN });
     expect(await command.run(["--check-graph"], io)).toBe(0);
     expect(await command.run(["--check-graph"], io)).toBe(2);
+    expect(io.stderr.filter((l) => l.startsWith("error:"))).toEqual([]);
+    expect(await command.run(["--check-graph"], io)).toBe(1);
+    expect(io.stderr.filter((l) => l.startsWith("error:"))).toEqual([
+      "error: the Graph check could not finish: 3 check(s) failed to reach Graph; the policy file itself is valid",
+    ]);
+    expect(await command.run(["--check-graph"], io)).toBe(2); // mixed: the finding wins
     expect(seen[0]!.config.policies[0]!.name).toBe("nightly");
     expect(await command.run([], io)).toBe(0);
-    expect(seen).toHaveLength(2);
+    expect(seen).toHaveLength(4);
   });
 
   it("without a Graph check implementation, --check-graph fails with E_NOT_AVAILABLE", async () => {

@@ -9,7 +9,9 @@ import { loadPolicyFile } from "./runtime.js";
 /**
  * `validate [--check-graph]`: loads the environment and the policy file and prints a summary.
  * An invalid file throws ConfigError (exit 2, naming file and path). `--check-graph` runs a
- * read-only Graph check through the `checkGraph` hook.
+ * read-only Graph check through the `checkGraph` hook: a group a token cannot see makes the file
+ * invalid (exit 2); Graph being unreachable, slow, failing (5xx) or throttling is an outside
+ * failure (exit 1).
  */
 
 /** What a Graph check gets: the loaded file and settings, and where to write. */
@@ -19,11 +21,19 @@ export interface GraphCheckInput {
   readonly io: CommandIO;
 }
 
-/**
- * Asks Graph (read-only) whether each account's token can see its groups, writing findings to
- * `io`. Resolves with the number of problems found: more than 0 makes `validate` exit 2.
- */
-export type CheckGraph = (input: GraphCheckInput) => Promise<number>;
+/** What a Graph check found. */
+export interface GraphCheckResult {
+  /**
+   * Groups (or group lists) Graph refused for good: bad token, no permission, unknown group, an
+   * account that cannot be resolved. The file names groups its tokens cannot see: exit 2.
+   */
+  readonly findings: number;
+  /** Checks Graph did not answer (network, timeout, 5xx, throttling): exit 1 if no finding. */
+  readonly unreachable: number;
+}
+
+/** Asks Graph (read-only) whether each account's token can see its groups, writing lines to `io`. */
+export type CheckGraph = (input: GraphCheckInput) => Promise<GraphCheckResult>;
 
 export interface ValidateOptions {
   /** The `--check-graph` implementation; without one, the flag fails with E_NOT_AVAILABLE. */
@@ -44,10 +54,26 @@ export function createValidateCommand(options: ValidateOptions = {}): Command {
       if (!options.checkGraph) {
         throw new RotatorError("E_NOT_AVAILABLE", "--check-graph is not available in this build");
       }
-      const problems = await options.checkGraph({ config, settings, io });
-      return problems > 0 ? 2 : 0;
+      const result = await options.checkGraph({ config, settings, io });
+      return graphCheckExitCode(result, io);
     },
   };
+}
+
+/**
+ * Exit code of `validate --check-graph`: 2 if any finding (the file is invalid for its tokens,
+ * whatever else happened), else 1 if Graph could not be asked about something, else 0.
+ */
+export function graphCheckExitCode(result: GraphCheckResult, io?: CommandIO): number {
+  if (result.findings > 0) return 2;
+  if (result.unreachable > 0) {
+    io?.err(
+      `error: the Graph check could not finish: ${result.unreachable} check(s) failed to reach Graph; ` +
+        "the policy file itself is valid",
+    );
+    return 1;
+  }
+  return 0;
 }
 
 /** The summary lines `validate` prints for a valid file. */
