@@ -11,6 +11,12 @@ import type { PolicyStatePort } from "./policy-state.js";
  * - Otherwise, when fires exist in (last_fire, now] and the newest of them is at most `catch_up`
  *   old, that newest fire is claimed and its groups rotate once with trigger `catch-up`, however
  *   many fires were missed. A replica that loses the claim does nothing: the fire is handled.
+ * - When no fire was missed, an unfinished fire is recovered (`recoverUnfinished`).
+ *
+ * Recovery, at start and periodically: a fire that was claimed but never done (its replica
+ * crashed, or gave up) for `graceMs` is taken over by one replica and run again with its original
+ * fire time and trigger, so its rotation ids are the same and nothing is enqueued twice. Only
+ * while it is still the policy's newest due fire and at most `catch_up` old.
  */
 export type CatchUpOutcome =
   | { readonly kind: "first-start"; readonly recorded?: number | undefined }
@@ -20,13 +26,30 @@ export type CatchUpOutcome =
       readonly missed: number;
       readonly newest: number;
     }
-  | { readonly kind: "caught-up"; readonly missed: number; readonly result: FireResult };
+  | { readonly kind: "caught-up"; readonly missed: number; readonly result: FireResult }
+  | Exclude<RecoveryOutcome, { kind: "none" }>;
+
+/** What `recoverUnfinished` did. */
+export type RecoveryOutcome =
+  | { readonly kind: "none" }
+  | {
+      /** in-grace: its holder may still be at work; superseded: a later fire is due; too-old: past catch_up. */
+      readonly kind: "in-grace" | "superseded" | "too-old" | "taken-elsewhere";
+      readonly fireAt: number;
+    }
+  | { readonly kind: "recovered"; readonly fireAt: number; readonly result: FireResult };
 
 export interface CatchUpDeps {
   readonly state: PolicyStatePort;
+  /** Runs a claimed fire (the scheduler's retries a failed one in the background). */
   readonly fire: FirePolicy;
   readonly logger: Logger;
+  /** An unfinished fire is taken over once its claim is this old. Default 60 s. */
+  readonly graceMs?: number | undefined;
 }
+
+/** Default of `CatchUpDeps.graceMs`. */
+export const DEFAULT_RECOVERY_GRACE_MS = 60_000;
 
 /** Missed fires are counted up to this many (for the log line only). */
 const COUNT_LIMIT = 10_000;
@@ -44,7 +67,10 @@ export async function catchUp(
     if (newest !== undefined) await deps.state.recordIfAbsent(policy.name, newest);
     return { kind: "first-start", recorded: newest };
   }
-  if (newest === undefined || newest <= last) return { kind: "up-to-date" };
+  if (newest === undefined || newest <= last) {
+    const recovery = await recoverUnfinished(policy, now, deps);
+    return recovery.kind === "none" ? { kind: "up-to-date" } : recovery;
+  }
 
   const missed = firesBetween(policy.schedule, policy.timezone, last, now, COUNT_LIMIT).length;
   const facts = { missed, newest: new Date(newest).toISOString(), lastFire: new Date(last).toISOString() };
@@ -56,8 +82,44 @@ export async function catchUp(
     log.warn({ ...facts, catchUpMs: policy.catchUpMs }, "missed fires are older than catch_up; not rotating");
     return { kind: "too-old", missed, newest };
   }
-  if (!(await deps.state.claim(policy.name, newest))) return { kind: "claimed-elsewhere", missed, newest };
+  if (!(await deps.state.claim(policy.name, newest, "catch-up"))) {
+    return { kind: "claimed-elsewhere", missed, newest };
+  }
   log.info(facts, "catching up missed fires: rotating the policy's groups once");
   const result = await deps.fire(policy, newest, "catch-up");
+  await deps.state.markDone(policy.name, newest);
   return { kind: "caught-up", missed, result };
+}
+
+/** Runs again a fire of the policy that was claimed and never done, if it is due for recovery. */
+export async function recoverUnfinished(
+  policy: ResolvedPolicy,
+  now: number,
+  deps: CatchUpDeps,
+): Promise<RecoveryOutcome> {
+  const open = await deps.state.unfinished(policy.name);
+  if (!open) return { kind: "none" };
+  const { fireAt, trigger } = open;
+  const facts = {
+    policy: policy.name,
+    fireAt: new Date(fireAt).toISOString(),
+    trigger,
+    claimedAt: new Date(open.claimedAt).toISOString(),
+  };
+  if (previousFire(policy.schedule, policy.timezone, now + 1) !== fireAt)
+    return { kind: "superseded", fireAt };
+  if (now - fireAt > policy.catchUpMs) {
+    deps.logger.debug(facts, "an unfinished fire is older than catch_up; not running it again");
+    return { kind: "too-old", fireAt };
+  }
+  const graceMs = deps.graceMs ?? DEFAULT_RECOVERY_GRACE_MS;
+  if (now - open.claimedAt < graceMs) return { kind: "in-grace", fireAt };
+  if (!(await deps.state.takeOver(policy.name, fireAt, graceMs))) return { kind: "taken-elsewhere", fireAt };
+  deps.logger.warn(
+    facts,
+    "a claimed fire was never enqueued (its replica failed or stopped): running it again",
+  );
+  const result = await deps.fire(policy, fireAt, trigger);
+  await deps.state.markDone(policy.name, fireAt);
+  return { kind: "recovered", fireAt, result };
 }

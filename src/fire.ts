@@ -15,7 +15,9 @@ import { enqueueRotations, scheduledRotationId } from "./queue.js";
  * for `groups: all`), then per chunk of groups ONE Lua call that marks each group's
  * `pending_rotation` (skipping groups whose previous rotation is still waiting or retrying) and
  * ONE bulk enqueue. Rotation ids come from (policy, fire, group), so a repeated enqueue of the
- * same fire is deduplicated by BullMQ. The caller claims the fire first (see policy-state.ts).
+ * same fire is deduplicated by BullMQ, and a group whose last published rotation is this one is
+ * left out: running a fire again (after a failure or a crash) enqueues each group at most once.
+ * The caller claims the fire first and records it done after (see policy-state.ts, scheduler.ts).
  */
 export type FireTrigger = "schedule" | "catch-up";
 
@@ -29,6 +31,8 @@ export interface FireResult {
   readonly enqueued: number;
   /** Groups skipped because their previous rotation was still pending. */
   readonly skipped: readonly string[];
+  /** Groups left out because this fire's rotation of them already published (a fire run again). */
+  readonly alreadyRotated?: number | undefined;
   /** Chunks (each one Lua call and one bulk enqueue). */
   readonly chunks: number;
 }
@@ -51,7 +55,7 @@ export interface FireDeps {
   readonly resolveAccount: (name: string) => AccountContext;
   readonly logger: Logger;
   readonly clock: Clock;
-  readonly metrics?: Pick<Metrics, "fires" | "firedRotations" | "skippedFires"> | undefined;
+  readonly metrics?: Pick<Metrics, "fires" | "firedRotations" | "skippedFires" | "fireFailures"> | undefined;
   /** Groups per Lua call and bulk enqueue. Default 1000. */
   readonly chunkSize?: number;
   /** A pending mark older than this (plus the policy's jitter) is stale. Default 24 h. */
@@ -69,8 +73,9 @@ const LOGGED_SKIPS = 20;
 /**
  * KEYS: group hashes. ARGV: now, staleMs, orphanGraceMs, BullMQ job key prefix, then one rotation
  * id per key. A group is busy when it has a pending mark of another rotation that is younger than
- * staleMs and (once older than the grace) still has an unfinished job. Busy groups are returned
- * (1-based indexes); every other group gets the new mark.
+ * staleMs and (once older than the grace) still has an unfinished job. Busy groups are returned as
+ * 1-based indexes, groups whose last published rotation is this one as negative indexes; every
+ * other group gets the new mark.
  */
 const MARK_PENDING = `local now = tonumber(ARGV[1])
 local stale = tonumber(ARGV[2])
@@ -90,7 +95,8 @@ for i, key in ipairs(KEYS) do
       end
     end
   end
-  if busy then skipped[#skipped + 1] = i
+  if redis.call("HGET", key, "last_rotation_id") == id then skipped[#skipped + 1] = -i
+  elseif busy then skipped[#skipped + 1] = i
   else redis.call("HSET", key, "pending_rotation", id, "pending_since", ARGV[1]) end
 end
 return skipped`;
@@ -99,7 +105,7 @@ export function createFirer(deps: FireDeps): FirePolicy {
   const chunkSize = Math.max(1, deps.chunkSize ?? DEFAULT_CHUNK);
   const jobKeyPrefix = deps.queue.toKey("");
 
-  return async (policy, fireAt, trigger) => {
+  const fire: FirePolicy = async (policy, fireAt, trigger) => {
     const log = deps.logger.child({ policy: policy.name, fireAt: new Date(fireAt).toISOString(), trigger });
     const groups = await groupsOf(policy);
     const now = deps.clock.now();
@@ -109,6 +115,7 @@ export function createFirer(deps: FireDeps): FirePolicy {
     const gap = next === undefined ? Infinity : next - base;
     const skipped: string[] = [];
     let enqueued = 0;
+    let alreadyRotated = 0;
     let chunks = 0;
 
     for (let start = 0; start < groups.length; start += chunkSize) {
@@ -124,10 +131,13 @@ export function createFirer(deps: FireDeps): FirePolicy {
         jobKeyPrefix,
         ...ids,
       )) as number[];
-      const skip = new Set(busy.map((index) => index - 1));
+      const skip = new Set(busy.filter((index) => index > 0).map((index) => index - 1));
+      const done = new Set(busy.filter((index) => index < 0).map((index) => -index - 1));
+      alreadyRotated += done.size;
       const rotations: RotationJobData[] = [];
       const delays: number[] = [];
       chunk.forEach((groupId, i) => {
+        if (done.has(i)) return;
         if (skip.has(i)) {
           skipped.push(groupId);
           return;
@@ -158,8 +168,28 @@ export function createFirer(deps: FireDeps): FirePolicy {
         "skipped groups whose previous rotation is still pending",
       );
     }
-    log.info({ groups: groups.length, enqueued, skipped: skipped.length, chunks }, "fire enqueued");
-    return { policy: policy.name, fireAt, trigger, groups: groups.length, enqueued, skipped, chunks };
+    const counts = { groups: groups.length, enqueued, skipped: skipped.length, alreadyRotated, chunks };
+    log.info(counts, "fire enqueued");
+    return {
+      policy: policy.name,
+      fireAt,
+      trigger,
+      groups: groups.length,
+      enqueued,
+      skipped,
+      alreadyRotated,
+      chunks,
+    };
+  };
+
+  // Every failed attempt is counted; the scheduler retries it (scheduler.ts).
+  return async (policy, fireAt, trigger) => {
+    try {
+      return await fire(policy, fireAt, trigger);
+    } catch (error) {
+      deps.metrics?.fireFailures.inc({ policy: policy.name });
+      throw error;
+    }
   };
 
   async function groupsOf(policy: ResolvedPolicy): Promise<readonly string[]> {

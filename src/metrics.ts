@@ -50,6 +50,8 @@ export interface Metrics {
   readonly skippedFires: Counter<"policy" | "reason">;
   /** `wa_rotator_fires_total{policy,trigger}`: fires handled by the scheduler. */
   readonly fires: Counter<"policy" | "trigger">;
+  /** `wa_rotator_fire_failures_total{policy}`: fire attempts that failed (the scheduler retries them). */
+  readonly fireFailures: Counter<"policy">;
   /** `wa_rotator_fire_rotations_total{policy}`: rotations enqueued by fires. */
   readonly firedRotations: Counter<"policy">;
   /** `wa_rotator_last_success_timestamp_seconds{policy}`: when a rotation of the policy last published. */
@@ -198,6 +200,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: name("fires_total"),
       help: "Policy fires handled by the scheduler, by trigger (schedule or catch-up)",
       labelNames: ["policy", "trigger"] as const,
+      registers,
+    }),
+    fireFailures: new Counter({
+      name: name("fire_failures_total"),
+      help: "Failed attempts to enqueue a policy fire (retried until the next fire is due)",
+      labelNames: ["policy"] as const,
       registers,
     }),
     firedRotations: new Counter({

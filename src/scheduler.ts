@@ -1,8 +1,9 @@
-import { catchUp } from "./catch-up.js";
+import { catchUp, DEFAULT_RECOVERY_GRACE_MS, recoverUnfinished } from "./catch-up.js";
 import type { ResolvedConfig, ResolvedPolicy } from "./config.js";
 import { nextFires, previousFire } from "./cron.js";
 import { toError } from "./errors.js";
 import type { FirePolicy, FireResult } from "./fire.js";
+import { createFireRetrier } from "./fire-retry.js";
 import { systemClock, type Clock } from "./interfaces.js";
 import type { Logger } from "./logger.js";
 import type { PolicyStatePort } from "./policy-state.js";
@@ -12,6 +13,11 @@ import type { PolicyStatePort } from "./policy-state.js";
  * claims it in Redis (only the replica that wins enqueues), fires, and re-arms. Sleeps are cut
  * into steps of at most `maxSleepMs` and re-checked against the clock, so a drifting or suspended
  * clock cannot make a fire much late. On start, each policy first catches up (catch-up.ts).
+ *
+ * A claimed fire that fails is not lost: this replica retries it with backoff (1 s, 2 s, 4 s, ...
+ * up to `retryMaxMs`) until it succeeds or the policy's next fire is due (fire-retry.ts).
+ * A fire claimed and never done (its replica crashed or stopped) is run again by any replica
+ * once its claim is `graceMs` old (checked at start and every `recoverEveryMs`): see catch-up.ts.
  */
 export interface Scheduler {
   /** Catches up, then arms every policy. Idempotent. */
@@ -37,6 +43,14 @@ export interface SchedulerDeps {
   readonly clock?: Clock;
   /** Longest single sleep before the clock is checked again. Default 30 s. */
   readonly maxSleepMs?: number;
+  /** First retry delay of a failed fire, doubled each time. Default 1 s. */
+  readonly retryBaseMs?: number;
+  /** Longest retry delay; keep it under `graceMs`. Default 30 s. */
+  readonly retryMaxMs?: number;
+  /** A fire claimed and not done for this long is run again by any replica. Default 60 s. */
+  readonly graceMs?: number;
+  /** How often unfinished fires are looked for. Default 30 s. */
+  readonly recoverEveryMs?: number;
 }
 
 interface Armed {
@@ -52,12 +66,24 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
   const maxSleepMs = deps.maxSleepMs ?? 30_000;
   const log = deps.logger.child({ service: "scheduler" });
   const armed = new Map<string, Armed>();
+  const graceMs = deps.graceMs ?? DEFAULT_RECOVERY_GRACE_MS;
+  const recoverEveryMs = deps.recoverEveryMs ?? 30_000;
   const inFlight = new Set<Promise<unknown>>();
   let running = false;
   let starting: Promise<void> | undefined;
+  let recoverTimer: ReturnType<typeof setTimeout> | undefined;
 
   const whenOf = (p: ResolvedPolicy) => `${p.schedule}\u0000${p.timezone}`;
   const policyNamed = (name: string) => deps.config().policies.find((p) => p.name === name);
+  const retrier = createFireRetrier({
+    state: deps.state,
+    fire: deps.fire,
+    logger: log,
+    clock,
+    policyNamed,
+    baseMs: deps.retryBaseMs,
+    maxMs: deps.retryMaxMs,
+  });
 
   const track = <T>(promise: Promise<T>): Promise<T> => {
     inFlight.add(promise);
@@ -66,15 +92,49 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     return promise;
   };
 
+  /** Runs a claimed fire; a failure starts the background retries and is rethrown for the log. */
+  const fireClaimed: FirePolicy = async (policy, fireAt, trigger) => {
+    try {
+      return await deps.fire(policy, fireAt, trigger);
+    } catch (error) {
+      void track(retrier.retry(policy, fireAt, trigger)); // nothing once stopped
+      throw error;
+    }
+  };
+
   const handle = async (policy: ResolvedPolicy, fireAt: number): Promise<FireResult | undefined> => {
-    if (!(await deps.state.claim(policy.name, fireAt))) {
+    if (!(await deps.state.claim(policy.name, fireAt, "schedule"))) {
       log.debug(
         { policy: policy.name, fireAt: new Date(fireAt).toISOString() },
         "fire claimed by another replica",
       );
       return undefined;
     }
-    return deps.fire(policy, fireAt, "schedule");
+    const result = await fireClaimed(policy, fireAt, "schedule");
+    await deps.state.markDone(policy.name, fireAt);
+    return result;
+  };
+
+  const recoveryDeps = { state: deps.state, fire: fireClaimed, logger: log, graceMs };
+
+  const recover = () => {
+    recoverTimer = undefined;
+    if (!running) return;
+    const now = clock.now();
+    const checks = deps
+      .config()
+      .policies.map((policy) =>
+        retrier.retrying(policy.name)
+          ? undefined
+          : recoverUnfinished(policy, now, recoveryDeps).catch((error: unknown) =>
+              log.error({ policy: policy.name, err: toError(error) }, "recovering an unfinished fire failed"),
+            ),
+      );
+    void track(
+      Promise.all(checks).finally(() => {
+        if (running) recoverTimer = setTimeout(recover, recoverEveryMs);
+      }),
+    );
   };
 
   const arm = (policy: ResolvedPolicy, after: number) => {
@@ -110,7 +170,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
         .catch((error: unknown) =>
           log.error(
             { policy: policy.name, fireAt: new Date(entry.next).toISOString(), err: toError(error) },
-            "fire failed",
+            "fire failed; it is retried (or recovered once its claim is stale)",
           ),
         )
         .finally(() => {
@@ -164,9 +224,11 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
           .config()
           .policies.map((policy) =>
             track(
-              catchUp(policy, now, { state: deps.state, fire: deps.fire, logger: log }).catch(
-                (error: unknown) =>
-                  log.error({ policy: policy.name, err: toError(error) }, "catch-up failed"),
+              catchUp(policy, now, recoveryDeps).catch((error: unknown) =>
+                log.error(
+                  { policy: policy.name, err: toError(error) },
+                  "catch-up failed; a claimed fire is retried (or recovered once its claim is stale)",
+                ),
               ),
             ),
           );
@@ -176,6 +238,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
           disarm(policy.name); // a reload during catch-up may have armed it already
           arm(policy, now);
         }
+        recoverTimer = setTimeout(recover, recoverEveryMs);
         log.info(
           {
             policies: [...armed.values()].map((a) => ({
@@ -190,6 +253,9 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     },
     async stop(force = false) {
       running = false;
+      if (recoverTimer) clearTimeout(recoverTimer);
+      recoverTimer = undefined;
+      retrier.stop();
       for (const name of [...armed.keys()]) disarm(name);
       if (!force) await Promise.all([...inFlight]);
     },

@@ -65,6 +65,12 @@ async function startAt(cfg: ResolvedConfig, now: number) {
   return queue.getJobs(["delayed", "waiting"]);
 }
 
+/** A fire some replica claimed and finished. */
+async function fired(fireAt: number) {
+  await state.claim("hourly", fireAt);
+  await state.markDone("hourly", fireAt);
+}
+
 beforeEach(() => {
   prefix = uniquePrefix("catch-up");
   keys = createKeys(prefix);
@@ -88,7 +94,7 @@ describe("catch-up", () => {
   });
 
   it("after a stop across three fires, rotates each group once with trigger catch-up", async () => {
-    await state.claim("hourly", F0); // the last fire before the stop
+    await fired(F0); // the last fire before the stop
     const now = F0 + 3 * HOUR + 10 * 60_000; // missed 11:00, 12:00, 13:00
     const jobs = await startAt(config(), now);
     expect(jobs.map((j) => j.data.groupId).sort()).toEqual(["A", "B", "C"]);
@@ -102,7 +108,7 @@ describe("catch-up", () => {
   });
 
   it("two replicas starting together catch up once", async () => {
-    await state.claim("hourly", F0);
+    await fired(F0);
     const now = F0 + HOUR + 60_000;
     const cfg = config();
     const connections = [0, 1, 2].map(() => redis.duplicate());
@@ -125,7 +131,7 @@ describe("catch-up", () => {
   });
 
   it("does nothing when the newest missed fire is older than catch_up, or catch_up is 0", async () => {
-    await state.claim("hourly", F0);
+    await fired(F0);
     const cfg = config("30m");
     const late = F0 + 2 * HOUR + 40 * 60_000; // newest missed: 12:00, 40 minutes ago
     expect(await catchUp(cfg.policies[0]!, late, { state, fire: firer(cfg, late), logger })).toMatchObject({
@@ -143,7 +149,7 @@ describe("catch-up", () => {
   });
 
   it("does nothing when no fire was missed", async () => {
-    await state.claim("hourly", F0);
+    await fired(F0);
     const now = F0 + 59 * 60_000;
     const cfg = config();
     expect(await catchUp(cfg.policies[0]!, now, { state, fire: firer(cfg, now), logger })).toEqual({

@@ -183,6 +183,34 @@ describe("fire", () => {
     expect(await queue.count()).toBe(3);
   });
 
+  it("a fire run again leaves out groups whose rotation of this fire already published (its job may be gone)", async () => {
+    const config = load();
+    const nightly = policy(config, "nightly");
+    const { fire } = firer(config, FIRE);
+    await fire({ ...nightly, groups: ["A"] }, FIRE, "schedule"); // enqueued before a crash
+    const idA = scheduledRotationId("nightly", FIRE, "A");
+    // A's rotation published, settled and its job was removed.
+    await redis.hset(keys.group("A"), "last_rotation_id", idA);
+    await redis.hdel(keys.group("A"), "pending_rotation", "pending_since");
+    await (await queue.getJob(idA))!.remove();
+    const again = await fire(nightly, FIRE, "schedule");
+    expect(again).toMatchObject({ groups: 3, enqueued: 2, skipped: [], alreadyRotated: 1 });
+    expect(await queue.getJob(idA)).toBeUndefined();
+    expect(await redis.hget(keys.group("A"), "pending_rotation")).toBeNull();
+    expect(await queue.count()).toBe(2);
+  });
+
+  it("counts a failed fire in wa_rotator_fire_failures_total and rethrows", async () => {
+    const config = load();
+    const failing = { listGroups: () => Promise.reject(new Error("list-groups down")) };
+    const { fire, metrics } = firer(config, FIRE, { graph: failing });
+    await expect(fire(policy(config, "everything"), FIRE, "schedule")).rejects.toThrow("list-groups down");
+    expect((await metrics.fireFailures.get()).values).toEqual([
+      expect.objectContaining({ labels: { policy: "everything" }, value: 1 }),
+    ]);
+    expect(await metrics.text()).toContain('wa_rotator_fire_failures_total{policy="everything"} 1');
+  });
+
   it("discovers groups: all across every page of the phone number's list, leaving out other policies' groups", async () => {
     for (let i = 0; i < 2500; i++) sim.addGroup({ id: `ALL-${i}`, phoneNumberId: "15550001" });
     sim.addGroup({ id: "A", phoneNumberId: "15550001" }); // listed by policy nightly
@@ -217,6 +245,36 @@ describe("fire", () => {
 });
 
 describe("fire claims", () => {
+  it("an unfinished fire: its holder renews it; another replica takes it over only once it is stale", async () => {
+    let now = FIRE;
+    const holder = createPolicyState(redis, keys, () => now, "holder");
+    const other = createPolicyState(redis, keys, () => now, "other");
+    expect(await holder.claim("nightly", FIRE, "catch-up")).toBe(true);
+    expect(await other.renew("nightly", FIRE)).toBe(false); // not its fire
+    now += 30_000;
+    expect(await other.takeOver("nightly", FIRE, 60_000)).toBe(false); // still in grace
+    expect(await holder.renew("nightly", FIRE)).toBe(true);
+    now += 59_000;
+    expect(await other.takeOver("nightly", FIRE, 60_000)).toBe(false); // renewed 59 s ago
+    now += 1_000;
+    expect(
+      await Promise.all([other.takeOver("nightly", FIRE, 60_000), holder.takeOver("nightly", FIRE, 60_000)]),
+    ).toEqual([true, false]);
+    expect(await other.unfinished("nightly")).toEqual({ fireAt: FIRE, trigger: "catch-up", claimedAt: now });
+    expect(await holder.renew("nightly", FIRE)).toBe(false); // taken over
+    await other.markDone("nightly", FIRE);
+    expect(await other.renew("nightly", FIRE)).toBe(false); // done
+    expect(await other.takeOver("nightly", FIRE, 0)).toBe(false);
+  });
+
+  it("a first start records a done fire; a hash without claimed_fire (older versions) has nothing unfinished", async () => {
+    const state = createPolicyState(redis, keys);
+    expect(await state.recordIfAbsent("nightly", FIRE)).toBe(true);
+    expect(await state.unfinished("nightly")).toBeUndefined();
+    await redis.hset(keys.policy("legacy"), "last_fire", String(FIRE), "claimed_at", String(FIRE));
+    expect(await state.unfinished("legacy")).toBeUndefined();
+  });
+
   it("exactly one of many concurrent claimers wins a fire; an older fire cannot be claimed after a newer one", async () => {
     const connections = Array.from({ length: 5 }, () => redis.duplicate());
     try {
@@ -230,6 +288,12 @@ describe("fire claims", () => {
       expect(await state.claim("nightly", FIRE + 1000)).toBe(true);
       expect(await state.recordIfAbsent("nightly", FIRE + 5000)).toBe(false);
       expect(await state.lastFire("nightly")).toBe(FIRE + 1000);
+      // Completion is recorded apart from the claim: the claimed fire is unfinished until done.
+      expect(await state.unfinished("nightly")).toMatchObject({ fireAt: FIRE + 1000, trigger: "schedule" });
+      await state.markDone("nightly", FIRE + 1000);
+      expect(await state.unfinished("nightly")).toBeUndefined();
+      await state.markDone("nightly", FIRE); // an older fire never moves done back
+      expect(await state.unfinished("nightly")).toBeUndefined();
     } finally {
       await Promise.all(connections.map((c) => c.quit()));
     }

@@ -9,20 +9,47 @@ import { createScheduler, type Scheduler } from "../src/scheduler.js";
  * The scheduler's timer loop in virtual time (fake timers and Date): which fires it handles, in
  * which zone, across DST days and reloads. The Redis side (claims, enqueue) has its own tests.
  */
-function memoryState(): PolicyStatePort & { last: Map<string, number> } {
+/** The policy state in memory (one replica): claims, completion and takeovers as in Redis. */
+function memoryState(): PolicyStatePort & { last: Map<string, number>; done: Map<string, number> } {
   const last = new Map<string, number>();
+  const done = new Map<string, number>();
+  const claimed = new Map<string, { fireAt: number; trigger: FireTrigger; claimedAt: number }>();
+  const open = (policy: string) => {
+    const c = claimed.get(policy);
+    return c && (done.get(policy) ?? -Infinity) < c.fireAt ? c : undefined;
+  };
   return {
     last,
+    done,
     lastFire: (policy) => Promise.resolve(last.get(policy)),
-    claim: (policy, fireAt) => {
+    claim: (policy, fireAt, trigger = "schedule") => {
       const current = last.get(policy);
       if (current !== undefined && current >= fireAt) return Promise.resolve(false);
       last.set(policy, fireAt);
+      claimed.set(policy, { fireAt, trigger, claimedAt: Date.now() });
       return Promise.resolve(true);
     },
     recordIfAbsent: (policy, fireAt) => {
       if (last.has(policy)) return Promise.resolve(false);
       last.set(policy, fireAt);
+      done.set(policy, fireAt);
+      return Promise.resolve(true);
+    },
+    markDone: (policy, fireAt) => {
+      if ((done.get(policy) ?? -Infinity) < fireAt) done.set(policy, fireAt);
+      return Promise.resolve();
+    },
+    unfinished: (policy) => Promise.resolve(open(policy)),
+    renew: (policy, fireAt) => {
+      const c = open(policy);
+      if (c?.fireAt !== fireAt) return Promise.resolve(false);
+      claimed.set(policy, { ...c, claimedAt: Date.now() });
+      return Promise.resolve(true);
+    },
+    takeOver: (policy, fireAt, graceMs) => {
+      const c = open(policy);
+      if (c?.fireAt !== fireAt || Date.now() - c.claimedAt < graceMs) return Promise.resolve(false);
+      claimed.set(policy, { ...c, claimedAt: Date.now() });
       return Promise.resolve(true);
     },
   };
@@ -205,5 +232,80 @@ describe("scheduler loop", () => {
     await stopped;
     expect(finished).toBe(true);
     expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe("a failed fire", () => {
+  /** A scheduler whose fire fails while `fails(fireAt, attempt)` says so; records each attempt. */
+  function flaky(schedule: string, fails: (fireAt: number, attempt: number) => boolean) {
+    const state = memoryState();
+    const attempts: string[] = [];
+    const count = new Map<number, number>();
+    const scheduler = createScheduler({
+      config: () => config(policyYaml("p", schedule)),
+      state,
+      fire: (policy, fireAt, trigger) => {
+        const attempt = (count.get(fireAt) ?? 0) + 1;
+        count.set(fireAt, attempt);
+        attempts.push(
+          `${new Date(fireAt).toISOString().slice(14, 19)}@${new Date().toISOString().slice(14, 23)}`,
+        );
+        if (fails(fireAt, attempt)) return Promise.reject(new Error("list-groups throttled"));
+        return Promise.resolve({
+          policy: policy.name,
+          fireAt,
+          trigger,
+          groups: 1,
+          enqueued: 1,
+          skipped: [],
+          chunks: 1,
+        });
+      },
+      logger: createLogger("silent"),
+    });
+    running = scheduler;
+    return { scheduler, state, attempts };
+  }
+
+  async function startAt(scheduler: Scheduler, from: string) {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    vi.setSystemTime(new Date(from));
+    await scheduler.start();
+  }
+
+  it("is retried after 1 s, then 2 s, until it succeeds; then it is done", async () => {
+    const at = Date.parse("2026-05-04T10:01:00Z");
+    const f = flaky("0 * * * * *", (fireAt, attempt) => fireAt === at && attempt <= 2);
+    await startAt(f.scheduler, "2026-05-04T10:00:30Z");
+    await vi.advanceTimersByTimeAsync(40_000); // until 10:01:10
+    expect(f.attempts).toEqual(["01:00@01:00.000", "01:00@01:01.000", "01:00@01:03.000"]);
+    expect(f.state.done.get("p")).toBe(at);
+    expect(await f.state.unfinished("p")).toBeUndefined();
+  });
+
+  it("is retried with doubling delays until the next fire is due, then given up; the next fire runs", async () => {
+    const at = Date.parse("2026-05-04T10:00:10Z");
+    const f = flaky("*/10 * * * * *", (fireAt) => fireAt === at);
+    await startAt(f.scheduler, "2026-05-04T10:00:05Z");
+    await vi.advanceTimersByTimeAsync(20_000); // until 10:00:25
+    // 1 s, 2 s, 4 s; the next delay (8 s) would end after the 10:00:20 fire.
+    expect(f.attempts).toEqual([
+      "00:10@00:10.000",
+      "00:10@00:11.000",
+      "00:10@00:13.000",
+      "00:10@00:17.000",
+      "00:20@00:20.000",
+    ]);
+    expect(f.state.done.get("p")).toBe(Date.parse("2026-05-04T10:00:20Z"));
+  });
+
+  it("stop ends its retries at once", async () => {
+    const f = flaky("*/10 * * * * *", () => true);
+    await startAt(f.scheduler, "2026-05-04T10:00:05Z");
+    await vi.advanceTimersByTimeAsync(5_500); // failed at 10:00:10, retries at 10:00:11
+    expect(f.attempts).toEqual(["00:10@00:10.000"]);
+    await f.scheduler.stop();
+    expect(vi.getTimerCount()).toBe(0);
+    expect(f.attempts).toHaveLength(1);
   });
 });
