@@ -9,7 +9,7 @@ import { createKeys, type Keys } from "./keys.js";
 import type { Logger } from "./logger.js";
 import { createPublisher } from "./publisher.js";
 import { createRotationQueue } from "./queue.js";
-import { createRedis } from "./redis.js";
+import { createRedis, onceEvery } from "./redis.js";
 import { createRotationStateStore } from "./rotation-state.js";
 import type { Settings } from "./settings.js";
 import { createRotationWorker } from "./worker.js";
@@ -82,7 +82,7 @@ export function createApp(options: {
   const redis = createRedis(settings.REDIS_URL, "commands", logger);
   const bullConnection = createRedis(settings.REDIS_URL, "queue", logger);
   const queue = createRotationQueue(keys, bullConnection);
-  queue.on("error", (error) => logger.error({ err: { message: error.message } }, "rotation queue error"));
+  queue.on("error", onceEvery(logger, "rotation queue error"));
   const metrics = createMetrics({ logger });
   metrics.registerQueueDepth(() =>
     queue.getJobCounts("waiting", "delayed", "active", "failed", "prioritized").then((c) => c as QueueDepth),
@@ -208,34 +208,37 @@ export function createApp(options: {
 
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
+  /** Services started, plus the one starting (a stop during start stops it too). */
   const started: Service[] = [];
 
   const start = () =>
     (starting ??= (async () => {
       for (const service of services) {
-        await service.start();
+        if (stopping) return;
         started.push(service);
+        await service.start();
         logger.info({ service: service.name }, "started");
       }
     })());
 
   const stop = () =>
     (stopping ??= (async () => {
-      await starting?.catch(() => undefined);
       const deadline = settings.ROTATOR_SHUTDOWN_TIMEOUT;
-      for (const service of [...started].reverse()) {
-        const graceful = service.stop(false);
-        const timedOut = await Promise.race([
-          graceful.then(() => false),
-          new Promise<boolean>((resolve) => setTimeout(resolve, deadline, true).unref()),
-        ]);
-        if (timedOut) {
+      // A start still waiting (for Redis, say) gets the deadline, not forever.
+      await settle(starting ?? Promise.resolve(), deadline);
+      for (const service of [...services].reverse()) {
+        // A service that never started may still hold connections (BullMQ opens its own eagerly).
+        if (!started.includes(service)) {
+          await settle(service.stop(true), FORCED_STOP_MS);
+          continue;
+        }
+        if (!(await settle(service.stop(false), deadline))) {
           logger.warn({ service: service.name, deadlineMs: deadline }, "shutdown deadline passed; forcing");
-          await service.stop(true).catch(() => undefined);
+          await settle(service.stop(true), FORCED_STOP_MS);
         }
         logger.info({ service: service.name }, "stopped");
       }
-      await queue.close();
+      await settle(queue.close(), FORCED_STOP_MS);
       await graph.close();
       redis.disconnect();
       bullConnection.disconnect();
@@ -260,6 +263,28 @@ export function createApp(options: {
     start,
     stop,
   };
+}
+
+/** How long a forced stop, or closing the queue, may take before the app lets go of it. */
+const FORCED_STOP_MS = 2_000;
+
+/** Waits for `work` at most `ms`; true if it settled (resolved or failed) in time. */
+async function settle(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+  });
+  try {
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Turns one finished rotation attempt into metrics. */

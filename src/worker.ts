@@ -6,6 +6,7 @@ import { toError } from "./errors.js";
 import { isGraphError } from "./graph/errors.js";
 import type { RotationJobData, RotationMessage } from "./interfaces.js";
 import type { Keys } from "./keys.js";
+import { onceEvery } from "./redis.js";
 import type { Logger } from "./logger.js";
 import type { RotationStateStore } from "./rotation-state.js";
 
@@ -213,7 +214,7 @@ export function createRotationWorker(
     stalledInterval: options.stalledIntervalMs ?? 10_000,
     maxStalledCount: 10,
   });
-  worker.on("error", (error) => logger.error({ err: { message: error.message } }, "rotation worker error"));
+  worker.on("error", onceEvery(logger, "rotation worker error"));
   // A forced close aborts rotations in flight between steps; a graceful close lets them finish.
   const close = worker.close.bind(worker);
   worker.close = async (force?: boolean) => {

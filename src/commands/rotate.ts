@@ -5,7 +5,7 @@ import type { RotationJobData, RotationMessage } from "../interfaces.js";
 import { createKeys, DEFAULT_CHANNEL } from "../keys.js";
 import { serializeMessage } from "../message.js";
 import { createRotationQueue, enqueueRotations, manualRotationId } from "../queue.js";
-import { createRedis } from "../redis.js";
+import { connectOneShot, createRedis, onceEvery } from "../redis.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
 import { loadRuntime } from "./runtime.js";
@@ -45,8 +45,9 @@ const command: Command = {
     });
 
     const keys = createKeys(settings.ROTATOR_PREFIX);
-    const connection = createRedis(settings.REDIS_URL, "rotate", logger, { maxRetriesPerRequest: 3 });
+    const connection = await connectOneShot(settings.REDIS_URL, "rotate", logger);
     const queue = createRotationQueue(keys, connection);
+    queue.on("error", onceEvery(logger, "rotation queue error"));
     // QueueEvents blocks on its stream: it gets a connection of its own.
     const eventsConnection = values.wait
       ? createRedis(settings.REDIS_URL, "rotate-events", logger)

@@ -5,6 +5,15 @@ import { parseCommandArgs } from "./args.js";
 import type { CommandIO } from "./command.js";
 import { loadPolicyFile, loadRuntime } from "./runtime.js";
 
+/**
+ * After a complete stop nothing should hold the event loop, but a client stuck reconnecting to a
+ * Redis that never came up can: give normal exit a second, then exit regardless (unref'd, so it
+ * never delays an exit that happens by itself).
+ */
+function exitSoon(code: number): void {
+  setTimeout(() => process.exit(code), 1_000).unref();
+}
+
 /** Runs the long-lived roles (`start`, `worker`, `scheduler`) until SIGTERM/SIGINT. */
 export async function serve(args: string[], io: CommandIO, roles: AppRoles): Promise<number> {
   parseCommandArgs({ args, options: {} });
@@ -17,7 +26,12 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
     apply: (next) => app.reload(next),
     logger,
   });
-  const exit = handleShutdownSignals(() => (reloader.stop(), app.stop()), logger);
+  let signalled = false;
+  const exit = handleShutdownSignals(() => {
+    signalled = true;
+    reloader.stop();
+    return app.stop();
+  }, logger);
   logger.info(
     {
       roles: Object.entries(roles)
@@ -30,6 +44,19 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
     "wa-invite-rotator starting",
   );
   reloader.start();
-  await app.start();
-  return exit;
+  try {
+    // A signal during a start that waits (for Redis, say) ends the wait: shutdown goes on regardless.
+    await Promise.race([app.start(), exit]);
+  } catch (error) {
+    if (!signalled) {
+      // A start that fails (a port in use, say) stops what did start, then the process exits 1.
+      reloader.stop();
+      await app.stop();
+      exitSoon(1);
+      throw error;
+    }
+  }
+  const code = await exit;
+  exitSoon(code);
+  return code;
 }

@@ -1,7 +1,6 @@
-import { RotatorError } from "../errors.js";
 import { createKeys } from "../keys.js";
 import { redactSecrets } from "../redact.js";
-import { createRedis } from "../redis.js";
+import { connectOneShot } from "../redis.js";
 import { listGroupIds, readGroupStatuses, type GroupStatus } from "../status.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
@@ -20,25 +19,8 @@ const command: Command = {
     const json = parse(args);
     const { settings, logger, config } = await loadRuntime(io, { logLevel: "warn" });
     const keys = createKeys(settings.ROTATOR_PREFIX);
-    // A one-shot command: fail fast (exit 1) instead of waiting for Redis forever; the failure is
-    // reported once below, so the connection's own warning stays quiet.
-    const redis = createRedis(settings.REDIS_URL, "status", logger.child({}, { level: "error" }), {
-      maxRetriesPerRequest: 1,
-      connectTimeout: 3_000,
-      retryStrategy: (times) => (times > 2 ? null : 200),
-    });
-    let connectError: Error | undefined;
-    redis.on("error", (error: Error) => (connectError = error));
+    const redis = await connectOneShot(settings.REDIS_URL, "status", logger);
     try {
-      try {
-        await redis.ping();
-      } catch (error) {
-        const why = (connectError ?? (error as Error)).message;
-        throw new RotatorError(
-          "E_REDIS_UNREACHABLE",
-          `cannot reach Redis at ${safeUrl(settings.REDIS_URL)}: ${why}`,
-        );
-      }
       const now = Date.now();
       const ids = await listGroupIds(redis, keys, config);
       const batches = readGroupStatuses(
@@ -186,17 +168,6 @@ const oneLine = (text: string) => text.replace(/\s+/g, " ").trim();
 
 function time(iso: string | null): string {
   return iso === null ? "-" : `${iso.slice(0, 10)} ${iso.slice(11, 19)}Z`;
-}
-
-/** The Redis URL without its password. */
-function safeUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "(REDIS_URL)";
-  }
 }
 
 function parse(args: string[]): boolean {
