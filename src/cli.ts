@@ -51,7 +51,7 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
       return 2;
     }
     const message = error instanceof Error ? error.message : String(error);
-    io.err(`wa-invite-rotator ${name}: ${redactSecrets(message, io.env)}`);
+    io.err(`wa-invite-rotator ${name}: ${redactSecrets(message, io.env, io.secrets)}`);
     return 1;
   }
 }
@@ -79,6 +79,7 @@ function isEntryPoint(): boolean {
 if (isEntryPoint()) {
   const io: CommandIO = {
     env: process.env,
+    secrets: new Set(),
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),
   };

@@ -4,7 +4,7 @@ import { toError } from "./errors.js";
 import { createGraphClient, type GraphClient } from "./graph/client.js";
 import { GraphError } from "./graph/errors.js";
 import type { AccountContext } from "./interfaces.js";
-import { redactSecrets } from "./redact.js";
+import { accountTokens, redactSecrets } from "./redact.js";
 
 /**
  * `validate --check-graph`: asks Graph, read-only, whether each account's token can see each
@@ -35,7 +35,7 @@ export async function checkGraph(input: GraphCheckInput): Promise<GraphCheckResu
   });
   try {
     return await checkGraphWith(graph, input.config, (line) =>
-      input.io.out(redactSecrets(line, settings.env)),
+      input.io.out(redactSecrets(line, settings.env, accountTokens(input.config))),
     );
   } finally {
     await graph.close();

@@ -12,8 +12,27 @@ export function secretValues(env: Readonly<Record<string, string | undefined>>):
     .sort((a, b) => b.length - a.length);
 }
 
-export function redactSecrets(text: string, env: Readonly<Record<string, string | undefined>>): string {
+/**
+ * Redacts bearer tokens, secret-named environment variables, and `extra` values (the tokens of the
+ * policy file's accounts, whatever their variables are called).
+ */
+export function redactSecrets(
+  text: string,
+  env: Readonly<Record<string, string | undefined>>,
+  extra: Iterable<string | undefined> = [],
+): string {
   let out = text.replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]+/g, "$1[redacted]");
-  for (const value of secretValues(env)) out = out.split(value).join("[redacted]");
+  const values = [
+    ...secretValues(env),
+    ...[...extra].filter((v): v is string => v !== undefined && v.length >= 6),
+  ];
+  for (const value of values.sort((a, b) => b.length - a.length)) out = out.split(value).join("[redacted]");
   return out;
+}
+
+/** The tokens of a policy file's accounts, for `redactSecrets`. */
+export function accountTokens(config: {
+  accounts: ReadonlyMap<string, { token: string | undefined }>;
+}): string[] {
+  return [...config.accounts.values()].flatMap((account) => (account.token ? [account.token] : []));
 }

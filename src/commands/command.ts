@@ -14,6 +14,8 @@ export interface Command {
 /** Where a command writes: stdout for results, stderr for messages to the operator. */
 export interface CommandIO {
   readonly env: Record<string, string | undefined>;
+  /** Values never to print (account tokens, once the policy file is loaded); the CLI redacts them. */
+  readonly secrets?: Set<string>;
   out(line: string): void;
   err(line: string): void;
 }

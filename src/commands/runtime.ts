@@ -1,6 +1,7 @@
 import { loadConfig, type ResolvedConfig } from "../config.js";
 import { createLogger, type Logger } from "../logger.js";
 import { loadSettings, type Settings } from "../settings.js";
+import { accountTokens } from "../redact.js";
 import type { CommandIO } from "./command.js";
 
 /** What every long-running or Redis-using command starts from: env, logger, policy file. */
@@ -15,6 +16,7 @@ export async function loadRuntime(io: CommandIO, options: { logLevel?: string } 
   const settings = loadSettings(io.env);
   const logger = createLogger(options.logLevel ?? settings.LOG_LEVEL);
   const config = await loadPolicyFile(settings);
+  for (const token of accountTokens(config)) io.secrets?.add(token);
   return { settings, logger, config };
 }
 

@@ -1,5 +1,5 @@
 import { createKeys } from "../keys.js";
-import { redactSecrets } from "../redact.js";
+import { accountTokens, redactSecrets } from "../redact.js";
 import { connectOneShot } from "../redis.js";
 import { listGroupIds, readGroupStatuses, type GroupStatus } from "../status.js";
 import { parseCommandArgs } from "./args.js";
@@ -22,9 +22,10 @@ const command: Command = {
     const redis = await connectOneShot(settings.REDIS_URL, "status", logger);
     try {
       const now = Date.now();
+      const tokens = accountTokens(config);
       const ids = await listGroupIds(redis, keys, config);
       const batches = readGroupStatuses(
-        { redis, keys, config, now, clean: (text) => redactSecrets(text, io.env) },
+        { redis, keys, config, now, clean: (text) => redactSecrets(text, io.env, tokens) },
         ids,
       );
       const render = json ? jsonRenderer(io, now) : tableRenderer(io, ids, config);
