@@ -77,10 +77,17 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  // A reader that goes away (`status --json | head`) closes stdout: stop writing to it and let the
+  // command finish with its own exit code, instead of dying on an unhandled EPIPE.
+  let stdoutOpen = true;
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+    stdoutOpen = false;
+  });
   const io: CommandIO = {
     env: process.env,
     secrets: new Set(),
-    out: (line) => process.stdout.write(`${line}\n`),
+    out: (line) => void (stdoutOpen && process.stdout.write(`${line}\n`)),
     err: (line) => process.stderr.write(`${line}\n`),
   };
   main(process.argv.slice(2), io).then(
