@@ -50,6 +50,14 @@ export function parseSchedule(
     return { ok: false, message: `${FIELDS_HELP}; macros such as @daily are not supported` };
   }
   if (!isValidTimeZone(timezone)) return { ok: false, message: `unknown time zone: ${timezone}` };
+  // cron-parser draws a random value for each H on every parse unless seeded: replicas, plan and
+  // catch-up would each see other fire times. Spreading is what `jitter` is for.
+  if (fields.some((field) => /(^|[^a-z])h/i.test(field))) {
+    return {
+      ok: false,
+      message: `H (hashed) values are not supported in "${expression}": use jitter to spread groups`,
+    };
+  }
   try {
     CronExpressionParser.parse(expression, { tz: timezone, currentDate: 0 });
   } catch (error) {
@@ -87,25 +95,28 @@ export function nextFires(
   return fires;
 }
 
-/** The latest fire strictly before `before`, or undefined when there is none. */
+/**
+ * Look-back windows for `previousFire`, growing by at most 60×: the first window that holds a fire
+ * holds few (its predecessor held none), so walking it forward is cheap.
+ */
+const LOOK_BACK_MS = [60_000, 3_600_000, 86_400_000, 32 * 86_400_000, 400 * 86_400_000, 1500 * 86_400_000];
+const LOOK_BACK_LIMIT = 1_000;
+
+/**
+ * The latest fire strictly before `before`, or undefined when there is none within about four
+ * years. Defined by the forward sequence alone (`nextFires`), so it agrees with it on every DST day:
+ * cron-parser's backward walk misses a fire that spring-forward moved (02:30 → 03:30) and can
+ * offer the second copy of a fall-back fire that the forward sequence skips.
+ */
 export function previousFire(
   expression: string,
   timezone: string,
   before: Date | number,
 ): number | undefined {
-  let cursor = toMs(before);
-  // cron-parser's backward walk can land on the second copy of a fall-back fire that the forward
-  // sequence skips; accept only fires the forward sequence contains.
-  for (let attempt = 0; attempt < 8; attempt++) {
-    const iterator = iterate(expression, timezone, cursor);
-    let candidate: number;
-    try {
-      candidate = iterator.prev().getTime();
-    } catch {
-      return undefined;
-    }
-    if (nextFires(expression, timezone, candidate - 1, 1)[0] === candidate) return candidate;
-    cursor = candidate;
+  const end = toMs(before) - 1;
+  for (const window of LOOK_BACK_MS) {
+    const fires = firesBetween(expression, timezone, end - window, end, LOOK_BACK_LIMIT);
+    if (fires.length > 0) return fires[fires.length - 1];
   }
   return undefined;
 }

@@ -24,6 +24,60 @@ describe("parseSchedule", () => {
   });
 });
 
+describe("parseSchedule: H", () => {
+  it("rejects H (cron-parser makes it random per parse) but keeps THU", () => {
+    for (const expr of ["H 3 * * *", "0 H/2 * * *", "0 3 * * 1,H"]) {
+      expect(parseSchedule(expr, "UTC"), expr).toMatchObject({
+        ok: false,
+        message: expect.stringContaining("H"),
+      });
+    }
+    expect(parseSchedule("0 3 * * MON-THU", "UTC")).toMatchObject({ ok: true });
+  });
+});
+
+describe("previousFire agrees with the forward sequence on DST days", () => {
+  it("finds the fire that spring-forward moved (02:30 → 03:30), which a backward walk skips", () => {
+    expect(previousFire("30 2 * * *", "Europe/Berlin", at("2026-03-29T01:31:00Z"))).toBe(
+      at("2026-03-29T01:30:00Z"),
+    );
+    expect(previousFire("0 2 * * *", "America/New_York", at("2026-03-08T07:05:00Z"))).toBe(
+      at("2026-03-08T07:00:00Z"),
+    );
+    // Havana skips midnight itself: 00:00 moves to 01:00 CDT.
+    expect(previousFire("0 0 * * *", "America/Havana", at("2026-03-08T05:30:00Z"))).toBe(
+      at("2026-03-08T05:00:00Z"),
+    );
+  });
+
+  it("is the last forward fire before every instant of the transition days", () => {
+    const cases: Array<[string, string, string]> = [
+      ["30 2 * * *", "Europe/Berlin", "2026-03-28T22:00:00Z"],
+      ["30 2 * * *", "Europe/Berlin", "2026-10-24T22:00:00Z"],
+      ["*/30 2 * * *", "America/New_York", "2026-03-08T04:00:00Z"],
+      ["0 1 * * *", "America/New_York", "2026-11-01T03:00:00Z"],
+      ["0 * * * *", "Europe/London", "2026-10-24T23:00:00Z"],
+      ["0 2 * * *", "Australia/Sydney", "2026-10-03T12:00:00Z"],
+      ["0 0 * * *", "America/Santiago", "2026-09-05T00:00:00Z"],
+    ];
+    for (const [expr, zone, from] of cases) {
+      const start = at(from) - 2 * 86_400_000;
+      const fires = nextFires(expr, zone, start, 200);
+      for (let t = at(from); t < at(from) + 2 * 86_400_000; t += 7 * 60_000) {
+        const expected = fires.filter((fire) => fire < t).pop();
+        expect(previousFire(expr, zone, t), `${expr} ${zone} before ${new Date(t).toISOString()}`).toBe(
+          expected,
+        );
+      }
+    }
+  });
+
+  it("reaches back to a yearly fire and gives undefined for none in four years", () => {
+    expect(previousFire("0 0 1 1 *", "UTC", at("2026-12-02T00:00:00Z"))).toBe(at("2026-01-01T00:00:00Z"));
+    expect(previousFire("0 0 29 2 *", "UTC", at("2026-12-02T00:00:00Z"))).toBe(at("2024-02-29T00:00:00Z"));
+  });
+});
+
 describe("nextFires", () => {
   it("computes 5-field fires in a zone", () => {
     expect(iso(nextFires("0 3 * * *", "Europe/Berlin", at("2026-01-10T12:00:00Z"), 2))).toEqual([
