@@ -47,7 +47,7 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
       return 2;
     }
     if (error instanceof ConfigError) {
-      io.err(error.message);
+      io.err(redactSecrets(error.message, io.env, io.secrets));
       return 2;
     }
     const message = error instanceof Error ? error.message : String(error);

@@ -3,6 +3,7 @@ import { checkPolicies, type CheckedGroups } from "./config-checks.js";
 import { ConfigError, RotatorError, type ConfigIssue } from "./errors.js";
 import type { AccountContext } from "./interfaces.js";
 import { DEFAULT_CHANNEL } from "./keys.js";
+import { redactSecrets, secretValues } from "./redact.js";
 import {
   formatPath,
   parsePolicyFile,
@@ -89,8 +90,18 @@ export function parseConfigText(
   env: Readonly<Record<string, string | undefined>>,
   defaults: ConfigDefaults,
 ): ResolvedConfig {
+  const secrets = configSecrets(text, env);
+  const fail = (issues: readonly ConfigIssue[]) =>
+    new ConfigError(
+      file,
+      issues.map((i) => ({
+        ...i,
+        path: redactSecrets(i.path, {}, secrets),
+        message: redactSecrets(i.message, {}, secrets),
+      })),
+    );
   const read = readDocument(text, file);
-  if (!read.document) throw new ConfigError(file, read.issues);
+  if (!read.document) throw fail(read.issues);
   const { value } = read.document;
   if (value === null || value === undefined) {
     throw new ConfigError(file, [
@@ -113,8 +124,21 @@ export function parseConfigText(
       if (!taken.has(issue.path)) issues.push(issue);
     },
   );
-  if (issues.length > 0 || !schema.data) throw new ConfigError(file, inFileOrder(issues));
+  if (issues.length > 0 || !schema.data) throw fail(inFileOrder(issues));
   return resolve(file, schema.data, checked, env, defaults);
+}
+
+/**
+ * Values an error about this file must never repeat: secret-named environment variables and the
+ * variables its accounts name as `token_env` (found in the raw text, so this works on a file that
+ * does not parse). A token pasted into the wrong field, or as a key, is then redacted.
+ */
+function configSecrets(text: string, env: Readonly<Record<string, string | undefined>>): string[] {
+  const names = [...text.matchAll(/token_env["']?\s*:\s*["']?([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]!);
+  return [
+    ...secretValues(env),
+    ...names.map((name) => env[name]).filter((v): v is string => v !== undefined),
+  ];
 }
 
 /** The account as a rotation uses it. Throws E_NO_TOKEN (naming the variable, never a value). */

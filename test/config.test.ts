@@ -299,3 +299,41 @@ describe("loadConfig", () => {
     });
   });
 });
+
+describe("a token pasted into the policy file never reaches an error", () => {
+  const partners = "EAAGpartnersTokenValue0123456789";
+  const environment = { ...env, PARTNERS_CRED: partners };
+  const reject = (text: string, file = "test.yaml"): ConfigError => {
+    try {
+      parseConfigText(text, file, environment, defaults);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return error as ConfigError;
+    }
+    throw new Error("expected a ConfigError");
+  };
+  const shown = (error: ConfigError) => `${error.message} ${JSON.stringify(error.issues)}`;
+
+  it("in a value that repeats it (phone_number_id, account), in a key, and in a file that does not parse", () => {
+    const cases = [
+      `accounts:\n  main:\n    token_env: WHATSAPP_ACCESS_TOKEN\n    phone_number_id: "${TOKEN}"\npolicies:\n  - name: a\n    account: main\n    schedule: "0 3 * * *"\n    groups: all\n`,
+      `accounts:\n  p:\n    token_env: PARTNERS_CRED\npolicies:\n  - name: a\n    account: "${partners}"\n    schedule: "0 3 * * *"\n    groups: ["1"]\n`,
+      `accounts:\n  p:\n    token_env: PARTNERS_CRED\n    ${partners}: x\npolicies:\n  - name: a\n    account: p\n    schedule: "0 3 * * *"\n    groups: ["1"]\n`,
+      `accounts:\n  p:\n    token_env: PARTNERS_CRED\npolicies:\n  - name: a\n    groups: [${partners}\n   x: [\n`,
+    ];
+    for (const [index, text] of cases.entries()) {
+      const error = reject(text);
+      expect(shown(error)).not.toContain(TOKEN);
+      expect(shown(error)).not.toContain(partners);
+      // The first three messages quote the offending value; the syntax error quotes none.
+      if (index < 3) expect(error.message).toContain("[redacted]");
+    }
+  });
+
+  it("in a JSON file", () => {
+    const text = JSON.stringify({ policies: [{ name: "a", schedule: TOKEN, groups: ["1"] }] });
+    const error = reject(text, "test.json");
+    expect(shown(error)).not.toContain(TOKEN);
+    expect(error.issues[0]?.path).toBe("policies[0].schedule");
+  });
+});
