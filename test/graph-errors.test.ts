@@ -122,14 +122,29 @@ describe("classifyGraphFailure: unknown codes and odd bodies", () => {
     expect(error.message).toContain("502 Bad Gateway");
   });
 
-  it("empty and non-JSON 5xx bodies → retry; empty 4xx → stop", () => {
+  it("empty, HTML and non-JSON bodies → retry whatever the status (a proxy answered); 429 → throttle", () => {
     for (const status of [500, 502, 503, 504]) {
       expect(classify(status, "").action).toBe("retry");
       expect(classify(status, undefined).action).toBe("retry");
       expect(classify(status, "upstream connect error").action).toBe("retry");
     }
-    expect(classify(400, "").code).toBe("GRAPH_UNKNOWN");
+    for (const status of [400, 401, 403, 404]) {
+      for (const body of [
+        "",
+        undefined,
+        "<html><head><title>403 Forbidden</title></head></html>",
+        "denied",
+      ]) {
+        expect(classify(status, body).code, `${status} ${String(body)}`).toBe("GRAPH_TRANSIENT");
+      }
+    }
+    expect(classify(403, "<html><title>Request blocked</title></html>").message).toContain(
+      '"Request blocked"',
+    );
+    // JSON from something that is not Graph (no error object) is not a proxy hiccup.
+    expect(classify(404, '{"detail":"no such route"}').code).toBe("GRAPH_UNKNOWN");
     expect(classify(429, "").action).toBe("throttle");
+    expect(classify(429, "<html>slow down</html>").action).toBe("throttle");
   });
 
   it("a 2xx of the wrong shape → GRAPH_BAD_RESPONSE retry/request", () => {

@@ -117,9 +117,13 @@ export function classifyGraphFailure(failure: GraphFailure): GraphError {
       detail: `unexpected response: ${failure.badResponse ?? describeBody(body)}`,
     });
   }
+  // HTML, text or nothing instead of Graph's JSON: a proxy or load balancer answered, whatever the
+  // status (a WAF's 403 page), so nothing is known about the request itself: retry, bounded. A 429
+  // still throttles the account, whoever sent it.
+  const fromProxy = body.kind !== "json" && status !== 429;
   return new GraphError({
     ...base,
-    ...(graph?.isTransient ? TRANSIENT : byStatus(status)),
+    ...(graph?.isTransient || fromProxy ? TRANSIENT : byStatus(status)),
     detail: graph ? graph.detail : describeBody(body),
   });
 }

@@ -2,7 +2,7 @@ import { Pool, type Dispatcher } from "undici";
 import type { AccountContext, GraphPort } from "../interfaces.js";
 import { USER_AGENT } from "../version.js";
 import { classifyGraphFailure } from "./classify.js";
-import type { GraphError, GraphOperation } from "./errors.js";
+import { GraphError, type GraphOperation } from "./errors.js";
 import {
   parseDeleteResponse,
   parseGroupResponse,
@@ -141,6 +141,19 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
       throw error;
     };
 
+    // A token with a space, quote or newline (a secret file's trailing newline) cannot be sent at
+    // all: undici would throw an argument error that reads like a network fault and is retried.
+    if (!/^[\x21-\x7e]+$/.test(account.token)) {
+      return fail(
+        new GraphError({
+          ...context,
+          code: "GRAPH_AUTH",
+          action: "stop",
+          scope: "account",
+          detail: "the token contains characters an HTTP header cannot carry (a space, quote or newline?)",
+        }),
+      );
+    }
     // undici checks headersTimeout on a coarse (~0.5 s) tick; this timer keeps the promise exact.
     const timer = setTimeout(() => controller.abort(headersTimeoutError(headersTimeout)), headersTimeout);
     let response: Dispatcher.ResponseData;
