@@ -258,3 +258,13 @@ describe("Graph client against the simulator", () => {
     await expect(client.createInviteLink(account, "G1")).rejects.toBeInstanceOf(GraphError);
   });
 });
+
+describe("a token no HTTP header can carry", () => {
+  it("stops the account at once, without a request, naming the problem but not the token", async () => {
+    const bad = `${TOKEN}\n`;
+    const error = await failure(() => client.deleteInviteLink({ ...account, token: bad }, "G1"));
+    expect([error.code, error.action, error.scope]).toEqual(["GRAPH_AUTH", "stop", "account"]);
+    expect(error.message).toContain("characters an HTTP header cannot carry");
+    expect(sim.calls).toHaveLength(0);
+  });
+});
