@@ -37,8 +37,9 @@ export interface GroupLinkState {
 export interface RotationStateStore {
   read(rotationId: string): Promise<RotationState>;
   /**
-   * Records a confirmed DELETE (with the group's sequence at that moment), marks the group as
-   * having no link since then, and this rotation as the last to change the group's link.
+   * Records a confirmed DELETE (with the group's sequence at that moment), forgets any link this
+   * rotation created before it, marks the group as having no link since then, and this rotation as
+   * the last to change the group's link.
    */
   markDeleted(rotationId: string, groupId: string, at: number): Promise<void>;
   /** Records the link created by POST; this rotation is the last to change the group's link. */
@@ -64,8 +65,11 @@ export interface GroupFailure {
   readonly at: number;
 }
 
+// A DELETE invalidates any link created before it, this rotation's own included (after a start
+// over): drop it, or a retry would resume at publish with a link Graph no longer knows.
 const MARK_DELETED = `local seq = redis.call("HGET", KEYS[2], "sequence") or "0"
 redis.call("HSET", KEYS[1], "deleted_at", ARGV[1], "sequence_at_delete", seq)
+redis.call("HDEL", KEYS[1], "invite_link", "created_at")
 redis.call("PEXPIRE", KEYS[1], ARGV[2])
 redis.call("HSETNX", KEYS[2], "without_link_since", ARGV[1])
 redis.call("HSET", KEYS[2], "graph_owner", ARGV[3])

@@ -172,6 +172,26 @@ describe("rotation saga", () => {
     expect(calls).toEqual(["DELETE G1", "POST G1", "DELETE G1", "POST G1"]);
   });
 
+  it("a rotation that started over and failed at POST again never resumes at its reset link", async () => {
+    const { graph, calls } = scriptedGraph({ create: [new Error("boom"), new Error("503 again")] });
+    const rec = recordingPublisher();
+    const { deps, keys } = setup(graph, rec.publisher);
+    // r-1 created a link, then its process died before publishing.
+    await deps.state.markDeleted("r-1", "G1", 1);
+    await deps.state.markCreated("r-1", "G1", "https://chat.whatsapp.com/MINE", 2);
+    // r-2 deleted the group's link (r-1's) and failed at POST: nothing was published.
+    await expect(rotateGroup(job("G1", "r-2"), deps, { owner: "b" })).rejects.toThrow("boom");
+    // r-1 starts over: its DELETE succeeds, its POST fails.
+    await expect(rotateGroup(job("G1", "r-1"), deps, { owner: "c" })).rejects.toThrow("503 again");
+    // The DELETE invalidated r-1's old link, so the stored state no longer names it.
+    expect(await redis.hmget(keys.rotation("r-1"), "invite_link", "created_at")).toEqual([null, null]);
+    // r-1's next retry resumes at POST; publishing MINE would hand out a link Graph deleted twice.
+    const outcome = await rotateGroup(job("G1", "r-1"), deps, { owner: "d" });
+    expect(outcome).toMatchObject({ kind: "published", resumedAt: "create" });
+    expect(rec.published.map((p) => p.inviteLink)).toEqual(["https://chat.whatsapp.com/LINK1"]);
+    expect(calls).toEqual(["DELETE G1", "POST G1", "DELETE G1", "POST G1", "POST G1"]);
+  });
+
   it("a rotation whose group is locked by another rotation reports busy and calls nothing", async () => {
     const { graph, calls } = scriptedGraph();
     const { deps } = setup(graph);
