@@ -223,23 +223,30 @@ export function createApp(options: {
 
   const stop = () =>
     (stopping ??= (async () => {
-      const deadline = settings.ROTATOR_SHUTDOWN_TIMEOUT;
+      // One deadline for the whole stop, not one per stage: each stage gets only what is left.
+      // Forced closes share a fixed margin after it, so a Redis that is gone (every stage waits,
+      // then is forced) still ends the stop by ROTATOR_SHUTDOWN_TIMEOUT + FORCED_STOP_MS.
+      const deadlineMs = settings.ROTATOR_SHUTDOWN_TIMEOUT;
+      const gracefulUntil = Date.now() + deadlineMs;
+      const forcedUntil = gracefulUntil + FORCED_STOP_MS;
+      const graceLeft = () => Math.max(0, gracefulUntil - Date.now());
+      const forceLeft = () => Math.max(0, forcedUntil - Date.now());
       // A start still waiting (for Redis, say) gets the deadline, not forever.
-      await settle(starting ?? Promise.resolve(), deadline);
+      await settle(starting ?? Promise.resolve(), graceLeft());
       for (const service of [...services].reverse()) {
         // A service that never started may still hold connections (BullMQ opens its own eagerly).
         if (!started.includes(service)) {
-          await settle(service.stop(true), FORCED_STOP_MS);
+          await settle(service.stop(true), forceLeft());
           continue;
         }
-        if (!(await settle(service.stop(false), deadline))) {
-          logger.warn({ service: service.name, deadlineMs: deadline }, "shutdown deadline passed; forcing");
-          await settle(service.stop(true), FORCED_STOP_MS);
+        if (!(graceLeft() > 0 && (await settle(service.stop(false), graceLeft())))) {
+          logger.warn({ service: service.name, deadlineMs }, "shutdown deadline passed; forcing");
+          await settle(service.stop(true), forceLeft());
         }
         logger.info({ service: service.name }, "stopped");
       }
-      await settle(queue.close(), FORCED_STOP_MS);
-      await graph.close();
+      await settle(queue.close(), forceLeft());
+      await settle(graph.close(), forceLeft());
       redis.disconnect();
       bullConnection.disconnect();
     })());
@@ -265,8 +272,11 @@ export function createApp(options: {
   };
 }
 
-/** How long a forced stop, or closing the queue, may take before the app lets go of it. */
-const FORCED_STOP_MS = 2_000;
+/**
+ * How long, after the shutdown deadline, the forced stops and the closing of the queue and the
+ * Graph pool may take together before the app lets go of them.
+ */
+const FORCED_STOP_MS = 1_000;
 
 /** Waits for `work` at most `ms`; true if it settled (resolved or failed) in time. */
 async function settle(work: Promise<unknown>, ms: number): Promise<boolean> {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:net";
 import { describe, expect, it } from "vitest";
-import { runCli, spawnCli } from "./helpers/cli.js";
-import { freePort } from "./helpers/redis-server.js";
+import { runCli, spawnCli, type CliProcess } from "./helpers/cli.js";
+import { freePort, startOwnedRedis } from "./helpers/redis-server.js";
 import { testRedisUrl, uniquePrefix } from "./helpers/redis.js";
 
 /** A process that cannot start, or is stopped while it waits to, still exits, and with the right code. */
@@ -51,6 +51,54 @@ describe("process lifecycle", () => {
     // One line per outage, not one per reconnect attempt.
     expect(proc.stdout().match(/"rotation worker error"/g)?.length ?? 0).toBeLessThanOrEqual(1);
     expect(proc.stdout()).toContain("shutdown complete");
+  });
+
+  describe("ROTATOR_SHUTDOWN_TIMEOUT bounds the whole shutdown, not each stage", () => {
+    // Every stage waits on a Redis that is gone and then is forced; the sum must still fit.
+    const TIMEOUT_MS = 3_000;
+    const MARGIN_MS = 2_000;
+    const env = (redisUrl: string) => ({
+      ...base(),
+      REDIS_URL: redisUrl,
+      HEALTH_PORT: "0",
+      ROTATOR_SHUTDOWN_TIMEOUT: `${TIMEOUT_MS / 1000}s`,
+    });
+    const stopTimed = async (proc: CliProcess) => {
+      const signalledAt = Date.now();
+      proc.kill("SIGTERM");
+      const code = await Promise.race([
+        proc.exited,
+        new Promise((resolve) => setTimeout(resolve, 20_000, "still running")),
+      ]);
+      if (code === "still running") proc.kill("SIGKILL");
+      return { code, tookMs: Date.now() - signalledAt };
+    };
+
+    it("Redis gone after the start", async () => {
+      const owned = await startOwnedRedis();
+      try {
+        const proc = spawnCli(["start"], env(owned.url));
+        await proc.waitFor(/"service":"scheduler".*"msg":"started"/);
+        await owned.kill();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const { code, tookMs } = await stopTimed(proc);
+        expect(code).toBe(0);
+        expect(tookMs).toBeLessThanOrEqual(TIMEOUT_MS + MARGIN_MS);
+        expect(proc.stdout()).toContain("shutdown complete");
+      } finally {
+        await owned.dispose();
+      }
+    });
+
+    it("Redis never reachable (the start still in flight)", async () => {
+      const proc = spawnCli(["start"], env(`redis://127.0.0.1:${await freePort()}`));
+      await proc.waitFor("wa-invite-rotator starting");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const { code, tookMs } = await stopTimed(proc);
+      expect(code).toBe(0);
+      expect(tookMs).toBeLessThanOrEqual(TIMEOUT_MS + MARGIN_MS);
+      expect(proc.stdout()).toContain("shutdown complete");
+    });
   });
 
   it("rotate exits 1 naming the unreachable Redis (password hidden) instead of waiting forever", async () => {
