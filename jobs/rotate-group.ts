@@ -18,7 +18,9 @@ import type { RotationStateStore } from "../src/rotation-state.js";
  * Each step's outcome is persisted (RotationStateStore) before the next begins, so a retry of the
  * same rotation resumes at the step that failed: a confirmed DELETE is not repeated, and a created
  * link is published rather than created again. The saga holds the group's lock throughout, so two
- * rotations of one group never interleave, even when BullMQ delivers a job twice.
+ * rotations of one group never interleave, even when BullMQ delivers a job twice. Every state write
+ * (each step's record and the publish) is fenced by the lock: an attempt that lost it, say in a
+ * stall longer than the lock's ttl, writes nothing and fails with the retryable `LockLostError`.
  *
  * The saga knows nothing of BullMQ: it returns an outcome or throws, and `src/worker.ts` maps that
  * onto the queue (delay, retry with backoff, or fail for good).
@@ -125,7 +127,7 @@ export async function rotateGroup(
         signal.throwIfAborted();
         await deps.graph.deleteInviteLink(account, groupId, signal);
         deletedAt = deps.clock.now();
-        await deps.state.markDeleted(rotationId, groupId, deletedAt);
+        await deps.state.markDeleted(rotationId, groupId, deletedAt, context.owner);
         log.debug({ step: "delete" }, "old invite link deleted");
       }
       const wait = await deps.beforeGraphCall?.(account, "create", groupId);
@@ -133,7 +135,7 @@ export async function rotateGroup(
       signal.throwIfAborted();
       inviteLink = await deps.graph.createInviteLink(account, groupId, signal);
       createdAt = deps.clock.now();
-      await deps.state.markCreated(rotationId, groupId, inviteLink, createdAt);
+      await deps.state.markCreated(rotationId, groupId, inviteLink, createdAt, context.owner);
       log.debug({ step: "create" }, "new invite link created");
     }
 
@@ -147,6 +149,7 @@ export async function rotateGroup(
       account: data.account,
       trigger: data.trigger,
       channel: data.channel,
+      lockOwner: context.owner,
     });
     log.info({ step: "publish", sequence: message.sequence, channel: data.channel }, "invite link rotated");
     const linkGapMs = deletedAt !== undefined && createdAt !== undefined ? createdAt - deletedAt : undefined;

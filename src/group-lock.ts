@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { RotatorError } from "./errors.js";
 import type { Keys } from "./keys.js";
 
 /**
@@ -15,6 +16,17 @@ export interface GroupLock {
   /** Releases the lock if `owner` still holds it. */
   release(groupId: string, owner: string): Promise<void>;
   readonly ttlMs: number;
+}
+
+/**
+ * This attempt no longer holds (or can no longer be sure it holds) its group's lock, so it wrote
+ * nothing: another rotation of the group may be running. Retryable: a later attempt takes the lock
+ * again and resumes from the persisted state.
+ */
+export class LockLostError extends RotatorError {
+  constructor(groupId: string, detail = "lost the lock") {
+    super("E_LOCK_LOST", `group ${groupId}: ${detail}; nothing was written`);
+  }
 }
 
 // Owning the lock already counts as taking it: a SET NX whose reply was lost and that the client
@@ -57,11 +69,11 @@ export function holdLock(
       lock.extend(groupId, owner).then(
         (held) => {
           if (held) lastOk = Date.now();
-          else controller.abort(new Error(`lost the lock of group ${groupId}`));
+          else controller.abort(new LockLostError(groupId));
         },
         () => {
           if (Date.now() - lastOk > lock.ttlMs)
-            controller.abort(new Error(`could not extend the lock of group ${groupId}`));
+            controller.abort(new LockLostError(groupId, "could not extend the lock"));
         },
       );
     },

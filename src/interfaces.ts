@@ -104,4 +104,10 @@ export interface PublishInput {
   readonly account: string;
   readonly trigger: Trigger;
   readonly channel: string;
+  /**
+   * The group lock's owner token of the publishing attempt. When set, the publish is fenced: it
+   * runs only while this owner holds the group's lock, and otherwise writes nothing and throws
+   * `LockLostError`. The rotation saga always sets it.
+   */
+  readonly lockOwner?: string;
 }

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { RotatorError } from "./errors.js";
+import { LockLostError } from "./group-lock.js";
 import {
   systemClock,
   type Clock,
@@ -13,6 +14,9 @@ import { ROTATION_STATE_TTL_MS, throwOnTransactionError } from "./rotation-state
 
 /** Entries kept in `C:stream` (approximately: `MAXLEN ~`). */
 export const STREAM_MAXLEN = 10_000;
+
+/** An attempt found the group's lock held by another owner (or by none). */
+const LOCK_LOST = Symbol("lock lost");
 
 /** Optimistic attempts per publish when another process changes the group or rotation meanwhile. */
 const MAX_ATTEMPTS = 10;
@@ -38,6 +42,11 @@ export interface PublisherDeps {
  * group's and the rotation's state. The sequence is read before the transaction because the
  * signature covers it (HMAC cannot run in Lua).
  *
+ * With `input.lockOwner` the transaction is fenced by the group's lock: the lock key is WATCHed
+ * too and EXEC is sent only if the lock names that owner, so an attempt that lost its lock (a
+ * stall, an outage) cannot publish over a newer rotation. A rotation already published still gets
+ * its stored message back, lock or not: that write happened while it held the lock.
+ *
  * WATCH belongs to a connection and any EXEC on it clears it, so the transaction runs on connections
  * the publisher owns (duplicates of `redis`, kept only while publishes are in flight), never on the
  * shared one. Publishes of one group are also queued in-process, so they never race each other and
@@ -49,17 +58,29 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
   const pool = connectionPool(redis);
   const groupQueues = new Map<string, Promise<unknown>>();
 
-  const attempt = async (conn: Redis, input: PublishInput): Promise<RotationMessage | null> => {
+  const attempt = async (
+    conn: Redis,
+    input: PublishInput,
+  ): Promise<RotationMessage | typeof LOCK_LOST | null> => {
     const groupKey = keys.group(input.groupId);
     const rotationKey = keys.rotation(input.rotationId);
-    await conn.watch(groupKey, rotationKey);
-    const [stored, current] = await Promise.all([
+    const lockKey = keys.groupLock(input.groupId);
+    const fenced = input.lockOwner !== undefined;
+    // The lock is watched too: its holder changing between the GET and EXEC aborts the EXEC. (A
+    // heartbeat's PEXPIRE does as well; that attempt simply runs again.)
+    await (fenced ? conn.watch(groupKey, rotationKey, lockKey) : conn.watch(groupKey, rotationKey));
+    const [stored, current, holder] = await Promise.all([
       conn.hget(rotationKey, "message"),
       conn.hget(groupKey, "sequence"),
+      fenced ? conn.get(lockKey) : null,
     ]);
     if (stored !== null) {
       await conn.unwatch();
       return parseMessage(stored);
+    }
+    if (fenced && holder !== input.lockOwner) {
+      await conn.unwatch();
+      return LOCK_LOST;
     }
     const unsigned: UnsignedRotationMessage = {
       event: "invite_link.rotated",
@@ -107,6 +128,7 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
   const publishNow = async (input: PublishInput): Promise<RotationMessage> => {
     for (let i = 0; i < MAX_ATTEMPTS; i++) {
       const message = await pool.use((conn) => attempt(conn, input));
+      if (message === LOCK_LOST) throw new LockLostError(input.groupId, "lost the lock before publishing");
       if (message) return message;
       await sleep(Math.random() * 20 * (i + 1));
     }

@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { LockLostError } from "./group-lock.js";
 import type { Keys } from "./keys.js";
 import type { RotationMessage } from "./interfaces.js";
 
@@ -40,10 +41,19 @@ export interface RotationStateStore {
    * Records a confirmed DELETE (with the group's sequence at that moment), forgets any link this
    * rotation created before it, marks the group as having no link since then, and this rotation as
    * the last to change the group's link.
+   *
+   * With `lockOwner` (the saga always passes it), both step writes are fenced by the group's lock:
+   * they write nothing and throw `LockLostError` unless `lockOwner` holds it at that moment.
    */
-  markDeleted(rotationId: string, groupId: string, at: number): Promise<void>;
+  markDeleted(rotationId: string, groupId: string, at: number, lockOwner?: string): Promise<void>;
   /** Records the link created by POST; this rotation is the last to change the group's link. */
-  markCreated(rotationId: string, groupId: string, inviteLink: string, at: number): Promise<void>;
+  markCreated(
+    rotationId: string,
+    groupId: string,
+    inviteLink: string,
+    at: number,
+    lockOwner?: string,
+  ): Promise<void>;
   readGroup(groupId: string): Promise<GroupLinkState>;
   /** Records on the group why its last rotation failed for good (for `status`, logs, metrics). */
   markFailed(groupId: string, failure: GroupFailure): Promise<void>;
@@ -65,17 +75,27 @@ export interface GroupFailure {
   readonly at: number;
 }
 
+// Step writes are fenced: an owner that lost the group's lock (a stall, an outage) writes nothing.
+// An empty owner means unfenced (callers outside a rotation).
+const FENCE = `if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+`;
+
 // A DELETE invalidates any link created before it, this rotation's own included (after a start
 // over): drop it, or a retry would resume at publish with a link Graph no longer knows.
-const MARK_DELETED = `local seq = redis.call("HGET", KEYS[2], "sequence") or "0"
-redis.call("HSET", KEYS[1], "deleted_at", ARGV[1], "sequence_at_delete", seq)
-redis.call("HDEL", KEYS[1], "invite_link", "created_at")
-redis.call("PEXPIRE", KEYS[1], ARGV[2])
-redis.call("HSETNX", KEYS[2], "without_link_since", ARGV[1])
-redis.call("HSET", KEYS[2], "graph_owner", ARGV[3])
-redis.call("SADD", KEYS[3], ARGV[4])
-redis.call("SADD", KEYS[4], ARGV[4])
-return seq`;
+const MARK_DELETED = `${FENCE}local seq = redis.call("HGET", KEYS[3], "sequence") or "0"
+redis.call("HSET", KEYS[2], "deleted_at", ARGV[2], "sequence_at_delete", seq)
+redis.call("HDEL", KEYS[2], "invite_link", "created_at")
+redis.call("PEXPIRE", KEYS[2], ARGV[3])
+redis.call("HSETNX", KEYS[3], "without_link_since", ARGV[2])
+redis.call("HSET", KEYS[3], "graph_owner", ARGV[4])
+redis.call("SADD", KEYS[4], ARGV[5])
+redis.call("SADD", KEYS[5], ARGV[5])
+return 1`;
+
+const MARK_CREATED = `${FENCE}redis.call("HSET", KEYS[2], "invite_link", ARGV[2], "created_at", ARGV[3])
+redis.call("PEXPIRE", KEYS[2], ARGV[4])
+redis.call("HSET", KEYS[3], "graph_owner", ARGV[5])
+return 1`;
 
 const SETTLE = `if redis.call("HGET", KEYS[1], "pending_rotation") == ARGV[1] then
   return redis.call("HDEL", KEYS[1], "pending_rotation", "pending_since") end return 0`;
@@ -93,29 +113,37 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         ...(raw.message ? { message: JSON.parse(raw.message) as RotationMessage } : {}),
       };
     },
-    async markDeleted(rotationId, groupId, at) {
-      await redis.eval(
+    async markDeleted(rotationId, groupId, at, lockOwner) {
+      const done = await redis.eval(
         MARK_DELETED,
-        4,
+        5,
+        keys.groupLock(groupId),
         keys.rotation(rotationId),
         keys.group(groupId),
         keys.withoutLinkIndex,
         keys.groupsIndex,
+        lockOwner ?? "",
         String(at),
         String(ROTATION_STATE_TTL_MS),
         rotationId,
         groupId,
       );
+      if (Number(done) !== 1) throw new LockLostError(groupId, "lost the lock before recording the DELETE");
     },
-    async markCreated(rotationId, groupId, inviteLink, at) {
-      const key = keys.rotation(rotationId);
-      await redis
-        .multi()
-        .hset(key, "invite_link", inviteLink, "created_at", String(at))
-        .pexpire(key, ROTATION_STATE_TTL_MS)
-        .hset(keys.group(groupId), "graph_owner", rotationId)
-        .exec()
-        .then(throwOnTransactionError);
+    async markCreated(rotationId, groupId, inviteLink, at, lockOwner) {
+      const done = await redis.eval(
+        MARK_CREATED,
+        3,
+        keys.groupLock(groupId),
+        keys.rotation(rotationId),
+        keys.group(groupId),
+        lockOwner ?? "",
+        inviteLink,
+        String(at),
+        String(ROTATION_STATE_TTL_MS),
+        rotationId,
+      );
+      if (Number(done) !== 1) throw new LockLostError(groupId, "lost the lock before recording the POST");
     },
     async markFailed(groupId, failure) {
       await redis.hset(keys.group(groupId), {

@@ -2,6 +2,7 @@ import { Redis } from "ioredis";
 import { connect, createServer, type AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { PublishInput, RotationMessage } from "../src/interfaces.js";
+import { LockLostError } from "../src/group-lock.js";
 import { channelKeys, createKeys, type Keys } from "../src/keys.js";
 import { parseMessage, serializeMessage, verifySignature } from "../src/message.js";
 import { createPublisher, readLatest } from "../src/publisher.js";
@@ -238,5 +239,70 @@ describe("publisher across a lost EXEC reply", () => {
       viaProxy.disconnect();
       await new Promise((resolve) => proxy.close(resolve));
     }
+  });
+});
+
+describe("publisher fenced by the group lock", () => {
+  const GROUP = "120363025246125486";
+  const publishedNothing = async () => {
+    expect(await redis.hget(channelKeys(channel).latest, GROUP)).toBeNull();
+    expect(await redis.xlen(channelKeys(channel).stream)).toBe(0);
+    expect(await redis.hget(keys.group(GROUP), "sequence")).toBeNull();
+    expect(await redis.hget(keys.rotation("rot-1"), "message")).toBeNull();
+  };
+
+  it("publishes only while the owner holds the group's lock", async () => {
+    const publisher = createPublisher({ redis, keys });
+    await redis.set(keys.groupLock(GROUP), "someone-else");
+    const refused = publisher.publish(input({ lockOwner: "me" }));
+    await expect(refused).rejects.toBeInstanceOf(LockLostError);
+    await expect(refused).rejects.toMatchObject({ code: "E_LOCK_LOST" });
+    await redis.del(keys.groupLock(GROUP)); // expired, and nobody took it: still not ours
+    await expect(publisher.publish(input({ lockOwner: "me" }))).rejects.toThrow(LockLostError);
+    await publishedNothing();
+
+    await redis.set(keys.groupLock(GROUP), "me");
+    expect((await publisher.publish(input({ lockOwner: "me" }))).sequence).toBe(1);
+  });
+
+  it("a lock taken over between its check and EXEC aborts the transaction", async () => {
+    // The publisher's own connections read the lock; the first read hands it to a thief right after.
+    const lockKey = keys.groupLock(GROUP);
+    const spied = redis.duplicate();
+    const duplicate = spied.duplicate.bind(spied);
+    let stolen = false;
+    spied.duplicate = (options) => {
+      const conn = duplicate(options);
+      const get = conn.get.bind(conn);
+      conn.get = (async (key: string) => {
+        const value = await get(key);
+        if (key === lockKey && !stolen) {
+          stolen = true;
+          await redis.set(lockKey, "thief");
+        }
+        return value;
+      }) as typeof conn.get;
+      return conn;
+    };
+    try {
+      await redis.set(lockKey, "me");
+      await expect(
+        createPublisher({ redis: spied, keys }).publish(input({ lockOwner: "me" })),
+      ).rejects.toThrow(LockLostError);
+      expect(stolen).toBe(true);
+      await publishedNothing();
+    } finally {
+      await spied.quit();
+    }
+  });
+
+  it("a rotation already published gets its message back after its lock is gone", async () => {
+    const publisher = createPublisher({ redis, keys });
+    await redis.set(keys.groupLock(GROUP), "me");
+    const first = await publisher.publish(input({ lockOwner: "me" }));
+    // The reply was lost, the lock expired and another owner holds it when the job retries.
+    await redis.set(keys.groupLock(GROUP), "next-owner");
+    expect(await publisher.publish(input({ lockOwner: "me" }))).toEqual(first);
+    expect(await redis.xlen(channelKeys(channel).stream)).toBe(1);
   });
 });

@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { rotateGroup, type RotateGroupDeps } from "../jobs/rotate-group.js";
-import { createGroupLock } from "../src/group-lock.js";
+import { createGroupLock, LockLostError } from "../src/group-lock.js";
 import type {
   AccountContext,
   GraphPort,
@@ -11,6 +11,7 @@ import type {
 } from "../src/interfaces.js";
 import { createKeys } from "../src/keys.js";
 import { createLogger } from "../src/logger.js";
+import { createPublisher } from "../src/publisher.js";
 import { createRotationStateStore } from "../src/rotation-state.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 
@@ -239,5 +240,76 @@ describe("rotation saga", () => {
     };
     await expect(rotateGroup(job(), failing, { owner: "a" })).rejects.toThrow("no token");
     expect(calls).toEqual([]);
+  });
+});
+
+describe("rotation saga fenced by the group lock", () => {
+  // Each case stands for an owner that stalled (a long GC pause, a frozen VM) past its lock's ttl
+  // between two steps: its heartbeat never got to notice, so only the write itself can refuse.
+  const fencedJob = (rotationId: string) => ({ ...job("G1", rotationId), channel: `${prefix}:links` });
+
+  it("a stalled owner whose lock another rotation took cannot publish over that rotation", async () => {
+    const { graph, calls } = scriptedGraph();
+    const { deps, keys } = setup(graph, createPublisher({ redis, keys: createKeys(prefix) }));
+    const stalled: RotateGroupDeps = {
+      ...deps,
+      publisher: {
+        async publish(input) {
+          // A created LINK1, then stalled: its lock expired, B took the group and rotated it.
+          await redis.del(keys.groupLock("G1"));
+          const b = await rotateGroup(fencedJob("r-b"), deps, { owner: "b" });
+          expect(b).toMatchObject({ kind: "published", message: { sequence: 1 } });
+          return deps.publisher.publish(input);
+        },
+      },
+    };
+    const a = rotateGroup(fencedJob("r-a"), stalled, { owner: "a" });
+    await expect(a).rejects.toBeInstanceOf(LockLostError);
+    await expect(a).rejects.toMatchObject({ code: "E_LOCK_LOST" });
+    expect(calls).toEqual(["DELETE G1", "POST G1", "DELETE G1", "POST G1"]);
+    // LINK1 (A's) was reset by B's DELETE: C:latest keeps B's LINK2, and A published nothing.
+    const latest = JSON.parse((await redis.hget(`${prefix}:links:latest`, "G1")) ?? "{}") as RotationMessage;
+    expect(latest).toMatchObject({ rotation_id: "r-b", invite_link: "https://chat.whatsapp.com/LINK2" });
+    expect(await redis.xlen(`${prefix}:links:stream`)).toBe(1);
+    expect(await redis.hget(keys.rotation("r-a"), "message")).toBeNull();
+  });
+
+  it("an owner that lost its lock during DELETE records nothing and calls no POST", async () => {
+    const { graph, calls } = scriptedGraph();
+    const { deps, keys } = setup(graph);
+    const stealing: GraphPort = {
+      ...graph,
+      async deleteInviteLink(account, groupId) {
+        await graph.deleteInviteLink(account, groupId);
+        await redis.set(keys.groupLock("G1"), "b");
+      },
+    };
+    await expect(rotateGroup(fencedJob("r-a"), { ...deps, graph: stealing }, { owner: "a" })).rejects.toThrow(
+      LockLostError,
+    );
+    expect(calls).toEqual(["DELETE G1"]);
+    expect(await redis.exists(keys.rotation("r-a"))).toBe(0);
+    expect(await redis.hget(keys.group("G1"), "graph_owner")).toBeNull();
+    expect(await redis.get(keys.groupLock("G1"))).toBe("b"); // not released: it is b's
+  });
+
+  it("an owner that lost its lock during POST does not record the created link", async () => {
+    const { graph, calls } = scriptedGraph();
+    const rec = recordingPublisher();
+    const { deps, keys } = setup(graph, rec.publisher);
+    const stealing: GraphPort = {
+      ...graph,
+      async createInviteLink(account, groupId) {
+        const link = await graph.createInviteLink(account, groupId);
+        await redis.set(keys.groupLock("G1"), "b");
+        return link;
+      },
+    };
+    await expect(rotateGroup(fencedJob("r-a"), { ...deps, graph: stealing }, { owner: "a" })).rejects.toThrow(
+      LockLostError,
+    );
+    expect(calls).toEqual(["DELETE G1", "POST G1"]);
+    expect(await redis.hget(keys.rotation("r-a"), "invite_link")).toBeNull();
+    expect(rec.published).toEqual([]);
   });
 });
