@@ -9,10 +9,13 @@ export const INVITE_LINK_PREFIX = "https://chat.whatsapp.com/";
 const nonEmpty = z.string().min(1);
 
 /**
- * The published message, exactly as the contract's message table defines it. Strict: an unknown
- * field is an error, so a subscriber never acts on something it does not understand.
+ * The published message as the contract's message table defines it. Every named field is checked;
+ * an unknown field is accepted and dropped, because the contract welcomes extra message fields: a
+ * newer rotator may add one, and an older subscriber must go on reading its messages. The signature
+ * covers only named fields, so dropping the rest never breaks a verification. What this project
+ * publishes is exactly the named fields ({@link serializeMessage} writes nothing else).
  */
-export const rotationMessageSchema = z.strictObject({
+export const rotationMessageSchema = z.object({
   event: z.literal("invite_link.rotated"),
   schema: z.literal(1),
   rotation_id: nonEmpty,
@@ -94,7 +97,10 @@ export function serializeMessage(msg: RotationMessage): string {
   return JSON.stringify(ordered);
 }
 
-/** Parses and validates a message text; throws {@link MessageError} naming every bad field. */
+/**
+ * Parses and validates a message text (unknown fields dropped); throws {@link MessageError} naming
+ * every bad field.
+ */
 export function parseMessage(text: string): RotationMessage {
   let value: unknown;
   try {

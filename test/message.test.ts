@@ -62,8 +62,14 @@ describe("rotationMessageSchema", () => {
     ["signature uppercase hex", { signature: KNOWN_SIGNATURE.toUpperCase().replace("V1=", "v1=") }],
     ["signature short", { signature: "v1=abc" }],
     ["signature without v1=", { signature: KNOWN_SIGNATURE.slice(3) }],
-    ["unknown field", { extra: true }],
   ];
+  it("accepts and drops unknown fields (the contract welcomes extra ones)", () => {
+    const extended = { ...base, signature: KNOWN_SIGNATURE, priority: "high", meta: { region: "eu" } };
+    expect(rotationMessageSchema.parse(extended)).toEqual({ ...base, signature: KNOWN_SIGNATURE });
+    // A bad named field is still an error when unknown ones come with it.
+    expect(rotationMessageSchema.safeParse({ ...extended, sequence: 0 }).success).toBe(false);
+  });
+
   it.each(wrong)("rejects %s", (_name, patch) => {
     const candidate: Record<string, unknown> = { ...base, ...patch };
     for (const [key, value] of Object.entries(patch)) if (value === undefined) delete candidate[key];
@@ -114,6 +120,14 @@ describe("serializeMessage / parseMessage", () => {
     ]);
     expect(text).toBe(serializeMessage({ ...base, signature: KNOWN_SIGNATURE }));
     expect(serializeMessage(base)).not.toContain("signature");
+  });
+
+  it("parses a message with extra fields, still verifies its signature, and never writes them back", () => {
+    const text = JSON.stringify({ ...base, signature: KNOWN_SIGNATURE, added_in_v2: 42 });
+    const parsed = parseMessage(text);
+    expect(parsed).toEqual({ ...base, signature: KNOWN_SIGNATURE });
+    expect(verifySignature(parsed, SECRET)).toBe(true);
+    expect(serializeMessage({ ...parsed, added_in_v2: 42 } as RotationMessage)).not.toContain("added_in_v2");
   });
 
   it("round-trips and rejects non-JSON or invalid messages with a clear error", () => {

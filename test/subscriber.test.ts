@@ -127,6 +127,23 @@ describe("subscribe", () => {
     expect(rec.invalid.some((i) => i.error.message.includes(SECRET))).toBe(false);
   });
 
+  it("delivers a message with fields the contract does not name (forward compatibility), signature verified", async () => {
+    const rec = recorder();
+    subscription = await subscribe({ redis: testRedisUrl(), channel, secret: SECRET, ...rec });
+    const good = signed(message("X", 1));
+    await redis.publish(channel, JSON.stringify({ ...good, expires_at: "2026-02-01T00:00:00.000Z", v: 2 }));
+    // Extra fields do not excuse a tampered named one.
+    await redis.publish(
+      channel,
+      JSON.stringify({ ...signed(message("X", 2)), invite_link: "https://chat.whatsapp.com/evil", v: 2 }),
+    );
+    await flush(rec);
+    expect(rec.delivered.filter((d) => d.group === "X")).toEqual([
+      { group: "X", sequence: 1, source: "publish" },
+    ]);
+    expect(rec.invalid.map((i) => i.error.message)).toEqual([expect.stringMatching(/wrong signature/)]);
+  });
+
   it("drops duplicates and out-of-order sequences per group", async () => {
     const rec = recorder();
     subscription = await subscribe({ redis: testRedisUrl(), channel, ...rec });
