@@ -111,11 +111,26 @@ if wait == 0 and not f[1] and interval > 0 then
 end
 return {wait, 0, recovering, f[1] or "", f[2] or ""}`;
 
-/** KEYS: subject hash, account hash. ARGV: retry-after ms (-1 none), base ms, max ms. */
+/**
+ * KEYS: subject hash, account hash. ARGV: retry-after ms (-1 none), base ms, max ms. Returns the
+ * wait and 1 when this answer set a pause, 2 when it lengthened one, 0 when it only saw one.
+ */
 const THROTTLE = `${NOW}
 local h = redis.call("HMGET", KEYS[1], "paused_until", "throttle_level")
 local paused = tonumber(h[1]) or 0
-if paused > now then return {paused - now, 0} end
+local asked = tonumber(ARGV[1])
+if paused > now then
+  -- A pause is on: a later, longer Retry-After lengthens it (the pause is the max of both); a
+  -- back-off without one does not grow it again (the first answer of the storm set it).
+  if asked >= 0 and now + math.floor(asked) > paused then
+    paused = now + math.floor(asked)
+    redis.call("HSET", KEYS[1], "paused_until", paused)
+    redis.call("PEXPIRE", KEYS[1], paused - now + 86400000)
+    redis.call("HSET", KEYS[2], "paused_until", paused)
+    return {paused - now, 2}
+  end
+  return {paused - now, 0}
+end
 local level = math.min(tonumber(h[2]) or 0, 12)
 local wait = tonumber(ARGV[1])
 if wait < 0 then wait = math.min(tonumber(ARGV[2]) * 4 ^ level, tonumber(ARGV[3])) end
@@ -206,6 +221,18 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
         String(base),
         String(max),
       )) as [number, number];
+      if (set === 2) {
+        logger.warn(
+          {
+            account: account.name,
+            scope: error.scope,
+            code: error.code,
+            graphCode: error.graphCode,
+            waitMs: wait,
+          },
+          `graph asked account ${account.name} to wait longer; its pause now ends in ${wait} ms`,
+        );
+      }
       if (set === 1) {
         options.metrics?.throttlePauses.inc({ account: account.name });
         logger.warn(

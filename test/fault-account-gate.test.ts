@@ -101,6 +101,20 @@ describe("account gate", () => {
     expect(await gate.throttled(a, throttle(4, "account"))).toBe(100);
   });
 
+  it("a later, longer Retry-After lengthens a pause in progress; a shorter one or none leaves it", async () => {
+    const { gate, keys } = gateFor({ base: 100 });
+    const a = account("a", "tok-a-123456", "111");
+    expect(await gate.throttled(a, throttle(4, "account", 1_000))).toBe(1_000);
+    // Shorter, or no Retry-After: the pause keeps its end.
+    expect(await gate.throttled(a, throttle(4, "account", 200))).toBeLessThanOrEqual(1_000);
+    expect(await gate.throttled(a, throttle(4, "account", 200))).toBeGreaterThan(800);
+    expect(await gate.throttled(a, throttle(4, "account"))).toBeGreaterThan(800);
+    // Longer: the pause now ends when the later answer asked.
+    expect(await gate.throttled(a, throttle(4, "account", 5_000))).toBe(5_000);
+    expect(await gate.beforeGraphCall(a, "delete", "G")).toBeGreaterThan(4_500);
+    expect(Number(await redis.hget(keys.account("a"), "paused_until"))).toBeGreaterThan(Date.now() + 4_500);
+  });
+
   it("holds an account to its steady rate across callers", async () => {
     const { gate } = gateFor({ rate: 20 });
     const a = account("a", "tok-a-123456");
