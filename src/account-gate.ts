@@ -12,7 +12,8 @@ import type { Metrics } from "./metrics.js";
  * one account's trouble from spilling over, across all processes, with its state in Redis.
  *
  * - Throttle pause: a throttle answer pauses every rotation of the token (codes 4, 17, 32, 613,
- *   80007, 80008, 130429, HTTP 429) or of the phone number (131208) for as long as Graph asked, else
+ *   80007, 80008, 130429, HTTP 429) or of the phone number (131208; the account alone when it names
+ *   no phone_number_id) for as long as Graph asked (a later, longer ask lengthens the pause), else
  *   for base·4^level (capped). The first rotation to see the answer sets the pause; the others see
  *   it. When a pause ends, one call at a time goes through (a probe) until one succeeds, which
  *   resets the level: a storm costs about one call per pause, not one per rotation.
@@ -26,8 +27,9 @@ import type { Metrics } from "./metrics.js";
  *
  * State: `keys.account(name)` hash (`failing_*`, `token_fingerprint` — a short sha256, never the
  * token — `paused_until` mirrored for `status`, `rate_tat`); pauses live in the subject hashes
- * `keys.account("token:<fingerprint>")` and `keys.account("number:<phone_number_id>")` (account
- * names cannot contain `:`).
+ * `keys.account("token:<fingerprint>")` and `keys.account("number:<phone_number_id>")`, or
+ * `keys.account("number-of:<account>")` for an account without phone_number_id (account names
+ * cannot contain `:`).
  */
 export interface AccountGate {
   /** Wait in ms before the call may go (the job is delayed), or undefined to go now. */
@@ -164,10 +166,13 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
   const recovering = new Map<string, Set<string>>();
 
   const tokenSubject = (account: AccountContext) => keys.account(`token:${tokenFingerprint(account.token)}`);
+  // 131208 is per phone number. Without phone_number_id the number is unknown, but it is the
+  // account's own: pause the account alone, never every account that shares the token.
   const numberSubject = (account: AccountContext) =>
-    account.phoneNumberId === undefined ? undefined : keys.account(`number:${account.phoneNumberId}`);
-  const subjects = (account: AccountContext) =>
-    [tokenSubject(account), numberSubject(account)].filter((k): k is string => k !== undefined);
+    account.phoneNumberId === undefined
+      ? keys.account(`number-of:${account.name}`)
+      : keys.account(`number:${account.phoneNumberId}`);
+  const subjects = (account: AccountContext) => [tokenSubject(account), numberSubject(account)];
 
   const gate: AccountGate = {
     recheckMs,
@@ -210,8 +215,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
     },
 
     async throttled(account, error) {
-      const subject =
-        error.scope === "number" ? (numberSubject(account) ?? tokenSubject(account)) : tokenSubject(account);
+      const subject = error.scope === "number" ? numberSubject(account) : tokenSubject(account);
       const [wait, set] = (await redis.eval(
         THROTTLE,
         2,

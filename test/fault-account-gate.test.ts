@@ -81,6 +81,15 @@ describe("account gate", () => {
     expect(await gate.beforeGraphCall(cOther, "create", "G")).toBeUndefined();
   });
 
+  it("131208 on an account without phone_number_id pauses that account, not others sharing its token", async () => {
+    const { gate } = gateFor();
+    const a = account("a", "tok-shared-1234");
+    const twin = account("a2", "tok-shared-1234");
+    await gate.throttled(a, throttle(131208, "number", 1_000));
+    expect(await gate.beforeGraphCall(a, "delete", "G")).toBeGreaterThan(900);
+    expect(await gate.beforeGraphCall(twin, "delete", "G")).toBeUndefined();
+  });
+
   it("the first throttle sets the pause, the others see it; back-off grows 4x and resets after a success", async () => {
     const { gate } = gateFor({ base: 100 });
     const a = account("a", "tok-a-123456");
