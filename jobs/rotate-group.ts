@@ -89,8 +89,9 @@ export async function rotateGroup(
   const before = await deps.state.read(rotationId);
   if (before.message) return { kind: "published", message: before.message, resumedAt: "publish" };
 
+  const acquiredAt = Date.now(); // wall time, as the lock's ttl runs in Redis (not deps.clock)
   if (!(await deps.lock.acquire(groupId, context.owner))) return { kind: "busy" };
-  const held = holdLock(deps.lock, groupId, context.owner);
+  const held = holdLock(deps.lock, groupId, context.owner, acquiredAt);
   const signal = context.signal ? AbortSignal.any([held.signal, context.signal]) : held.signal;
   try {
     // Re-read under the lock: a previous owner may have advanced the saga meanwhile.

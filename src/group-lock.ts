@@ -53,32 +53,64 @@ export function createGroupLock(redis: Redis, keys: Keys, ttlMs = 15_000): Group
 }
 
 /**
- * Keeps a held lock alive every ttl/3 until stopped. If an extension finds the lock lost (or
- * Redis unreachable for longer than the ttl), `signal` aborts so the saga stops before its next
- * step instead of racing a new owner.
+ * Keeps a held lock alive every ttl/3 until stopped. `signal` aborts, so the saga stops before its
+ * next step instead of racing a new owner, when an extension finds the lock lost, or when no
+ * extension has succeeded for ttl - ttl/4: before the lock can expire in Redis, not after. Each
+ * extension is given ttl/3 to answer, since a shared connection may queue commands for as long
+ * as Redis is unreachable. (An event-loop stall can delay even this; the fenced writes cover it.)
+ *
+ * `acquiredAt` is when the acquire was sent, epoch ms: the lock expires no sooner than ttl later.
  */
 export function holdLock(
   lock: GroupLock,
   groupId: string,
   owner: string,
+  acquiredAt = Date.now(),
 ): { signal: AbortSignal; stop(): void } {
   const controller = new AbortController();
-  let lastOk = Date.now();
-  const timer = setInterval(
-    () => {
-      lock.extend(groupId, owner).then(
-        (held) => {
-          if (held) lastOk = Date.now();
-          else controller.abort(new LockLostError(groupId));
+  const periodMs = Math.max(50, Math.floor(lock.ttlMs / 3));
+  const marginMs = Math.floor(lock.ttlMs / 4);
+  let stopped = false;
+  let deadline: NodeJS.Timeout | undefined;
+
+  const stop = () => {
+    stopped = true;
+    clearInterval(heartbeat);
+    clearTimeout(deadline);
+  };
+  const giveUp = (reason: LockLostError) => {
+    stop();
+    controller.abort(reason);
+  };
+  // The lock lives at least ttl from when the last successful extension (or the acquire) was sent.
+  const armDeadline = (sentAt: number) => {
+    clearTimeout(deadline);
+    const ms = Math.max(0, sentAt + lock.ttlMs - marginMs - Date.now());
+    deadline = setTimeout(() => giveUp(new LockLostError(groupId, "could not extend the lock in time")), ms);
+    deadline.unref();
+  };
+  const beat = () => {
+    const sentAt = Date.now();
+    let timeout: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timeout = setTimeout(() => resolve("timeout"), periodMs);
+      timeout.unref();
+    });
+    Promise.race([lock.extend(groupId, owner), timedOut])
+      .then(
+        (result) => {
+          if (stopped) return;
+          if (result === true) armDeadline(sentAt);
+          else if (result === false) giveUp(new LockLostError(groupId));
+          // "timeout": try again on the next beat; the deadline decides when to give up
         },
-        () => {
-          if (Date.now() - lastOk > lock.ttlMs)
-            controller.abort(new LockLostError(groupId, "could not extend the lock"));
-        },
-      );
-    },
-    Math.max(50, Math.floor(lock.ttlMs / 3)),
-  );
-  timer.unref();
-  return { signal: controller.signal, stop: () => clearInterval(timer) };
+        () => undefined, // Redis failed the command: the same, the deadline decides
+      )
+      .finally(() => clearTimeout(timeout));
+  };
+
+  armDeadline(acquiredAt);
+  const heartbeat = setInterval(beat, periodMs);
+  heartbeat.unref();
+  return { signal: controller.signal, stop };
 }
