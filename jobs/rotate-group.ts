@@ -92,7 +92,8 @@ export async function rotateGroup(
   const acquiredAt = Date.now(); // wall time, as the lock's ttl runs in Redis (not deps.clock)
   if (!(await deps.lock.acquire(groupId, context.owner))) return { kind: "busy" };
   const held = holdLock(deps.lock, groupId, context.owner, acquiredAt);
-  const signal = context.signal ? AbortSignal.any([held.signal, context.signal]) : held.signal;
+  const attempt = linkSignals(context.signal ? [held.signal, context.signal] : [held.signal]);
+  const signal = attempt.signal;
   try {
     // Re-read under the lock: a previous owner may have advanced the saga meanwhile.
     const state = await deps.state.read(rotationId);
@@ -156,9 +157,31 @@ export async function rotateGroup(
     const linkGapMs = deletedAt !== undefined && createdAt !== undefined ? createdAt - deletedAt : undefined;
     return { kind: "published", message, resumedAt, ...(linkGapMs === undefined ? {} : { linkGapMs }) };
   } finally {
+    attempt.dispose();
     held.stop();
     await deps.lock.release(groupId, context.owner).catch((error: unknown) => {
       log.warn({ err: error }, "could not release the group lock; it expires by itself");
     });
   }
+}
+
+/**
+ * One attempt's signal: aborts when any source does. Not `AbortSignal.any`: on Node 20 a
+ * long-lived source (the worker's shutdown signal) keeps a reference to every signal ever derived
+ * from it, which grows by one per attempt; these listeners are removed when the attempt ends.
+ */
+function linkSignals(sources: readonly AbortSignal[]): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onAbort = (event: Event) => controller.abort((event.target as AbortSignal).reason);
+  for (const source of sources) {
+    if (source.aborted) {
+      controller.abort(source.reason);
+      break;
+    }
+    source.addEventListener("abort", onAbort, { once: true });
+  }
+  return {
+    signal: controller.signal,
+    dispose: () => sources.forEach((source) => source.removeEventListener("abort", onAbort)),
+  };
 }

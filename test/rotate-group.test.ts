@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { getEventListeners } from "node:events";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { rotateGroup, type RotateGroupDeps } from "../jobs/rotate-group.js";
 import { createGroupLock, LockLostError } from "../src/group-lock.js";
@@ -311,5 +312,47 @@ describe("rotation saga fenced by the group lock", () => {
     expect(calls).toEqual(["DELETE G1", "POST G1"]);
     expect(await redis.hget(keys.rotation("r-a"), "invite_link")).toBeNull();
     expect(rec.published).toEqual([]);
+  });
+});
+
+describe("rotation saga and the worker's shutdown signal", () => {
+  /** Signals Node derived from `signal` through AbortSignal.any and still tracks (0 if none). */
+  const derivedFrom = (signal: AbortSignal): number => {
+    const symbol = Object.getOwnPropertySymbols(signal).find((s) => s.description === "kDependantSignals");
+    const set = symbol === undefined ? undefined : (signal as unknown as Record<symbol, unknown>)[symbol];
+    return (set as { size?: number } | undefined)?.size ?? 0;
+  };
+
+  it("leaves nothing attached to the worker-lived signal after each attempt", async () => {
+    const { graph } = scriptedGraph();
+    const { deps } = setup(graph);
+    const shutdown = new AbortController();
+    for (let i = 0; i < 5; i++) {
+      const outcome = await rotateGroup(job("G1", `r-${i}`), deps, {
+        owner: `o-${i}`,
+        signal: shutdown.signal,
+      });
+      expect(outcome).toMatchObject({ kind: "published" });
+    }
+    expect(derivedFrom(shutdown.signal)).toBe(0);
+    expect(getEventListeners(shutdown.signal, "abort")).toHaveLength(0);
+  });
+
+  it("a forced shutdown still aborts the Graph call in flight", async () => {
+    const { graph } = scriptedGraph();
+    const { deps } = setup(graph);
+    const shutdown = new AbortController();
+    const hanging: GraphPort = {
+      ...graph,
+      deleteInviteLink: (_account, _groupId, signal) =>
+        new Promise<void>((_resolve, reject) => {
+          signal?.addEventListener("abort", () => reject(signal.reason as Error), { once: true });
+          setTimeout(() => shutdown.abort(new Error("worker closed by force")), 10);
+        }),
+    };
+    await expect(
+      rotateGroup(job(), { ...deps, graph: hanging }, { owner: "a", signal: shutdown.signal }),
+    ).rejects.toThrow("worker closed by force");
+    expect(getEventListeners(shutdown.signal, "abort")).toHaveLength(0);
   });
 });
