@@ -16,7 +16,9 @@ import type { PolicyStatePort } from "./policy-state.js";
  * Recovery, at start and periodically: a fire that was claimed but never done (its replica
  * crashed, or gave up) for `graceMs` is taken over by one replica and run again with its original
  * fire time and trigger, so its rotation ids are the same and nothing is enqueued twice. Only
- * while it is still the policy's newest due fire and at most `catch_up` old.
+ * while it is still the policy's newest due fire, that is until the policy's next fire is due,
+ * whatever `catch_up` says: catch_up bounds fires missed while no scheduler ran, not the repair of
+ * a fire a replica claimed (its grace alone is longer than a short catch_up, and 0 is off).
  */
 export type CatchUpOutcome =
   | { readonly kind: "first-start"; readonly recorded?: number | undefined }
@@ -33,8 +35,8 @@ export type CatchUpOutcome =
 export type RecoveryOutcome =
   | { readonly kind: "none" }
   | {
-      /** in-grace: its holder may still be at work; superseded: a later fire is due; too-old: past catch_up. */
-      readonly kind: "in-grace" | "superseded" | "too-old" | "taken-elsewhere";
+      /** in-grace: its holder may still be at work; superseded: a later fire is due. */
+      readonly kind: "in-grace" | "superseded" | "taken-elsewhere";
       readonly fireAt: number;
     }
   | { readonly kind: "recovered"; readonly fireAt: number; readonly result: FireResult };
@@ -108,10 +110,6 @@ export async function recoverUnfinished(
   };
   if (previousFire(policy.schedule, policy.timezone, now + 1) !== fireAt)
     return { kind: "superseded", fireAt };
-  if (now - fireAt > policy.catchUpMs) {
-    deps.logger.debug(facts, "an unfinished fire is older than catch_up; not running it again");
-    return { kind: "too-old", fireAt };
-  }
   const graceMs = deps.graceMs ?? DEFAULT_RECOVERY_GRACE_MS;
   if (now - open.claimedAt < graceMs) return { kind: "in-grace", fireAt };
   if (!(await deps.state.takeOver(policy.name, fireAt, graceMs))) return { kind: "taken-elsewhere", fireAt };

@@ -32,19 +32,17 @@ let now = F0;
 const clock = { now: () => now };
 const cleanups: (() => Promise<unknown>)[] = [];
 
-const config: ResolvedConfig = parseConfigText(
-  [
-    "accounts:",
-    '  default: { token_env: WHATSAPP_ACCESS_TOKEN, phone_number_id: "1555" }',
-    "policies:",
-    "  - name: hourly",
-    '    schedule: "0 * * * *"',
-    "    groups: all",
-  ].join("\n"),
-  "fire-recovery-test.yaml",
-  ENV,
-  { graphApiVersion: "v23.0" },
-);
+const configText = [
+  "accounts:",
+  '  default: { token_env: WHATSAPP_ACCESS_TOKEN, phone_number_id: "1555" }',
+  "policies:",
+  "  - name: hourly",
+  '    schedule: "0 * * * *"',
+  "    groups: all",
+].join("\n");
+const config: ResolvedConfig = parseConfigText(configText, "fire-recovery-test.yaml", ENV, {
+  graphApiVersion: "v23.0",
+});
 const hourly = config.policies[0]!;
 
 const transient = () =>
@@ -79,7 +77,7 @@ interface Replica {
 }
 
 /** One scheduler replica: its own Redis connection, policy state (replica id) and log. */
-function replica(graph: Pick<GraphClient, "listGroups"> = flakyGraph(0)): Replica {
+function replica(graph: Pick<GraphClient, "listGroups"> = flakyGraph(0), cfg = config): Replica {
   const logs: string[] = [];
   const logger = createLogger("info", { write: (line: string) => void logs.push(line) });
   const connection = redis.duplicate();
@@ -89,14 +87,14 @@ function replica(graph: Pick<GraphClient, "listGroups"> = flakyGraph(0)): Replic
     keys,
     queue,
     graph: graph as GraphClient,
-    config: () => config,
-    resolveAccount: (name) => resolveAccount(config, name),
+    config: () => cfg,
+    resolveAccount: (name) => resolveAccount(cfg, name),
     logger,
     clock,
     metrics,
   });
   const scheduler = createScheduler({
-    config: () => config,
+    config: () => cfg,
     state: createPolicyState(connection, keys, clock.now),
     fire,
     logger,
@@ -220,6 +218,27 @@ describe("a fire claimed and never done (a crash) is run again by another replic
     await until(async () => (await state().unfinished("hourly")) === undefined);
     expect(await jobIds()).toEqual(idsOf(F0));
   });
+
+  it.each(["0", "30s"])(
+    "is run again with catch_up %s, shorter than the grace: catch_up bounds downtime, not repair",
+    async (catchUp) => {
+      const cfg = parseConfigText(
+        configText.replace("    groups: all", `    catch_up: ${catchUp}\n    groups: all`),
+        "fire-recovery-test.yaml",
+        ENV,
+        { graphApiVersion: "v23.0" },
+      );
+      expect(cfg.policies[0]!.catchUpMs).toBe(catchUp === "0" ? 0 : 30_000);
+      now = F0 + 1_000;
+      await crashAfterClaim(F0, []);
+      now = F0 + 20 * 60_000; // 20 minutes late: past the 60 s grace and past catch_up
+      const r = replica(flakyGraph(0), cfg);
+      await r.scheduler.start();
+      await until(async () => (await state().unfinished("hourly")) === undefined);
+      expect(await jobIds()).toEqual(idsOf(F0));
+      expect(r.logs.filter((l) => l.includes("was never enqueued"))).toHaveLength(1);
+    },
+  );
 
   it("is not run again once a later fire is due: that one is caught up instead", async () => {
     now = F0 + 1_000;
