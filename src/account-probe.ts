@@ -1,11 +1,12 @@
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import type { AccountGate } from "./account-gate.js";
-import { tokenFingerprint } from "./account-gate.js";
+import { isTokenFailure, tokenFingerprint } from "./account-gate.js";
 import type { ResolvedConfig } from "./config.js";
 import { accountContext } from "./config.js";
 import { toError } from "./errors.js";
 import type { GraphClient } from "./graph/client.js";
+import { isGraphError } from "./graph/errors.js";
 import type { RotationJobData } from "./interfaces.js";
 import type { Keys } from "./keys.js";
 import type { Logger } from "./logger.js";
@@ -15,9 +16,11 @@ import type { Metrics } from "./metrics.js";
  * The recovery loop of the worker role, every `intervalMs`:
  *
  * - each failing account is probed read-only (GET the group that failed; one process per interval,
- *   by a lease in the account hash); a success, or a token with a new fingerprint, clears `failing`
- *   and re-drives the rotations of its groups without link at once (delayed → promoted, failed →
- *   retried);
+ *   by a lease in the account hash). Only a token failure (0, 190, 10, 200–299) keeps it failing;
+ *   a success or any other Graph answer (the group unknown or suspended: the token got past
+ *   authentication), or a token with a new fingerprint, clears `failing` and re-drives the
+ *   rotations of its groups without link at once (delayed → promoted, failed → retried). A
+ *   timeout, network error, 5xx or throttle is inconclusive: the next interval probes again;
  * - a group left without link by a rotation that failed for good (transient failures past the
  *   attempt bound) has that rotation retried, at most once per interval: "at the next fire, or
  *   sooner";
@@ -106,17 +109,30 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
     if (!failing.probeGroup) return true;
     const leased = Number(await redis.eval(LEASE, 1, keys.account(name), String(options.intervalMs)));
     if (leased !== 1) return true;
+    let reason = "a read-only probe succeeded";
     try {
       await options.graph.getGroup(
         account,
         failing.probeGroup,
         AbortSignal.timeout(options.probeTimeoutMs ?? 10_000),
       );
-    } catch (error) {
-      log.info({ account: name, err: { message: toError(error).message } }, "account still failing");
-      return true;
+    } catch (thrown) {
+      const error = toError(thrown);
+      const fields = { account: name, group: failing.probeGroup, err: { message: error.message } };
+      if (isGraphError(error) && isTokenFailure(error)) {
+        log.info({ ...fields, code: error.code, graphCode: error.graphCode }, "account still failing");
+        return true;
+      }
+      if (!isGraphError(error) || error.action !== "stop") {
+        // A timeout, a network error, a 5xx or a throttle says nothing about the token.
+        log.info(fields, "account probe inconclusive; the account stays failing until the next probe");
+        return true;
+      }
+      // Any other answer of Graph (the probe group unknown or suspended, say) came past the token
+      // check: the token authenticated.
+      reason = `a read-only probe was answered by Graph (${error.code}), so the token authenticated`;
     }
-    await gate.recover(name, "a read-only probe succeeded");
+    await gate.recover(name, reason);
     await redrive(name, new Set());
     return false;
   };
