@@ -19,11 +19,23 @@ export interface DemoRedis {
 /** redis-server is not installed: the message says how to install it. */
 export class RedisMissingError extends Error {}
 
-/** Uses `url` when a Redis answers there, else starts a private redis-server on a free port. */
-export async function findOrStartRedis(url: string): Promise<DemoRedis> {
-  if (await redisAnswers(url))
-    return { url, owned: false, stop: async () => undefined, kill: () => undefined };
+/**
+ * Uses `url` when a Redis answers there, else starts a private redis-server on a free port. An
+ * abort of `signal` while the private server starts kills it and deletes its directory at once
+ * (synchronously, so a hard exit right after leaves nothing behind), and the call rejects with the
+ * signal's reason. Once it has resolved, stopping the server is the caller's.
+ */
+export async function findOrStartRedis(
+  url: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<DemoRedis> {
+  const { signal } = options;
+  signal?.throwIfAborted();
+  const shared = await redisAnswers(url);
+  signal?.throwIfAborted();
+  if (shared) return { url, owned: false, stop: async () => undefined, kill: () => undefined };
   const port = await freePort();
+  signal?.throwIfAborted();
   const dir = mkdtempSync(join(tmpdir(), "wa-rotator-demo-redis-"));
   const args = [
     "--port",
@@ -42,43 +54,53 @@ export async function findOrStartRedis(url: string): Promise<DemoRedis> {
     stdio: "ignore",
     detached: true,
   });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      proc.once("error", reject);
-      proc.once("spawn", () => resolve());
-    });
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new RedisMissingError(
-        `No Redis answers at ${url} and redis-server is not installed.\n` +
-          "Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis), " +
-          "or point REDIS_URL at a running Redis.",
-      );
-    }
-    throw error;
-  }
-  const own = `redis://127.0.0.1:${port}`;
   const kill = () => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
   };
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      const exited = new Promise((resolve) => proc.once("exit", resolve));
-      proc.kill("SIGTERM");
-      await exited;
-    }
+  const discard = () => {
+    kill();
     rmSync(dir, { recursive: true, force: true });
   };
-  for (let waited = 0; !(await redisAnswers(own)); waited += 100) {
-    if (waited > 10_000 || exited(proc)) {
-      kill();
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`the private redis-server on port ${port} did not start`);
+  signal?.addEventListener("abort", discard, { once: true });
+  try {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        proc.once("error", reject);
+        proc.once("spawn", () => resolve());
+      });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        throw new RedisMissingError(
+          `No Redis answers at ${url} and redis-server is not installed.\n` +
+            "Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis), " +
+            "or point REDIS_URL at a running Redis.",
+        );
+      }
+      throw error;
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    const own = `redis://127.0.0.1:${port}`;
+    for (let waited = 0; !(await redisAnswers(own)); waited += 100) {
+      signal?.throwIfAborted();
+      if (waited > 10_000 || exited(proc))
+        throw new Error(`the private redis-server on port ${port} did not start`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    signal?.throwIfAborted();
+    const stop = async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const gone = new Promise((resolve) => proc.once("exit", resolve));
+        proc.kill("SIGTERM");
+        await gone;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    };
+    return { url: own, owned: true, stop, kill };
+  } catch (error) {
+    discard();
+    throw error;
+  } finally {
+    signal?.removeEventListener("abort", discard);
   }
-  return { url: own, owned: true, stop, kill };
 }
 
 /** Deletes every key of the demo from a shared Redis (its prefix and its channel's keys). */

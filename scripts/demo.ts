@@ -41,33 +41,54 @@ async function main(): Promise<number> {
   const token = `demo-token-${randomBytes(8).toString("hex")}`;
   const secret = `demo-secret-${randomBytes(16).toString("hex")}`;
 
-  let redis: DemoRedis;
-  try {
-    redis = await findOrStartRedis(process.env.REDIS_URL || "redis://127.0.0.1:6379");
-  } catch (error) {
-    console.error(`demo: ${error instanceof RedisMissingError ? error.message : String(error)}`);
-    return 1;
-  }
-  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-demo-"));
-  const config = join(dir, "demo.yaml");
-  writeFileSync(config, demoConfig(channel));
-
+  // Signals are handled from the very start, so a Ctrl-C while Redis is still being found or
+  // started goes through the same cleanup as one later on (a private redis-server runs in its own
+  // process group and would otherwise outlive the demo). A second signal gives up on a clean stop.
+  const stop = new AbortController();
+  const stopped = new Promise<string>((resolve) =>
+    stop.signal.addEventListener("abort", () => resolve(String(stop.signal.reason)), { once: true }),
+  );
+  let redis: DemoRedis | undefined;
   let sim: GraphSimulator | undefined;
   let sub: Subscription | undefined;
   let child: ChildProcess | undefined;
+  let dir: string | undefined;
   const killAll = () => {
     child?.kill("SIGKILL");
-    redis.kill();
+    redis?.kill();
   };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) {
+      killAll();
+      process.exit(130);
+    }
+    stop.abort(signal === "SIGINT" ? "interrupted" : "terminated");
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   process.once("exit", killAll);
 
   const received = new Map<string, number>();
   let invalid = 0;
   let exitCode = 0;
   try {
+    try {
+      redis = await findOrStartRedis(process.env.REDIS_URL || "redis://127.0.0.1:6379", {
+        signal: stop.signal,
+      });
+    } catch (error) {
+      if (stop.signal.aborted) throw new Interrupted(String(stop.signal.reason));
+      console.error(`demo: ${error instanceof RedisMissingError ? error.message : String(error)}`);
+      return 1;
+    }
+    const shared = redis;
+    dir = mkdtempSync(join(tmpdir(), "wa-rotator-demo-"));
+    const config = join(dir, "demo.yaml");
+    writeFileSync(config, demoConfig(channel));
+
     sim = await startGraphSimulator({ tokens: { [token]: { name: "default" } } });
     sub = await subscribe({
-      redis: redis.url,
+      redis: shared.url,
       channel,
       secret,
       onMessage: (msg) => {
@@ -80,10 +101,11 @@ async function main(): Promise<number> {
       },
       onError: (error) => console.error(`demo: subscriber: ${error.message}`),
     });
+    if (stop.signal.aborted) throw new Interrupted(String(stop.signal.reason));
     const healthPort = await freePort();
     say("wa-invite-rotator demo");
     say(
-      `  redis      ${redis.url}${redis.owned ? " (private, stopped at the end)" : " (shared; demo keys removed at the end)"}`,
+      `  redis      ${shared.url}${shared.owned ? " (private, stopped at the end)" : " (shared; demo keys removed at the end)"}`,
     );
     say(`  graph      ${sim.url} (simulator)`);
     say(`  policy     config/demo.yaml: three groups every ten seconds`);
@@ -103,7 +125,7 @@ async function main(): Promise<number> {
       stdio: ["ignore", "pipe", "pipe"],
       env: {
         ...process.env,
-        REDIS_URL: redis.url,
+        REDIS_URL: shared.url,
         ROTATOR_CONFIG: config,
         ROTATOR_PREFIX: prefix,
         GRAPH_API_BASE_URL: sim.url,
@@ -122,30 +144,33 @@ async function main(): Promise<number> {
     );
 
     const reason = await new Promise<string>((resolve) => {
-      process.once("SIGINT", () => resolve("interrupted"));
-      process.once("SIGTERM", () => resolve("terminated"));
+      void stopped.then(resolve);
       if (durationMs) setTimeout(() => resolve(`${durationMs / 1000} s passed`), durationMs).unref();
       void childExit.then((code) => resolve(`the rotator exited unexpectedly (${code})`));
     });
     say("");
     say(`Stopping (${reason})...`);
-    // A second Ctrl-C while stopping: give up on a clean stop.
-    process.once("SIGINT", () => {
-      killAll();
-      process.exit(130);
-    });
     if (reason.startsWith("the rotator exited")) exitCode = 1;
-    else exitCode = (await stopChild(proc, childExit)) === 0 ? 0 : 1;
+    else {
+      // Killed by the SIGTERM itself: it came before the rotator had installed its handlers, so
+      // nothing had started; that is a clean stop too.
+      const code = await stopChild(proc, childExit);
+      exitCode = code === 0 || code === "SIGTERM" ? 0 : 1;
+    }
   } catch (error) {
-    console.error(`demo: ${error instanceof Error ? error.message : String(error)}`);
-    exitCode = 1;
+    if (error instanceof Interrupted) {
+      say(`Stopping (${error.message}) before the demo started...`);
+    } else {
+      console.error(`demo: ${error instanceof Error ? error.message : String(error)}`);
+      exitCode = 1;
+    }
   } finally {
     child?.kill("SIGKILL");
     await sub?.close();
     await sim?.close();
-    if (redis.owned) await redis.stop();
-    else await deleteDemoKeys(redis.url, prefix, channel).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
+    if (redis?.owned) await redis.stop();
+    else if (redis) await deleteDemoKeys(redis.url, prefix, channel).catch(() => undefined);
+    if (dir) rmSync(dir, { recursive: true, force: true });
     process.off("exit", killAll);
   }
   const total = [...received.values()].reduce((a, b) => a + b, 0);
@@ -155,6 +180,9 @@ async function main(): Promise<number> {
   );
   return invalid > 0 ? 1 : exitCode;
 }
+
+/** A stop signal came before the rotator was started. */
+class Interrupted extends Error {}
 
 /** SIGTERM, then the rotator drains and exits 0; SIGKILL if it takes too long. */
 async function stopChild(proc: ChildProcess, exited: Promise<number | string>): Promise<number | string> {

@@ -1,4 +1,7 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
@@ -31,6 +34,29 @@ function runDemo(args: string[], env: Record<string, string>) {
     }
   };
   return { child, exited, until, out: () => out, err: () => err };
+}
+
+/** Pids of the processes whose working directory is under `root` (redis-server chdirs to --dir). */
+function processesUnder(root: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/cwd`).startsWith(root)) pids.push(Number(entry));
+    } catch {
+      // gone, a zombie, or not ours
+    }
+  }
+  return pids;
+}
+
+async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return true;
 }
 
 let redis: Redis;
@@ -83,6 +109,29 @@ describe("npm run demo", () => {
     }
     expect(demo.out()).toContain("Stopping (1 s passed)...");
   });
+
+  it.runIf(process.platform === "linux")(
+    "Ctrl-C while it starts its private redis-server stops that server and removes its directory",
+    async () => {
+      // Its own TMPDIR, so the private server's --dir (and the process inside it) can be found.
+      const root = mkdtempSync(join(tmpdir(), "wa-rotator-demo-test-"));
+      const demo = runDemo([], { REDIS_URL: "redis://127.0.0.1:1", TMPDIR: root });
+      try {
+        // The moment the redis-server process exists, before the demo has got any further.
+        const started = await waitUntil(() => processesUnder(root).length > 0, 15_000);
+        expect(started, `no redis-server appeared; stderr: ${demo.err()}`).toBe(true);
+        demo.child.kill("SIGINT");
+        expect(await demo.exited).toBe(0);
+        expect(await waitUntil(() => processesUnder(root).length === 0, 3_000)).toBe(true);
+        expect(readdirSync(root)).toEqual([]);
+        expect(demo.out()).toContain("Stopping (interrupted)");
+      } finally {
+        demo.child.kill("SIGKILL");
+        for (const pid of processesUnder(root)) process.kill(pid, "SIGKILL");
+        rmSync(root, { recursive: true, force: true });
+      }
+    },
+  );
 
   it("names the install command when no Redis answers and redis-server is missing", async () => {
     const demo = runDemo([], { REDIS_URL: "redis://127.0.0.1:1", PATH: "/nonexistent" });
