@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # wa-invite-rotator: build with the dev toolchain, run with production dependencies only.
-# Node 24 is the current LTS; the major is pinned so a rebuild never jumps a major.
+# Node 26 is the Active LTS (since 2026-10-28; 24 is in maintenance). The major is pinned so a
+# rebuild never jumps a major; bookworm-slim keeps the Debian release the image was built on.
 
-FROM node:24-bookworm-slim AS build
+FROM node:26-bookworm-slim AS build
 WORKDIR /app
 # Manifests first, so the dependency layer is cached until they change.
 COPY package.json package-lock.json ./
@@ -12,7 +13,7 @@ COPY src ./src
 COPY jobs ./jobs
 RUN npm run build
 
-FROM node:24-bookworm-slim AS runtime
+FROM node:26-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
