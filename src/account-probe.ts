@@ -21,9 +21,10 @@ import type { Metrics } from "./metrics.js";
  *   authentication), or a token with a new fingerprint, clears `failing` and re-drives the
  *   rotations of its groups without link at once (delayed → promoted, failed → retried). A
  *   timeout, network error, 5xx or throttle is inconclusive: the next interval probes again;
- * - a group left without link by a rotation that failed for good (transient failures past the
- *   attempt bound) has that rotation retried, at most once per interval: "at the next fire, or
- *   sooner";
+ * - every group left without link (the without-link index) has the rotation that deleted its link
+ *   retried once it failed for good (transient failures past the attempt bound, or BullMQ failing
+ *   the job itself), at most once per interval, whether or not a failure was recorded on the group:
+ *   "at the next fire, or sooner". A linkless group with no rotation left is logged once, loudly;
  * - `wa_rotator_account_failing` is refreshed from Redis, so every process reports the same.
  */
 export interface AccountProbe {
@@ -60,26 +61,62 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
 
+  /** Linkless groups already reported as having no rotation to re-drive (once per process). */
+  const orphans = new Set<string>();
+
+  /**
+   * The rotation that left a group without link: the last to change its link at Graph
+   * (`graph_owner`), else the one its recorded failure names. Every linkless group counts, with or
+   * without a recorded failure (BullMQ may fail a job itself, say stalled too often, or the write of
+   * the failure may have failed).
+   */
+  const rotationOf = async (groupId: string) => {
+    const [graphOwner, failedRotation, code, failedAt] = await redis.hmget(
+      keys.group(groupId),
+      "graph_owner",
+      "failed_rotation_id",
+      "failure_code",
+      "failed_at",
+    );
+    for (const id of new Set([graphOwner, failedRotation])) {
+      if (!id) continue;
+      const job = await queue.getJob(id);
+      if (!job) continue;
+      const recorded = id === failedRotation;
+      return {
+        job,
+        rotationId: id,
+        code: recorded ? (code ?? undefined) : undefined,
+        failedAt: recorded ? Number(failedAt ?? 0) : (job.finishedOn ?? 0),
+      };
+    }
+    return undefined;
+  };
+
   /** Rotations of groups without link: for `account` only (recovery), or all not failing (sweep). */
   const redrive = async (account: string | undefined, failingAccounts: ReadonlySet<string>) => {
     const groups = await redis.smembers(keys.withoutLinkIndex);
+    for (const o of orphans) if (!groups.includes(o)) orphans.delete(o);
     for (const groupId of groups) {
-      const [rotationId, code, failedAt] = await redis.hmget(
-        keys.group(groupId),
-        "failed_rotation_id",
-        "failure_code",
-        "failed_at",
-      );
-      if (!rotationId) continue;
-      const job = await queue.getJob(rotationId);
-      if (!job) continue;
+      const found = await rotationOf(groupId);
+      if (!found) {
+        if (account === undefined && !orphans.has(groupId)) {
+          orphans.add(groupId);
+          log.error(
+            { group: groupId, withoutLink: true },
+            `GROUP WITHOUT INVITE LINK: group ${groupId} has no rotation left to re-drive; rotate it by hand`,
+          );
+        }
+        continue;
+      }
+      const { job, rotationId, code, failedAt } = found;
       if (account !== undefined ? job.data.account !== account : failingAccounts.has(job.data.account))
         continue;
       const state = await job.getState();
       try {
         if (state === "delayed" && account !== undefined) await job.promote();
         else if (state === "failed") {
-          const recent = Date.now() - Number(failedAt ?? 0) < options.intervalMs;
+          const recent = Date.now() - failedAt < options.intervalMs;
           if (account === undefined && (recent || GROUP_STOPS.has(code ?? ""))) continue;
           await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
         } else continue;

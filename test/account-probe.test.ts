@@ -1,3 +1,4 @@
+import { UnrecoverableError, Worker } from "bullmq";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createAccountGate } from "../src/account-gate.js";
 import { createAccountProbe } from "../src/account-probe.js";
@@ -7,6 +8,7 @@ import type { GraphGroup } from "../src/graph/response.js";
 import type { AccountContext, FailureScope, RetryAction } from "../src/interfaces.js";
 import { createKeys } from "../src/keys.js";
 import { createLogger } from "../src/logger.js";
+import { enqueueRotations, manualRotationId } from "../src/queue.js";
 import { openTestQueue, type TestQueue } from "./helpers/faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 import { policyYaml, TEST_TOKEN } from "./helpers/rotator.js";
@@ -46,7 +48,7 @@ const ANSWERS = {
   timeout: () => new DOMException("The operation was aborted due to timeout", "TimeoutError"),
 };
 
-async function setup() {
+async function setup(options: { failing?: boolean } = {}) {
   const prefix = uniquePrefix("probe");
   prefixes.push(prefix);
   const keys = createKeys(prefix);
@@ -77,8 +79,8 @@ async function setup() {
     },
   });
   const account: AccountContext = { name: "default", token: TEST_TOKEN, graphApiVersion: "v23.0" };
-  await gate.failed(account, ANSWERS.expired(), "G1");
-  return { gate, probe, answers, probed };
+  if (options.failing ?? true) await gate.failed(account, ANSWERS.expired(), "G1");
+  return { gate, probe, answers, probed, tq, keys };
 }
 
 const nextInterval = () => new Promise((resolve) => setTimeout(resolve, INTERVAL_MS + 20));
@@ -121,4 +123,68 @@ describe("account probe", () => {
       expect(await gate.failing("default")).toBeUndefined();
     },
   );
+});
+
+/** A rotation failed by BullMQ itself (here: a processor that throws), with no failure recorded. */
+async function failedRotation(tq: TestQueue, prefix: string, groupId: string): Promise<string> {
+  const rotationId = manualRotationId();
+  await enqueueRotations(tq.queue, [
+    {
+      rotationId,
+      groupId,
+      account: "default",
+      policy: null,
+      channel: "c",
+      trigger: "manual",
+      requestedAt: 0,
+    },
+  ]);
+  const connection = redis.duplicate();
+  const worker = new Worker(
+    tq.keys.rotationQueue,
+    async () => {
+      throw new UnrecoverableError("job stalled more than allowable limit");
+    },
+    { connection, prefix },
+  );
+  try {
+    await expect.poll(async () => (await tq.queue.getJob(rotationId))?.getState()).toBe("failed");
+  } finally {
+    await worker.close();
+    connection.disconnect();
+  }
+  return rotationId;
+}
+
+describe("sweep of groups without link", () => {
+  it("re-drives a linkless group whose failed rotation recorded no failure", async () => {
+    const { probe, tq, keys } = await setup({ failing: false });
+    const rotationId = await failedRotation(tq, keys.prefix, "G1");
+    // As MARK_DELETED leaves it: the group in the without-link index, the rotation as its owner.
+    await redis.hset(keys.group("G1"), { graph_owner: rotationId, without_link_since: String(Date.now()) });
+    await redis.sadd(keys.withoutLinkIndex, "G1");
+    // A rotation that failed within the last interval is left alone; after it, re-driven.
+    await probe.tick();
+    expect(await (await tq.queue.getJob(rotationId))?.getState()).toBe("failed");
+    await nextInterval();
+    await probe.tick();
+    expect(await (await tq.queue.getJob(rotationId))?.getState()).toBe("waiting");
+  });
+
+  it("re-drives the rotation that deleted the link, not the one a later failure names", async () => {
+    const { probe, tq, keys } = await setup({ failing: false });
+    const deleter = await failedRotation(tq, keys.prefix, "G1");
+    const other = await failedRotation(tq, keys.prefix, "G1");
+    await redis.hset(keys.group("G1"), {
+      graph_owner: deleter,
+      failed_rotation_id: other,
+      failure_code: "GRAPH_GROUP_UNKNOWN",
+      failed_at: "0",
+    });
+    await redis.sadd(keys.withoutLinkIndex, "G1");
+    await nextInterval();
+    await probe.tick();
+    expect(await (await tq.queue.getJob(deleter))?.getState()).toBe("waiting");
+    expect(await (await tq.queue.getJob(other))?.getState()).toBe("failed");
+  });
 });
