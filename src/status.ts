@@ -41,7 +41,11 @@ export interface GroupStatus {
   readonly sequence: number | null;
   readonly trigger: Trigger | null;
   readonly last_rotation_id: string | null;
-  /** The newest published link, masked (`https://chat.whatsapp.com/AbCd…`); never the whole link. */
+  /**
+   * The group's live link as last published, masked (`https://chat.whatsapp.com/AbCd…`); never the
+   * whole link. Null while the group has none (`without_link_since` set): the published one was
+   * deleted and no longer works.
+   */
   readonly link: string | null;
   /** The policy's next fire (before jitter); null outside policies. */
   readonly next_due_at: string | null;
@@ -172,6 +176,7 @@ function toStatus(
       }
     : null;
   const pausedUntil = instant(accountHash.paused_until);
+  const withoutLinkSince = instant(hash.without_link_since);
   const status = {
     group_id: id,
     policy: policy?.name ?? null,
@@ -181,9 +186,9 @@ function toStatus(
     sequence: Number.isSafeInteger(sequence) && sequence > 0 ? sequence : null,
     trigger: isTrigger(hash.last_trigger) ? hash.last_trigger : null,
     last_rotation_id: hash.last_rotation_id || null,
-    link: linkOf(hash.last_message),
+    link: withoutLinkSince === null ? linkOf(hash.last_message) : null,
     next_due_at: nextDueAt,
-    without_link_since: instant(hash.without_link_since),
+    without_link_since: withoutLinkSince,
     pending_rotation: hash.pending_rotation || null,
     pending_since: instant(hash.pending_since),
     failure,

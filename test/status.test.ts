@@ -153,9 +153,13 @@ describe("status --json", () => {
       failure: { code: "GRAPH_AUTH", at: "2026-01-03T03:00:00.000Z", rotation_id: "r-failed" },
     });
     expect(byId.get("G-FAILED")!.failure!.message).toContain("[redacted]");
+    // Its published link was deleted: no link to show, masked or not; the rotation history stays.
     expect(byId.get("G-NOLINK")).toMatchObject({
       state: "no-link",
       without_link_since: "2026-01-04T03:00:00.000Z",
+      link: null,
+      sequence: 1,
+      trigger: "schedule",
     });
     expect(byId.get("G-PENDING")).toMatchObject({
       state: "pending",
@@ -210,6 +214,7 @@ describe("status (table)", () => {
     expect(row("G-OK")).toMatch(/\s+ok$/);
     expect(row("G-FAILED")).toMatch(/failed GRAPH_AUTH: token rejected \(\[redacted\] must never show\)$/);
     expect(row("G-NOLINK")).toMatch(/NO LINK since 2026-01-04 03:00:00Z$/);
+    expect(row("G-NOLINK").slice(linkAt)).toMatch(/^- /);
     expect(row("G-PENDING")).toMatch(/rotation pending since 2026-01-04 03:00:00Z$/);
     expect(row("G-NEVER")).toMatch(/never rotated$/);
     expect(row("P-1")).toMatch(
