@@ -1,5 +1,6 @@
 import { formatDuration, parseDuration } from "./durations.js";
 import { isValidTimeZone, parseSchedule, shortestGap } from "./cron.js";
+import { GAP_SHARE, maxJitterWindow } from "./jitter.js";
 import { NAME, type IssuePath } from "./policy-file.js";
 
 /**
@@ -95,11 +96,15 @@ function checkSchedule(policy: Raw, i: number, now: number, add: AddIssue): void
   const jitter = typeof policy["jitter"] === "string" ? parseDuration(policy["jitter"]) : undefined;
   if (jitter === undefined || jitter === 0) return;
   const gap = shortestGap(schedule, timezone, now, GAP_SAMPLE);
-  if (gap !== undefined && jitter > gap) {
+  // The run time keeps the spread within 90% of the gap (jitter.ts); a jitter as long as the gap
+  // or longer is a mistake, not something to clamp silently.
+  if (gap !== undefined && jitter >= gap) {
+    const most = `${formatDuration(maxJitterWindow(gap))} (${GAP_SHARE * 100}% of the gap, the most a fire spreads over)`;
     add(
       ["policies", i, "jitter"],
-      `jitter ${policy["jitter"] as string} is longer than the shortest gap between fires of "${schedule}" ` +
-        `(${formatDuration(gap)}): a fire would start before the previous one has spread out`,
+      `jitter ${policy["jitter"] as string} is not shorter than the shortest gap between fires of ` +
+        `"${schedule}" (${formatDuration(gap)}): a fire would start before the previous one has ` +
+        `spread out; use at most ${most}`,
     );
   }
 }

@@ -109,7 +109,8 @@ export function createFirer(deps: FireDeps): FirePolicy {
     const log = deps.logger.child({ policy: policy.name, fireAt: new Date(fireAt).toISOString(), trigger });
     const groups = await groupsOf(policy);
     const now = deps.clock.now();
-    // Jitter counts from the fire (from now for a catch-up of a past fire) and ends before the next fire.
+    // Jitter counts from the fire (from now for a catch-up of a past fire) and ends well before the
+    // next fire (jitter.ts), so each rotation has time to finish before that fire marks its group.
     const base = trigger === "catch-up" ? Math.max(fireAt, now) : fireAt;
     const next = nextFires(policy.schedule, policy.timezone, base, 1)[0];
     const gap = next === undefined ? Infinity : next - base;

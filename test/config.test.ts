@@ -337,3 +337,23 @@ describe("a token pasted into the policy file never reaches an error", () => {
     expect(error.issues[0]?.path).toBe("policies[0].schedule");
   });
 });
+
+describe("jitter against the gap between fires", () => {
+  const withJitter = (jitter: string, schedule = "0 * * * *") =>
+    `policies:\n  - name: a\n    schedule: "${schedule}"\n    jitter: ${jitter}\n    groups: [g]\n`;
+
+  it("a jitter as long as the gap is an error that names the longest jitter allowed", () => {
+    const message = issueAt(withJitter("1h"), "policies[0].jitter");
+    expect(message).toContain("not shorter than the shortest gap");
+    expect(message).toContain("(1h)");
+    expect(message).toContain("use at most 54m (90% of the gap");
+    expect(message).toMatch(/\(line 4, column \d+\)$/);
+    // Every 10 seconds: at most 9 s.
+    expect(issueAt(withJitter("10s", "*/10 * * * * *"), "policies[0].jitter")).toContain("at most 9s");
+  });
+
+  it("a jitter shorter than the gap stays valid (the run time spreads over at most 90% of it)", () => {
+    expect(parse(withJitter("59m")).policies[0]!.jitterMs).toBe(59 * 60_000);
+    expect(parse(withJitter("54m")).policies[0]!.jitterMs).toBe(54 * 60_000);
+  });
+});

@@ -117,18 +117,21 @@ describe("fire", () => {
     expect((await metrics.firedRotations.get()).values[0]?.value).toBe(3);
   });
 
-  it("clamps jitter below the gap to the next fire", async () => {
+  it("clamps jitter to 90% of the gap to the next fire, so no group starts just before it", async () => {
     const config = load();
     const at = Date.parse("2026-05-04T10:00:00Z");
     const { fire } = firer(config, at);
     // The file's check keeps jitter below the gap; the clamp also holds for a longer window.
-    await fire({ ...policy(config, "fast"), jitterMs: 3_600_000 }, at, "schedule");
+    const groups = Array.from({ length: 100 }, (_, i) => `J${i}`);
+    await fire({ ...policy(config, "fast"), groups, jitterMs: 3_600_000 }, at, "schedule");
     const jobs = await queue.getJobs(["delayed", "waiting"]);
-    expect(jobs).toHaveLength(4);
-    for (const job of jobs) {
-      expect(job.opts.delay).toBeGreaterThanOrEqual(0);
-      expect(job.opts.delay).toBeLessThan(10_000);
+    expect(jobs).toHaveLength(100);
+    const delays = jobs.map((job) => job.opts.delay ?? 0);
+    for (const delay of delays) {
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThan(9_000); // the next fire is at +10 s
     }
+    expect(Math.max(...delays)).toBeGreaterThan(8_000);
   });
 
   it("skips a group whose previous rotation is still pending, counts it, and takes it again once settled", async () => {

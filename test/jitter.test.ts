@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { jitterFraction, jitterOffset } from "../src/jitter.js";
+import { GAP_SHARE, jitterFraction, jitterOffset, maxJitterWindow } from "../src/jitter.js";
 
 describe("jitter", () => {
   const groups = Array.from({ length: 2000 }, (_, i) => `G${i}`);
@@ -26,15 +26,21 @@ describe("jitter", () => {
     expect(jitterFraction("nightly", "G8")).not.toBe(jitterFraction("nightly", "G7"));
   });
 
-  it("never spills past the next fire: the window is clamped below the gap", () => {
+  it("never spills past the next fire: the window is clamped to 90% of the gap", () => {
     const gap = 10_000;
-    for (const g of groups) {
-      const offset = jitterOffset("p", g, 60 * 60_000, gap);
-      expect(offset).toBeLessThan(gap);
+    const offsets = groups.map((g) => jitterOffset("p", g, 60 * 60_000, gap));
+    groups.forEach((g, i) => {
+      const offset = offsets[i]!;
+      // The last tenth of the gap is left for the rotations to finish before the next fire.
+      expect(offset).toBeLessThan(gap * GAP_SHARE);
       expect(offset).toBeGreaterThanOrEqual(0);
       // The clamped offset keeps the group's relative place in the window.
-      expect(Math.abs(offset - jitterFraction("p", g) * gap)).toBeLessThanOrEqual(1);
-    }
+      expect(Math.abs(offset - jitterFraction("p", g) * gap * GAP_SHARE)).toBeLessThanOrEqual(1);
+    });
+    expect(Math.max(...offsets)).toBeGreaterThan(gap * GAP_SHARE - 50); // the window is still used
+    expect(maxJitterWindow(gap)).toBe(9_000);
+    // A jitter shorter than 90% of the gap is not touched.
+    expect(jitterOffset("p", "G1", 5_000, gap)).toBe(jitterOffset("p", "G1", 5_000));
     expect(jitterOffset("p", "G1", 1, 1)).toBe(0);
   });
 
