@@ -51,18 +51,26 @@ function firer(cfg: ResolvedConfig, now: number): FirePolicy {
   });
 }
 
-/** Starts and stops a scheduler whose clock says `now`; returns what its catch-up enqueued. */
+/**
+ * Starts and stops a scheduler whose clock says `now`; returns the jobs in the queue and the fires
+ * this start ran (the queue alone cannot tell: a fire run again enqueues the same job ids).
+ */
 async function startAt(cfg: ResolvedConfig, now: number) {
+  const fires: { fireAt: number; trigger: string }[] = [];
+  const fire = firer(cfg, now);
   const scheduler = createScheduler({
     config: () => cfg,
     state,
-    fire: firer(cfg, now),
+    fire: (policy, fireAt, trigger) => {
+      fires.push({ fireAt, trigger });
+      return fire(policy, fireAt, trigger);
+    },
     logger,
     clock: { now: () => now },
   });
   await scheduler.start();
   await scheduler.stop();
-  return queue.getJobs(["delayed", "waiting"]);
+  return Object.assign(await queue.getJobs(["delayed", "waiting"]), { fires });
 }
 
 /** A fire some replica claimed and finished. */
@@ -102,9 +110,17 @@ describe("catch-up", () => {
       expect(job.data).toMatchObject({ trigger: "catch-up", fireAt: F0 + 3 * HOUR, policy: "hourly" });
       expect(job.id).toBe(scheduledRotationId("hourly", F0 + 3 * HOUR, job.data.groupId));
     }
+    expect(jobs.fires).toEqual([{ fireAt: F0 + 3 * HOUR, trigger: "catch-up" }]);
     expect(await state.lastFire("hourly")).toBe(F0 + 3 * HOUR);
-    // A second start at the same moment has nothing left to catch up.
-    expect(await startAt(config(), now)).toHaveLength(3);
+    // A second start at the same moment has nothing left to catch up: it runs no fire (the queue
+    // would show the same 3 jobs either way, as a repeated fire's job ids are deduplicated).
+    const again = await startAt(config(), now);
+    expect(again.fires).toEqual([]);
+    expect(again).toHaveLength(3);
+    const cfg = config();
+    expect(await catchUp(cfg.policies[0]!, now, { state, fire: firer(cfg, now), logger })).toEqual({
+      kind: "up-to-date",
+    });
   });
 
   it("two replicas starting together catch up once", async () => {
