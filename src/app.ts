@@ -108,6 +108,11 @@ export function createApp(options: {
       metrics.graphCalls.inc({ operation: call.operation, outcome: call.outcome, code });
       metrics.graphCallDuration.observe({ operation: call.operation }, call.durationMs / 1000);
       if (call.outcome === "ok") gate.succeeded(call.account);
+      // How close an account is to Graph's limits, for whoever tunes rate_limit and jitter.
+      if (call.usage) {
+        const { account, operation, status, outcome, usage } = call;
+        logger.debug({ account, operation, status, outcome, usage }, "graph usage");
+      }
     },
   });
   const redisOk = redisReadiness(redis);
