@@ -20,16 +20,19 @@ import type { Metrics } from "./metrics.js";
  * - Steady rate: `accounts.<name>.rate_limit` requests per second, a GCRA in one Lua call; short
  *   waits are slept in place (the slot is reserved), long ones delay the job. No rate, no Redis call.
  * - Failing token: a token failure (0, 190, 10, 200–299) marks the account failing. Before DELETE,
- *   its rotations then stop at once with E_ACCOUNT_FAILING (the group keeps its working link; the
- *   next fire tries again). After DELETE (a group without link) the rotation waits and finishes
- *   its POST as soon as the account recovers. A token with another fingerprint (a reload) clears it;
- *   so does a successful read-only probe (`account-probe.ts`).
+ *   its rotations then throw `AccountFailingError` (E_ACCOUNT_FAILING) without a Graph call: the
+ *   worker holds them (the group keeps its working link, no attempt is used) and they go on once
+ *   the account recovers: re-checked every `recheckMs`, and promoted by the probe as soon as it
+ *   sees the account recovered (`hold` / `takeHeld`). After DELETE (a group without link) the
+ *   rotation waits likewise and finishes its POST. A token with another fingerprint (a reload)
+ *   clears the failing state; so does a read-only probe that Graph answers (`account-probe.ts`).
  *
  * State: `keys.account(name)` hash (`failing_*`, `token_fingerprint` — a short sha256, never the
  * token — `paused_until` mirrored for `status`, `rate_tat`); pauses live in the subject hashes
  * `keys.account("token:<fingerprint>")` and `keys.account("number:<phone_number_id>")`, or
- * `keys.account("number-of:<account>")` for an account without phone_number_id (account names
- * cannot contain `:`).
+ * `keys.account("number-of:<account>")` for an account without phone_number_id; the rotations
+ * held for a failing account in the set `keys.account("held:<account>")` (account names cannot
+ * contain `:`).
  */
 export interface AccountGate {
   /** Wait in ms before the call may go (the job is delayed), or undefined to go now. */
@@ -44,8 +47,28 @@ export interface AccountGate {
   failing(accountName: string): Promise<AccountFailing | undefined>;
   /** Clears the failing state; true when it was failing. */
   recover(accountName: string, reason: string): Promise<boolean>;
+  /** Records a rotation held for the failing account; true when it was not held yet. */
+  hold(accountName: string, rotationId: string): Promise<boolean>;
+  /** The rotations held for the account (to promote once it recovered); forgets them. */
+  takeHeld(accountName: string): Promise<string[]>;
   /** How long a rotation that waits for a failing account sleeps between checks. */
   readonly recheckMs: number;
+}
+
+/**
+ * The account's token is failing, so the rotation stopped before DELETE: the group keeps its link.
+ * The worker holds the rotation until the account recovers rather than fail it.
+ */
+export class AccountFailingError extends StopError {
+  readonly account: string;
+  constructor(account: string, failingCode: string, groupId: string) {
+    super(
+      "E_ACCOUNT_FAILING",
+      `account ${account} is failing (${failingCode}); the rotation of group ${groupId} ` +
+        "is held before DELETE until the account recovers, so the group keeps its current link",
+    );
+    this.account = account;
+  }
 }
 
 /** Why an account is failing (the account hash's `failing_*` fields). */
@@ -148,6 +171,9 @@ const SUCCESS = `${NOW}
 if (tonumber(redis.call("HGET", KEYS[1], "paused_until")) or 0) <= now then
   return redis.call("HDEL", KEYS[1], "throttle_level", "probe_until") end return 0`;
 
+/** Held rotations are forgotten after a week without a new one (saga state lives that long too). */
+const HELD_TTL_MS = 7 * 24 * 3600 * 1000;
+
 const FAILING_FIELDS = [
   "failing_code",
   "failing_message",
@@ -174,6 +200,8 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
       : keys.account(`number:${account.phoneNumberId}`);
   const subjects = (account: AccountContext) => [tokenSubject(account), numberSubject(account)];
 
+  const heldKey = (accountName: string) => keys.account(`held:${accountName}`);
+
   const gate: AccountGate = {
     recheckMs,
     async beforeGraphCall(account, step, groupId) {
@@ -199,13 +227,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
           await gate.recover(account.name, "the account has a new token");
           return undefined;
         }
-        if (step === "delete") {
-          throw new StopError(
-            "E_ACCOUNT_FAILING",
-            `account ${account.name} is failing (${failingCode}); the rotation of group ${groupId} ` +
-              "stopped before DELETE, so the group keeps its current link",
-          );
-        }
+        if (step === "delete") throw new AccountFailingError(account.name, failingCode, groupId);
         // The group has no link: wait for the account to recover, then finish the POST.
         return recheckMs;
       }
@@ -297,6 +319,19 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
         tokenFingerprint: raw.token_fingerprint ?? "",
         ...(raw.probe_group ? { probeGroup: raw.probe_group } : {}),
       };
+    },
+
+    async hold(accountName, rotationId) {
+      const key = heldKey(accountName);
+      const [[, added] = [null, 0]] =
+        (await redis.multi().sadd(key, rotationId).pexpire(key, HELD_TTL_MS).exec()) ?? [];
+      return Number(added) === 1;
+    },
+
+    async takeHeld(accountName) {
+      const key = heldKey(accountName);
+      const [[, members] = [null, []]] = (await redis.multi().smembers(key).del(key).exec()) ?? [];
+      return Array.isArray(members) ? (members as string[]) : [];
     },
 
     async recover(accountName, reason) {

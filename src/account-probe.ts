@@ -19,7 +19,8 @@ import type { Metrics } from "./metrics.js";
  *   by a lease in the account hash). Only a token failure (0, 190, 10, 200–299) keeps it failing;
  *   a success or any other Graph answer (the group unknown or suspended: the token got past
  *   authentication), or a token with a new fingerprint, clears `failing` and re-drives the
- *   rotations of its groups without link at once (delayed → promoted, failed → retried). A
+ *   rotations of its groups without link at once (delayed → promoted, failed → retried), and the
+ *   rotations held before DELETE (`gate.takeHeld`, promoted; they also re-check by themselves). A
  *   timeout, network error, 5xx or throttle is inconclusive: the next interval probes again;
  * - every group left without link (the without-link index) has the rotation that deleted its link
  *   retried once it failed for good (transient failures past the attempt bound, or BullMQ failing
@@ -131,16 +132,38 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
     }
   };
 
+  /** Rotations held before DELETE while the account failed: on their way again at once. */
+  const promoteHeld = async (name: string) => {
+    let promoted = 0;
+    for (const rotationId of await gate.takeHeld(name)) {
+      const job = await queue.getJob(rotationId);
+      if (!job || (await job.getState()) !== "delayed") continue;
+      try {
+        await job.promote();
+        promoted++;
+      } catch (error) {
+        // Another process moved the job first; a held job re-checks by itself anyway.
+        log.debug({ rotation: rotationId, err: toError(error) }, "could not promote a held rotation");
+      }
+    }
+    if (promoted > 0) log.info({ account: name, promoted }, "account recovered: held rotations resumed");
+  };
+
   const probe = async (name: string): Promise<boolean> => {
     const failing = await gate.failing(name);
     options.metrics?.accountFailing.set({ account: name }, failing ? 1 : 0);
-    if (!failing) return false;
+    if (!failing) {
+      // Recovered elsewhere (a rotation saw a new token) or just now: release what it held.
+      await promoteHeld(name);
+      return false;
+    }
     const resolved = options.config().accounts.get(name);
     if (!resolved?.token) return true;
     const account = accountContext(resolved);
     if (tokenFingerprint(account.token) !== failing.tokenFingerprint) {
       await gate.recover(name, "the account has a new token");
       await redrive(name, new Set());
+      await promoteHeld(name);
       return false;
     }
     if (!failing.probeGroup) return true;
@@ -171,6 +194,7 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
     }
     await gate.recover(name, reason);
     await redrive(name, new Set());
+    await promoteHeld(name);
     return false;
   };
 

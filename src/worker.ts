@@ -1,7 +1,7 @@
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { randomUUID } from "node:crypto";
 import { rotateGroup, type RotateGroupDeps, type RotationOutcome } from "../jobs/rotate-group.js";
-import { isTokenFailure, type AccountGate } from "./account-gate.js";
+import { AccountFailingError, isTokenFailure, type AccountGate } from "./account-gate.js";
 import { toError } from "./errors.js";
 import { isGraphError } from "./graph/errors.js";
 import type { RotationJobData, RotationMessage } from "./interfaces.js";
@@ -13,9 +13,10 @@ import type { RotationStateStore } from "./rotation-state.js";
 /**
  * Runs rotation jobs from the queue: the BullMQ side of the rotation saga (`jobs/rotate-group.ts`).
  *
- * Maps the saga's outcomes onto the queue: a busy group or a paused account moves the job back to
- * delayed without using up an attempt; a `stop` error fails it at once with the reason; a `retry`
- * error lets BullMQ retry with exponential backoff and jitter until attempts run out.
+ * Maps the saga's outcomes onto the queue: a busy group, a paused account or a failing one (the
+ * rotation is held, before DELETE or after) moves the job back to delayed without using up an
+ * attempt; a `stop` error fails it at once with the reason; a `retry` error lets BullMQ retry with
+ * exponential backoff and jitter until attempts run out.
  */
 export interface RotationWorkerOptions {
   readonly keys: Keys;
@@ -93,6 +94,31 @@ export function createRotationWorker(
           "graph throttled the rotation; waiting",
         );
         return delay(wait, "throttled", error.code);
+      }
+      // A failing account stopped the rotation before DELETE: hold it (no attempt used; the group
+      // keeps its link) until the account recovers, with the reason on the group for `status`.
+      if (error instanceof AccountFailingError && gate) {
+        const reason = withGroup(data.groupId, error.message);
+        await deps.state
+          .markFailed(data.groupId, {
+            rotationId: data.rotationId,
+            code: error.code,
+            message: reason,
+            at: Date.now(),
+          })
+          .catch((e: unknown) =>
+            logger.warn({ err: e, group: data.groupId }, "could not record why a rotation is held"),
+          );
+        const first = await gate.hold(data.account, data.rotationId).catch(() => true);
+        const fields = {
+          rotation: data.rotationId,
+          group: data.groupId,
+          account: data.account,
+          code: error.code,
+        };
+        if (first) logger.warn(fields, `rotation held until the account recovers: ${reason}`);
+        else logger.debug(fields, "rotation still held: the account is failing");
+        return delay(gate.recheckMs, "paused", error.code);
       }
       if (isGraphError(error) && isTokenFailure(error) && gate) {
         const account = accountOf(data);

@@ -188,3 +188,37 @@ describe("sweep of groups without link", () => {
     expect(await (await tq.queue.getJob(other))?.getState()).toBe("failed");
   });
 });
+
+describe("rotations held for a failing account", () => {
+  it("are promoted as soon as the account has recovered, and forgotten", async () => {
+    const { gate, probe, tq, answers } = await setup();
+    const rotationId = manualRotationId();
+    await enqueueRotations(
+      tq.queue,
+      [
+        {
+          rotationId,
+          groupId: "G2",
+          account: "default",
+          policy: null,
+          channel: "c",
+          trigger: "manual",
+          requestedAt: 0,
+        },
+      ],
+      { delays: [60_000] },
+    );
+    expect(await gate.hold("default", rotationId)).toBe(true);
+    expect(await gate.hold("default", rotationId)).toBe(false);
+    const state = async () => (await tq.queue.getJob(rotationId))?.getState();
+    // Still failing: held. Recovered (the probe's GET succeeds): promoted at once, not after its delay.
+    answers.push(ANSWERS.expired);
+    await probe.tick();
+    expect(await state()).toBe("delayed");
+    await nextInterval();
+    await probe.tick();
+    expect(await gate.failing("default")).toBeUndefined();
+    expect(await state()).toBe("waiting");
+    expect(await gate.takeHeld("default")).toEqual([]);
+  });
+});

@@ -213,7 +213,7 @@ it("a 429 storm pauses only the throttled account, which is not hammered", async
   );
 });
 
-it("an expired token fails the account: no DELETE before recovery, a linkless group finishes after it", async () => {
+it("an expired token fails the account: rotations held before DELETE, a linkless group finishes after recovery", async () => {
   const groupsA = ["TA1", "TA2"];
   const groupsB = ["TB1", "TB2", "TB3"];
   const { app, tq, channel, keys } = await start(groupsA, groupsB, {
@@ -231,17 +231,18 @@ it("an expired token fails the account: no DELETE before recovery, a linkless gr
   expect(await redis.hget(keys.group("TB1"), "failure_code")).toBe("GRAPH_AUTH");
   expect(await app.metrics.text()).toMatch(/wa_rotator_account_failing\{account="b"\} 1/);
 
-  // Other rotations of b stop before any Graph call; a keeps rotating.
-  const jobs = await tq.rotate(
+  // Other rotations of b are held before any Graph call (no attempt used, the reason on the
+  // group); a keeps rotating.
+  const [waiting, ...jobsA] = await tq.rotate(
     [{ groupId: "TB2", account: "b" }, ...groupsA.map((g) => ({ groupId: g, account: "a" }))],
     channel,
   );
-  const [stopped, ...rest] = await settleAll(jobs, tq.events, 10_000);
-  expect(String(stopped)).toMatch(/failing/);
-  expect(rest.every((r) => !(r instanceof Error))).toBe(true);
+  expect((await settleAll(jobsA, tq.events, 10_000)).filter((r) => r instanceof Error)).toEqual([]);
+  await expect.poll(() => redis.hget(keys.group("TB2"), "failure_code")).toBe("E_ACCOUNT_FAILING");
+  expect(await waiting!.getState()).toBe("delayed");
+  expect(await redis.hget(keys.group("TB2"), "failure_message")).toMatch(/failing.*held before DELETE/);
   expect(sim.calls.filter((c) => c.groupId === "TB2")).toEqual([]);
   expect(linkOf("TB2")).toBe(before);
-  expect(await redis.hget(keys.group("TB2"), "failure_code")).toBe("E_ACCOUNT_FAILING");
 
   // The probe (read-only GET) finds the token still rejected: the account stays failing.
   await expect
@@ -249,7 +250,8 @@ it("an expired token fails the account: no DELETE before recovery, a linkless gr
     .toBe(true);
   expect(await redis.hget(keys.account("b"), "failing_code")).toBe("GRAPH_AUTH");
 
-  // A new token (here: the old one working again) — the probe notices and TB1 finishes at once.
+  // A new token (here: the old one working again) — the probe notices and TB1 finishes at once;
+  // the rotation held before DELETE goes on too, the hold used no attempt.
   const renewed = Date.now();
   sim.clearFaults();
   const message = await held!.waitUntilFinished(tq.events, 10_000);
@@ -257,6 +259,11 @@ it("an expired token fails the account: no DELETE before recovery, a linkless gr
   expect(message.invite_link).toBe(linkOf("TB1"));
   expect(recoveryMs).toBeLessThan(3_000);
   expect(await redis.hexists(keys.account("b"), "failing_code")).toBe(0);
+  const resumed = await waiting!.waitUntilFinished(tq.events, 10_000);
+  expect(resumed.invite_link).toBe(linkOf("TB2"));
+  expect(linkOf("TB2")).not.toBe(before);
+  expect((await tq.queue.getJob(waiting!.id!))?.attemptsMade).toBe(1);
+  expect(await redis.hget(keys.group("TB2"), "failure_code")).toBeNull();
   const tb1 = sim.calls.filter((c) => c.groupId === "TB1");
   expect(tb1.filter((c) => c.method !== "GET").map((c) => `${c.method} ${c.status}`)).toEqual([
     "DELETE 200",
