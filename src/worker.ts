@@ -4,6 +4,7 @@ import { rotateGroup, type RotateGroupDeps, type RotationOutcome } from "../jobs
 import { AccountFailingError, isTokenFailure, type AccountGate } from "./account-gate.js";
 import { toError } from "./errors.js";
 import { isGraphError } from "./graph/errors.js";
+import { LockLostError } from "./group-lock.js";
 import type { RotationJobData, RotationMessage } from "./interfaces.js";
 import type { Keys } from "./keys.js";
 import { onceEvery } from "./redis.js";
@@ -13,9 +14,9 @@ import type { RotationStateStore } from "./rotation-state.js";
 /**
  * Runs rotation jobs from the queue: the BullMQ side of the rotation saga (`jobs/rotate-group.ts`).
  *
- * Maps the saga's outcomes onto the queue: a busy group, a paused account or a failing one (the
- * rotation is held, before DELETE or after) moves the job back to delayed without using up an
- * attempt; a `stop` error fails it at once with the reason; a `retry` error lets BullMQ retry with
+ * Maps the saga's outcomes onto the queue: a busy group, a lost group lock, a paused account or a
+ * failing one (the rotation is held, before DELETE or after) moves the job back to delayed without
+ * using up an attempt; a `stop` error fails it at once with the reason; a `retry` error lets BullMQ retry with
  * exponential backoff and jitter until attempts run out.
  */
 export interface RotationWorkerOptions {
@@ -94,6 +95,15 @@ export function createRotationWorker(
           "graph throttled the rotation; waiting",
         );
         return delay(wait, "throttled", error.code);
+      }
+      // The attempt lost its group's lock (a stall, a Redis outage) and wrote nothing: another
+      // rotation of the group may be running. Like a busy group, try again soon, no attempt used.
+      if (isLockLost(error)) {
+        logger.warn(
+          { rotation: data.rotationId, group: data.groupId, account: data.account, code: "E_LOCK_LOST" },
+          `rotation lost its group lock; trying again: ${error.message}`,
+        );
+        return delay(BUSY_DELAY_MS + Math.random() * BUSY_DELAY_MS, "busy", "E_LOCK_LOST");
       }
       // A failing account stopped the rotation before DELETE: hold it (no attempt used; the group
       // keeps its link) until the account recovers, with the reason on the group for `status`.
@@ -248,6 +258,10 @@ export function createRotationWorker(
     return close(force);
   };
   return worker;
+}
+
+function isLockLost(error: Error): boolean {
+  return error instanceof LockLostError || (error as { code?: unknown }).code === "E_LOCK_LOST";
 }
 
 /** Failure reasons name the group once (Graph errors already do). */

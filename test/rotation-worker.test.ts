@@ -149,6 +149,23 @@ describe("rotation worker", () => {
     expect(message.sequence).toBe(1);
   });
 
+  it("a rotation that lost its group lock tries again without using an attempt", async () => {
+    const { app, channel } = await start(["G6"], { ROTATOR_GROUP_LOCK_TTL: "600ms" });
+    sim.inject({ kind: "hang", match: { groupId: "G6", method: "POST" } });
+    const job = await rotate(app, "G6", channel);
+    await expect
+      .poll(() => sim.calls.some((c) => c.groupId === "G6" && c.method === "POST" && c.status === undefined))
+      .toBe(true);
+    // Another owner takes the lock: the heartbeat finds it lost and the attempt stops, writing nothing.
+    await redis.set(app.keys.groupLock("G6"), "someone-else", "PX", 1_000);
+    const message = await job.waitUntilFinished(events!, 15_000);
+    expect(message.invite_link).toBe(sim.group("G6")?.link);
+    expect((await app.queue.getJob(job.id!))?.attemptsMade).toBe(1);
+    expect(await app.metrics.text()).toContain(
+      'wa_rotator_rotations_total{result="busy",account="default",trigger="manual"}',
+    );
+  });
+
   it("stops at once on an expired token (190): no retry, no POST, the old link untouched", async () => {
     const { app, channel } = await start(["G4"]);
     const before = sim.addGroup({ id: "G4" }).link;
