@@ -103,6 +103,9 @@ export function createApp(options: {
     connectTimeoutMs: settings.GRAPH_CONNECT_TIMEOUT,
     headersTimeoutMs: settings.GRAPH_REQUEST_TIMEOUT,
     bodyTimeoutMs: settings.GRAPH_REQUEST_TIMEOUT,
+    // A saga makes one call at a time: a connection per rotation in flight (and a few for the probe
+    // and discovery) means no call waits in the pool queue, where its request deadline already runs.
+    connections: Math.max(64, settings.ROTATOR_CONCURRENCY + 8),
     onCall: (call) => {
       const code = call.graphCode === undefined ? "none" : String(call.graphCode);
       metrics.graphCalls.inc({ operation: call.operation, outcome: call.outcome, code });
