@@ -2,6 +2,7 @@ import type { ResolvedPolicy } from "./config.js";
 import { firesBetween, previousFire } from "./cron.js";
 import type { FirePolicy, FireResult } from "./fire.js";
 import type { Logger } from "./logger.js";
+import type { Metrics, MissedFireReason } from "./metrics.js";
 import type { PolicyStatePort } from "./policy-state.js";
 
 /**
@@ -11,6 +12,8 @@ import type { PolicyStatePort } from "./policy-state.js";
  * - Otherwise, when fires exist in (last_fire, now] and the newest of them is at most `catch_up`
  *   old, that newest fire is claimed and its groups rotate once with trigger `catch-up`, however
  *   many fires were missed. A replica that loses the claim does nothing: the fire is handled.
+ * - Missed fires that are not caught up (catch-up off, or too old) are counted in
+ *   `wa_rotator_missed_fires_total`, each once across replicas and restarts.
  * - When no fire was missed, an unfinished fire is recovered (`recoverUnfinished`).
  *
  * Recovery, at start and periodically: a fire that was claimed but never done (its replica
@@ -48,12 +51,14 @@ export interface CatchUpDeps {
   readonly logger: Logger;
   /** An unfinished fire is taken over once its claim is this old. Default 60 s. */
   readonly graceMs?: number | undefined;
+  /** Counts fires that will not run (`wa_rotator_missed_fires_total`). */
+  readonly metrics?: Pick<Metrics, "missedFires"> | undefined;
 }
 
 /** Default of `CatchUpDeps.graceMs`. */
 export const DEFAULT_RECOVERY_GRACE_MS = 60_000;
 
-/** Missed fires are counted up to this many (for the log line only). */
+/** Missed fires are counted up to this many per start (for the log line and the metric). */
 const COUNT_LIMIT = 10_000;
 
 export async function catchUp(
@@ -78,10 +83,12 @@ export async function catchUp(
   const facts = { missed, newest: new Date(newest).toISOString(), lastFire: new Date(last).toISOString() };
   if (policy.catchUpMs <= 0) {
     log.info(facts, "missed fires; catch-up is off for this policy");
+    await countMissed(policy, last, newest, missed, "catch-up-off", deps);
     return { kind: "off", missed, newest };
   }
   if (now - newest > policy.catchUpMs) {
     log.warn({ ...facts, catchUpMs: policy.catchUpMs }, "missed fires are older than catch_up; not rotating");
+    await countMissed(policy, last, newest, missed, "too-old", deps);
     return { kind: "too-old", missed, newest };
   }
   if (!(await deps.state.claim(policy.name, newest, "catch-up"))) {
@@ -91,6 +98,29 @@ export async function catchUp(
   const result = await deps.fire(policy, newest, "catch-up");
   await deps.state.markDone(policy.name, newest);
   return { kind: "caught-up", missed, result };
+}
+
+/**
+ * Counts the missed fires in (last, newest] once across replicas and restarts: only the start
+ * that records `newest` as missed counts, and only the fires after the ones counted before.
+ */
+async function countMissed(
+  policy: ResolvedPolicy,
+  last: number,
+  newest: number,
+  missed: number,
+  reason: MissedFireReason,
+  deps: CatchUpDeps,
+): Promise<void> {
+  if (!deps.metrics) return;
+  const noted = await deps.state.noteMissed(policy.name, newest);
+  if (!noted) return;
+  const since = noted.previous;
+  const count =
+    since === undefined || since <= last
+      ? missed
+      : firesBetween(policy.schedule, policy.timezone, since, newest, COUNT_LIMIT).length;
+  if (count > 0) deps.metrics.missedFires.inc({ policy: policy.name, reason }, count);
 }
 
 /** Runs again a fire of the policy that was claimed and never done, if it is due for recovery. */

@@ -4,6 +4,7 @@ import { toError } from "./errors.js";
 import type { FirePolicy, FireTrigger } from "./fire.js";
 import type { Clock } from "./interfaces.js";
 import type { Logger } from "./logger.js";
+import type { Metrics } from "./metrics.js";
 import type { PolicyStatePort } from "./policy-state.js";
 
 /**
@@ -34,6 +35,8 @@ export interface FireRetryDeps {
   readonly baseMs?: number | undefined;
   /** Longest delay; keep it under the recovery grace period. Default 30 s. */
   readonly maxMs?: number | undefined;
+  /** A fire given up is counted in `wa_rotator_missed_fires_total{reason="failed"}`. */
+  readonly metrics?: Pick<Metrics, "missedFires"> | undefined;
 }
 
 export function createFireRetrier(deps: FireRetryDeps): FireRetrier {
@@ -65,6 +68,7 @@ export function createFireRetrier(deps: FireRetryDeps): FireRetrier {
           { ...facts, attempts: attempt - 1 },
           "FIRE LOST: it kept failing until the policy's next fire was due; its groups were not rotated for it",
         );
+        deps.metrics?.missedFires.inc({ policy: policy.name, reason: "failed" });
         return;
       }
       await pause(delay);

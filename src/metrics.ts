@@ -12,6 +12,12 @@ export const DEFAULT_COLLECT_TIMEOUT_MS = 1_000;
 export type RotationResult =
   "published" | "superseded" | "failed" | "retry" | "throttled" | "busy" | "paused";
 
+/**
+ * `reason` label of `wa_rotator_missed_fires_total`: fires missed while no scheduler ran, with
+ * catch-up off or older than `catch_up`; or a claimed fire that kept failing until the next fire.
+ */
+export type MissedFireReason = "catch-up-off" | "too-old" | "failed";
+
 /** `state` label of `wa_rotator_queue_jobs`. */
 export type QueueState = "waiting" | "delayed" | "active" | "failed" | "prioritized";
 
@@ -52,6 +58,8 @@ export interface Metrics {
   readonly fires: Counter<"policy" | "trigger">;
   /** `wa_rotator_fire_failures_total{policy}`: fire attempts that failed (the scheduler retries them). */
   readonly fireFailures: Counter<"policy">;
+  /** `wa_rotator_missed_fires_total{policy,reason}`: fires that rotated nothing; `reason` is a `MissedFireReason`. */
+  readonly missedFires: Counter<"policy" | "reason">;
   /** `wa_rotator_fire_rotations_total{policy}`: rotations enqueued by fires. */
   readonly firedRotations: Counter<"policy">;
   /** `wa_rotator_last_success_timestamp_seconds{policy}`: when a rotation of the policy last published. */
@@ -206,6 +214,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: name("fire_failures_total"),
       help: "Failed attempts to enqueue a policy fire (retried until the next fire is due)",
       labelNames: ["policy"] as const,
+      registers,
+    }),
+    missedFires: new Counter({
+      name: name("missed_fires_total"),
+      help: "Policy fires that rotated no group: missed during downtime with catch-up off (catch-up-off) or older than catch_up (too-old), or failed until the next fire (failed)",
+      labelNames: ["policy", "reason"] as const,
       registers,
     }),
     firedRotations: new Counter({

@@ -12,7 +12,9 @@ import type { Keys } from "./keys.js";
  * - `last_fire`: the newest fire claimed (or recorded by a first start); claims compare to it;
  * - `claimed_fire`, `claimed_trigger`, `claimed_at`, `claimed_by`: the newest claimed fire, how it
  *   was triggered, when its holder last (re)claimed it and which replica holds it;
- * - `done_fire`: the newest fire whose rotations are all enqueued.
+ * - `done_fire`: the newest fire whose rotations are all enqueued;
+ * - `missed_fire`: the newest fire counted as missed (catch-up off or too old), so that each missed
+ *   fire is counted once across replicas and restarts. It never takes part in claims.
  *
  * A hash written before `claimed_fire` existed has no unfinished fire.
  */
@@ -40,6 +42,13 @@ export interface PolicyStatePort {
    * for exactly one replica per grace period.
    */
   takeOver(policy: string, fireAt: number, graceMs: number): Promise<boolean>;
+  /**
+   * Records that the fires up to `fireAt` were missed (they will not run): when `fireAt` is later
+   * than the fire recorded so far, it is recorded and the earlier one returned (`previous`, if
+   * any), so exactly one caller counts the fires in between; undefined when this or a later fire
+   * was already recorded.
+   */
+  noteMissed(policy: string, fireAt: number): Promise<{ readonly previous: number | undefined } | undefined>;
 }
 
 /** A fire that was claimed and not (yet) done. */
@@ -77,6 +86,11 @@ else
 end
 redis.call("HSET", KEYS[1], "claimed_at", ARGV[2], "claimed_by", ARGV[3])
 return 1`;
+
+const NOTE_MISSED = `local noted = redis.call("HGET", KEYS[1], "missed_fire")
+if noted and tonumber(noted) >= tonumber(ARGV[1]) then return false end
+redis.call("HSET", KEYS[1], "missed_fire", ARGV[1])
+return noted or ""`;
 
 const TRIGGERS: readonly FireTrigger[] = ["schedule", "catch-up"];
 
@@ -127,5 +141,10 @@ export function createPolicyState(
     },
     renew: (policy, fireAt) => hold(policy, fireAt, ""),
     takeOver: (policy, fireAt, graceMs) => hold(policy, fireAt, String(Math.max(0, graceMs))),
+    async noteMissed(policy, fireAt) {
+      const noted = (await redis.eval(NOTE_MISSED, 1, keys.policy(policy), String(fireAt))) as string | null;
+      if (noted === null) return undefined;
+      return { previous: noted === "" ? undefined : Number(noted) };
+    },
   };
 }

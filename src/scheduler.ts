@@ -6,6 +6,7 @@ import type { FirePolicy, FireResult } from "./fire.js";
 import { createFireRetrier } from "./fire-retry.js";
 import { systemClock, type Clock } from "./interfaces.js";
 import type { Logger } from "./logger.js";
+import type { Metrics } from "./metrics.js";
 import type { PolicyStatePort } from "./policy-state.js";
 
 /**
@@ -51,6 +52,8 @@ export interface SchedulerDeps {
   readonly graceMs?: number;
   /** How often unfinished fires are looked for. Default 30 s. */
   readonly recoverEveryMs?: number;
+  /** Counts fires that will not run: missed during downtime, or failed until the next fire. */
+  readonly metrics?: Pick<Metrics, "missedFires"> | undefined;
 }
 
 interface Armed {
@@ -83,6 +86,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     policyNamed,
     baseMs: deps.retryBaseMs,
     maxMs: deps.retryMaxMs,
+    metrics: deps.metrics,
   });
 
   const track = <T>(promise: Promise<T>): Promise<T> => {
@@ -115,7 +119,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     return result;
   };
 
-  const recoveryDeps = { state: deps.state, fire: fireClaimed, logger: log, graceMs };
+  const recoveryDeps = { state: deps.state, fire: fireClaimed, logger: log, graceMs, metrics: deps.metrics };
 
   const recover = () => {
     recoverTimer = undefined;

@@ -8,6 +8,7 @@ import type { GraphClient } from "../src/graph/client.js";
 import type { RotationJobData } from "../src/interfaces.js";
 import { createKeys, type Keys } from "../src/keys.js";
 import { createLogger } from "../src/logger.js";
+import { createMetrics } from "../src/metrics.js";
 import { createPolicyState, type PolicyStatePort } from "../src/policy-state.js";
 import { createRotationQueue, scheduledRotationId } from "../src/queue.js";
 import { createScheduler } from "../src/scheduler.js";
@@ -162,6 +163,42 @@ describe("catch-up", () => {
     });
     expect(await queue.count()).toBe(0);
     expect(await state.lastFire("hourly")).toBe(F0);
+  });
+
+  it("counts missed fires it does not run in wa_rotator_missed_fires_total, each once", async () => {
+    await fired(F0);
+    const metrics = createMetrics({ collectDefault: false });
+    const missed = async () =>
+      Object.fromEntries(
+        (await metrics.registry.getSingleMetric("wa_rotator_missed_fires_total")!.get()).values.map((v) => [
+          `${v.labels.policy}/${v.labels.reason}`,
+          v.value,
+        ]),
+      );
+    const run = (cfg: ResolvedConfig, now: number, connection = redis) =>
+      catchUp(cfg.policies[0]!, now, {
+        state: createPolicyState(connection, keys),
+        fire: firer(cfg, now),
+        logger,
+        metrics,
+      });
+    // Down over 11:00 and 12:00, started at 12:40 with catch_up 30m: both are too old.
+    const late = F0 + 2 * HOUR + 40 * 60_000;
+    expect(await run(config("30m"), late)).toMatchObject({ kind: "too-old", missed: 2 });
+    expect(await missed()).toEqual({ "hourly/too-old": 2 });
+    // Three replicas starting at once, then a restart: the same fires are not counted again.
+    const connections = [0, 1, 2].map(() => redis.duplicate());
+    await Promise.all(connections.map((c) => run(config("30m"), late, c)));
+    await Promise.all(connections.map((c) => c.quit()));
+    await run(config("30m"), late);
+    expect(await missed()).toEqual({ "hourly/too-old": 2 });
+    // Still down at 13:05 with catch-up off: only 13:00 is new.
+    expect(await run(config("0"), F0 + 3 * HOUR + 5 * 60_000)).toMatchObject({ kind: "off", missed: 3 });
+    expect(await missed()).toEqual({ "hourly/too-old": 2, "hourly/catch-up-off": 1 });
+    expect(await queue.count()).toBe(0);
+    // A fire that is caught up is not missed.
+    expect(await run(config(), F0 + 4 * HOUR + 60_000)).toMatchObject({ kind: "caught-up" });
+    expect(await missed()).toEqual({ "hourly/too-old": 2, "hourly/catch-up-off": 1 });
   });
 
   it("does nothing when no fire was missed", async () => {

@@ -101,6 +101,7 @@ function replica(graph: Pick<GraphClient, "listGroups"> = flakyGraph(0), cfg = c
     clock,
     retryBaseMs: 10,
     recoverEveryMs: 20,
+    metrics,
   });
   cleanups.push(async () => {
     await scheduler.stop();
@@ -164,6 +165,9 @@ describe("a failed fire is retried by the replica that claimed it", () => {
     expect(await queue.count()).toBe(0);
     expect(await state().unfinished("hourly")).toMatchObject({ fireAt: F0 });
     expect(await r.metrics.text()).toContain('wa_rotator_fire_failures_total{policy="hourly"} 3');
+    expect(await r.metrics.text()).toContain(
+      'wa_rotator_missed_fires_total{policy="hourly",reason="failed"} 1',
+    );
   });
 
   it("a catch-up fire that fails at start is retried in the background, with its own trigger", async () => {

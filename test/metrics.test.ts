@@ -42,6 +42,16 @@ describe("createMetrics", () => {
     expect(sample(text, 'wa_rotator_last_success_timestamp_seconds{policy="manual"}')).toBe(1_700_000_000);
   });
 
+  it("counts missed fires by policy and reason, with their help text", async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    metrics.missedFires.inc({ policy: "nightly", reason: "too-old" }, 2);
+    metrics.missedFires.inc({ policy: "nightly", reason: "failed" });
+    const text = await metrics.text();
+    expect(sample(text, 'wa_rotator_missed_fires_total{policy="nightly",reason="too-old"}')).toBe(2);
+    expect(sample(text, 'wa_rotator_missed_fires_total{policy="nightly",reason="failed"}')).toBe(1);
+    expect(text).toContain("# HELP wa_rotator_missed_fires_total Policy fires that rotated no group");
+  });
+
   it("observes histograms into buckets", async () => {
     const metrics = createMetrics({ collectDefault: false });
     metrics.rotationDuration.observe({ account: "default" }, 0.7);

@@ -14,6 +14,7 @@ function memoryState(): PolicyStatePort & { last: Map<string, number>; done: Map
   const last = new Map<string, number>();
   const done = new Map<string, number>();
   const claimed = new Map<string, { fireAt: number; trigger: FireTrigger; claimedAt: number }>();
+  const missed = new Map<string, number>();
   const open = (policy: string) => {
     const c = claimed.get(policy);
     return c && (done.get(policy) ?? -Infinity) < c.fireAt ? c : undefined;
@@ -51,6 +52,12 @@ function memoryState(): PolicyStatePort & { last: Map<string, number>; done: Map
       if (c?.fireAt !== fireAt || Date.now() - c.claimedAt < graceMs) return Promise.resolve(false);
       claimed.set(policy, { ...c, claimedAt: Date.now() });
       return Promise.resolve(true);
+    },
+    noteMissed: (policy, fireAt) => {
+      const previous = missed.get(policy);
+      if (previous !== undefined && previous >= fireAt) return Promise.resolve(undefined);
+      missed.set(policy, fireAt);
+      return Promise.resolve({ previous });
     },
   };
 }
