@@ -357,3 +357,47 @@ describe("jitter against the gap between fires", () => {
     expect(parse(withJitter("54m")).policies[0]!.jitterMs).toBe(54 * 60_000);
   });
 });
+
+describe("a JSON policy file with a key written twice", () => {
+  it("is an error naming the path and both lines, as YAML rejects it too", () => {
+    const text = [
+      "{",
+      '  "policies": [',
+      '    { "name": "a", "schedule": "0 3 * * *", "groups": ["g"], "name": "b" },',
+      '    { "name": "c", "schedule": "0 4 * * *", "groups": ["h"], "schedule": "0 5 * * *" }',
+      "  ],",
+      '  "accounts": { "default": { "token_env": "WHATSAPP_ACCESS_TOKEN" } },',
+      '  "acc\\u006funts": {}',
+      "}",
+    ].join("\n");
+    const error = failure(text, "rotation.json");
+    expect(error.issues).toEqual([
+      {
+        path: "policies[0].name",
+        message:
+          'duplicate key "name": a key may appear once in an object (first at line 3, column 7) (line 3, column 62)',
+      },
+      {
+        path: "policies[1].schedule",
+        message: expect.stringContaining("(first at line 4, column 20) (line 4, column 62)"),
+      },
+      {
+        path: "accounts",
+        message: expect.stringContaining("(first at line 6, column 3) (line 7, column 3)"),
+      },
+    ]);
+    expect(error.message).toContain("policies[0].name: duplicate key");
+    // The same file as YAML is rejected too.
+    expect(failure(text, "rotation.yaml").issues[0]!.message).toContain("Map keys must be unique");
+  });
+
+  it("keys that repeat only across objects, and values that look like keys, are fine", () => {
+    const text = JSON.stringify({
+      policies: [
+        { name: "a", schedule: "0 3 * * *", groups: ["name", "schedule"] },
+        { name: "b", schedule: "0 4 * * *", channel: "name", groups: ["x"] },
+      ],
+    });
+    expect(parse(text, "rotation.json").policies.map((p) => p.name)).toEqual(["a", "b"]);
+  });
+});
