@@ -31,6 +31,8 @@ export interface RotationWorkerOptions {
    */
   readonly lockDurationMs?: number;
   readonly stalledIntervalMs?: number;
+  /** Wait after a Redis error before the worker fetches again. Default 1 s (BullMQ's is 15 s). */
+  readonly runRetryDelayMs?: number;
   /**
    * Throttle pauses and failing tokens, per account across processes. Without it a throttle waits
    * what Graph asked (or 1 s) for this rotation only.
@@ -249,6 +251,9 @@ export function createRotationWorker(
     lockDuration: options.lockDurationMs ?? 20_000,
     stalledInterval: options.stalledIntervalMs ?? 10_000,
     maxStalledCount: 10,
+    // After a Redis error (a fetch, or recording a finished job) BullMQ waits this long before it
+    // tries again; its 15 s default would idle the worker that long after every outage.
+    runRetryDelay: options.runRetryDelayMs ?? 1_000,
   });
   worker.on("error", onceEvery(logger, "rotation worker error"));
   // A forced close aborts rotations in flight between steps; a graceful close lets them finish.

@@ -9,6 +9,9 @@ import { parseMessage } from "../src/message.js";
 import { enqueueRotations, manualRotationId } from "../src/queue.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 import { policyYaml, startTestRotator, TEST_TOKEN } from "./helpers/rotator.js";
+import { createKeys } from "../src/keys.js";
+import { createLogger } from "../src/logger.js";
+import { createRotationWorker, type RotationWorkerOptions } from "../src/worker.js";
 
 /** The worker end to end: BullMQ on a real Redis, the Graph simulator over HTTP, the real publisher. */
 let sim: GraphSimulator;
@@ -190,5 +193,22 @@ describe("rotation worker", () => {
     await expect(job.waitUntilFinished(events!, 10_000)).rejects.toThrow(/G5/);
     expect(callsOf("G5")).toEqual(["DELETE 400"]);
     expect(await redis.hget(app.keys.group("G5"), "failure_code")).toBe("GRAPH_GROUP_UNKNOWN");
+  });
+
+  it("tries Redis again 1 s after an error, not after BullMQ's 15 s", async () => {
+    const connection = redis.duplicate();
+    const worker = createRotationWorker({
+      keys: createKeys(uniquePrefix("worker-opts")),
+      connection,
+      concurrency: 1,
+      deps: {} as RotationWorkerOptions["deps"],
+      logger: createLogger("silent"),
+    });
+    try {
+      expect(worker.opts.runRetryDelay).toBe(1_000);
+    } finally {
+      await worker.close();
+      connection.disconnect();
+    }
   });
 });
