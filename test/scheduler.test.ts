@@ -76,11 +76,12 @@ interface Fired {
   groups: readonly string[] | "all";
 }
 
-function harness(initial: ResolvedConfig, state = memoryState()) {
+function harness(initial: ResolvedConfig, state = memoryState(), onFire?: (fireAt: number) => void) {
   const holder = { current: initial };
   const fired: Fired[] = [];
   const fire: FirePolicy = (policy, fireAt, trigger) => {
     fired.push({ policy: policy.name, at: new Date(fireAt).toISOString(), trigger, groups: policy.groups });
+    onFire?.(fireAt);
     return Promise.resolve({
       policy: policy.name,
       fireAt,
@@ -131,6 +132,53 @@ describe("scheduler in Europe/Berlin across DST", () => {
       "2026-10-25T00:30:00.000Z", // 02:30 CEST, the first copy; not again at 01:30Z (02:30 CET)
       "2026-10-26T01:30:00.000Z", // 02:30 CET
     ]);
+  });
+});
+
+describe("scheduler just after the fire spring-forward moved (Berlin, 2026-03-29 03:30 CEST)", () => {
+  const moved = "2026-03-29T01:30:00.000Z"; // 02:30 does not exist that night: 03:30 CEST
+  const before = Date.parse("2026-03-28T01:30:00Z"); // the night before, 02:30 CET
+
+  /** A memory state whose previous fire is done and whose claims are counted (a spin stops the scheduler). */
+  function counted(last: number, stop: () => Scheduler) {
+    const state = memoryState();
+    state.last.set("berlin", last);
+    state.done.set("berlin", last);
+    const claims: string[] = [];
+    const claim = state.claim;
+    state.claim = (policy, fireAt, trigger) => {
+      claims.push(new Date(fireAt).toISOString());
+      if (claims.length > 20) void stop().stop(); // a spinning loop: end it so the test can fail
+      return claim(policy, fireAt, trigger);
+    };
+    return { state, claims };
+  }
+
+  it("a start a minute after it catches it up once, then fires the next night", async () => {
+    const { state, claims } = counted(before, () => h.scheduler);
+    const h = harness(config(policyYaml("berlin", "30 2 * * *", "Europe/Berlin")), state);
+    await runBetween(h, "2026-03-29T01:31:00Z", "2026-03-30T12:00:00Z");
+    expect(h.fired.map((f) => `${f.at} ${f.trigger}`)).toEqual([
+      `${moved} catch-up`,
+      "2026-03-30T00:30:00.000Z schedule",
+    ]);
+    expect(claims).toEqual([moved, "2026-03-30T00:30:00.000Z"]);
+  });
+
+  it("falling behind past it (suspended during the previous fire) takes it once, without spinning", async () => {
+    const { state, claims } = counted(before - 86_400_000, () => h.scheduler);
+    // The process sleeps during the 2026-03-28 fire and wakes a minute after the moved fire.
+    const suspend = (fireAt: number) => {
+      if (fireAt === before) vi.setSystemTime(new Date("2026-03-29T01:31:00Z"));
+    };
+    const h = harness(config(policyYaml("berlin", "30 2 * * *", "Europe/Berlin")), state, suspend);
+    await runBetween(h, "2026-03-28T01:29:50Z", "2026-03-29T12:00:00Z");
+    expect(h.fired.map((f) => `${f.at} ${f.trigger}`)).toEqual([
+      "2026-03-28T01:30:00.000Z schedule",
+      `${moved} schedule`, // the fall-behind path takes the newest due fire: the moved one
+      "2026-03-30T00:30:00.000Z schedule",
+    ]);
+    expect(claims).toHaveLength(3);
   });
 });
 
