@@ -10,7 +10,7 @@ export const DEFAULT_COLLECT_TIMEOUT_MS = 1_000;
 
 /** `result` label of `wa_rotator_rotations_total`: how one rotation attempt ended. */
 export type RotationResult =
-  "published" | "superseded" | "failed" | "retry" | "throttled" | "busy" | "paused";
+  "published" | "superseded" | "skipped" | "failed" | "retry" | "throttled" | "busy" | "paused";
 
 /**
  * `reason` label of `wa_rotator_missed_fires_total`: fires missed while no scheduler ran, with
@@ -155,7 +155,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     collectErrors,
     rotations: new Counter({
       name: name("rotations_total"),
-      help: "Rotation attempts by result (published, failed, retry, throttled, busy, paused)",
+      help: "Rotation attempts by result (published, superseded, skipped, failed, retry, throttled, busy, paused)",
       labelNames: ["result", "account", "trigger"] as const,
       registers,
     }),

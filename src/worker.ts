@@ -6,6 +6,7 @@ import { toError } from "./errors.js";
 import { isGraphError } from "./graph/errors.js";
 import { LockLostError } from "./group-lock.js";
 import type { RotationJobData, RotationMessage } from "./interfaces.js";
+import type { ResolvedConfig } from "./config.js";
 import type { Keys } from "./keys.js";
 import { onceEvery } from "./redis.js";
 import type { Logger } from "./logger.js";
@@ -38,13 +39,29 @@ export interface RotationWorkerOptions {
    * what Graph asked (or 1 s) for this rotation only.
    */
   readonly gate?: AccountGate;
+  /**
+   * The live config (a reload swaps it). With it, a schedule or catch-up rotation whose group its
+   * policy no longer lists is skipped; without it every rotation runs.
+   */
+  readonly config?: () => ResolvedConfig;
   /** Called once per finished job attempt, for metrics. */
   readonly onAttempt?: (event: AttemptEvent) => void;
 }
 
+/** What a rotation job returns when it ends without rotating. */
+export interface SkippedRotation {
+  readonly skipped: "removed from policy";
+  readonly rotation_id: string;
+  readonly group_id: string;
+}
+
+/** A rotation job's return value: the published message, or why it was skipped. */
+export type RotationJobResult = RotationMessage | SkippedRotation;
+
 export interface AttemptEvent {
   readonly data: RotationJobData;
-  readonly result: "published" | "superseded" | "busy" | "paused" | "throttled" | "retry" | "failed";
+  readonly result:
+    "published" | "superseded" | "skipped" | "busy" | "paused" | "throttled" | "retry" | "failed";
   readonly code?: string;
   readonly durationMs: number;
   readonly message?: RotationMessage;
@@ -57,15 +74,15 @@ const BUSY_DELAY_MS = 500;
 
 export function createRotationWorker(
   options: RotationWorkerOptions,
-): Worker<RotationJobData, RotationMessage> {
+): Worker<RotationJobData, RotationJobResult> {
   const { deps, logger } = options;
   const shutdown = new AbortController();
   const gate = options.gate;
 
   const process = async (
-    job: Job<RotationJobData, RotationMessage>,
+    job: Job<RotationJobData, RotationJobResult>,
     token?: string,
-  ): Promise<RotationMessage> => {
+  ): Promise<RotationJobResult> => {
     const started = Date.now();
     const data = job.data;
     const owner = `${job.id ?? data.rotationId}:${token ?? randomUUID()}`;
@@ -76,6 +93,22 @@ export function createRotationWorker(
       report(result, code ? { code } : {});
       throw new DelayedError();
     };
+
+    // A scheduled rotation of a group its policy no longer lists (a reload removed it) ends here,
+    // without a Graph call, unless it has already changed the group's link (then it finishes).
+    const removed = removedFromPolicy(data);
+    if (removed !== undefined) {
+      const state = await deps.state.read(data.rotationId);
+      if (state.deletedAt === undefined && state.inviteLink === undefined && !state.message) {
+        await deps.state.settle(data.groupId, data.rotationId);
+        logger.info(
+          { rotation: data.rotationId, group: data.groupId, account: data.account, policy: data.policy },
+          `rotation skipped: removed from policy (${removed})`,
+        );
+        report("skipped", { code: "E_REMOVED_FROM_POLICY" });
+        return { skipped: "removed from policy", rotation_id: data.rotationId, group_id: data.groupId };
+      }
+    }
 
     let outcome: RotationOutcome;
     try {
@@ -209,6 +242,20 @@ export function createRotationWorker(
     }
   };
 
+  /** Why a schedule or catch-up rotation's group is no longer in its policy; undefined if it is. */
+  const removedFromPolicy = (data: RotationJobData): string | undefined => {
+    if (!options.config || data.trigger === "manual" || data.policy === null) return undefined;
+    const config = options.config();
+    const policy = config.policies.find((p) => p.name === data.policy);
+    if (!policy) return `policy ${data.policy} is no longer in the policy file`;
+    const owner = config.policyByGroup.get(data.groupId);
+    // `groups: all` covers every group of the number except those another policy lists.
+    if (owner?.name === policy.name || (policy.groups === "all" && owner === undefined)) return undefined;
+    return owner
+      ? `group ${data.groupId} moved to policy ${owner.name}`
+      : `policy ${policy.name} no longer lists group ${data.groupId}`;
+  };
+
   const accountOf = (data: RotationJobData) => {
     try {
       return deps.resolveAccount(data.account);
@@ -243,7 +290,7 @@ export function createRotationWorker(
     }
   };
 
-  const worker = new Worker<RotationJobData, RotationMessage>(options.keys.rotationQueue, process, {
+  const worker = new Worker<RotationJobData, RotationJobResult>(options.keys.rotationQueue, process, {
     connection: options.connection,
     prefix: options.keys.prefix,
     concurrency: options.concurrency,

@@ -1,13 +1,14 @@
 import { QueueEvents, type Job } from "bullmq";
 import { parseDuration } from "../durations.js";
 import { UsageError } from "../errors.js";
-import type { RotationJobData, RotationMessage } from "../interfaces.js";
+import type { RotationJobData } from "../interfaces.js";
 import { createKeys, DEFAULT_CHANNEL } from "../keys.js";
 import { serializeMessage } from "../message.js";
 import { createRotationQueue, enqueueRotations, manualRotationId } from "../queue.js";
 import { connectOneShot, createRedis, onceEvery } from "../redis.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
+import type { RotationJobResult } from "../worker.js";
 import { loadRuntime } from "./runtime.js";
 
 /**
@@ -65,11 +66,13 @@ const command: Command = {
       const results = await Promise.all(
         rotations.map(async (rotation) => {
           const job = (await queue.getJob(rotation.rotationId)) as
-            Job<RotationJobData, RotationMessage> | undefined;
+            Job<RotationJobData, RotationJobResult> | undefined;
           if (!job) return fail(io, rotation, "the job vanished from the queue");
           try {
-            const message = (await job.waitUntilFinished(events, timeoutMs)) as RotationMessage;
-            io.out(serializeMessage(message));
+            const result = (await job.waitUntilFinished(events, timeoutMs)) as RotationJobResult;
+            // Manual rotations are never skipped; a result without a message is still no rotation.
+            if ("skipped" in result) return fail(io, rotation, `skipped: ${result.skipped}`);
+            io.out(serializeMessage(result));
             return true;
           } catch (error) {
             const text = error instanceof Error ? error.message : String(error);

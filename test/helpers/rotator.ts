@@ -1,6 +1,16 @@
-import { createApp, type App, type AppRoles } from "../../src/app.js";
-import { parseConfigText } from "../../src/config.js";
-import { createLogger } from "../../src/logger.js";
+import type { Worker } from "bullmq";
+import type { Redis } from "ioredis";
+import { createAccountGate } from "../../src/account-gate.js";
+import { createApp, resolveAccount, type App, type AppRoles } from "../../src/app.js";
+import { parseConfigText, type ResolvedConfig } from "../../src/config.js";
+import { createGraphClient } from "../../src/graph/client.js";
+import { createGroupLock } from "../../src/group-lock.js";
+import { systemClock, type PublisherPort, type RotationJobData } from "../../src/interfaces.js";
+import { createKeys, type Keys } from "../../src/keys.js";
+import { createLogger, type Logger } from "../../src/logger.js";
+import { createPublisher } from "../../src/publisher.js";
+import { createRotationStateStore } from "../../src/rotation-state.js";
+import { createRotationWorker, type AttemptEvent, type RotationJobResult } from "../../src/worker.js";
 import { loadSettings } from "../../src/settings.js";
 import { testRedisUrl, uniquePrefix } from "./redis.js";
 
@@ -55,4 +65,81 @@ export async function startTestRotator(options: TestRotatorOptions): Promise<App
   });
   await app.start();
   return app;
+}
+
+/** A log line as pino writes it. */
+export type LogLine = Record<string, unknown> & { level: string; msg: string };
+
+/** A logger at `level` whose lines land in `lines` (parsed). */
+export function capturingLogger(lines: LogLine[], level = "debug"): Logger {
+  return createLogger(level, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
+}
+
+export interface TestWorker {
+  readonly keys: Keys;
+  readonly worker: Worker<RotationJobData, RotationJobResult>;
+  /** The live config the worker sees; assign `current` to reload. */
+  readonly config: { current: ResolvedConfig };
+  readonly logs: LogLine[];
+  readonly attempts: AttemptEvent[];
+  close(): Promise<void>;
+}
+
+/**
+ * A rotation worker wired as the composition root wires it (real Graph client, state, lock,
+ * publisher and account gate on the test Redis), with hooks the app does not offer: the live
+ * config, a wrapped publisher, captured logs and attempt events. Call `close()`.
+ */
+export async function startTestWorker(options: {
+  graphUrl: string;
+  redis: Redis;
+  prefix: string;
+  yaml: string;
+  env?: Record<string, string>;
+  publisher?: (real: PublisherPort) => PublisherPort;
+}): Promise<TestWorker> {
+  const { redis } = options;
+  const keys = createKeys(options.prefix);
+  const env = { WHATSAPP_ACCESS_TOKEN: TEST_TOKEN, ...options.env };
+  const config = { current: parseConfigText(options.yaml, "test.yaml", env, { graphApiVersion: "v23.0" }) };
+  const logs: LogLine[] = [];
+  const attempts: AttemptEvent[] = [];
+  const logger = capturingLogger(logs);
+  const gate = createAccountGate({ redis, keys, logger, recheckMs: 500 });
+  const graph = createGraphClient({ baseUrl: options.graphUrl });
+  const real = createPublisher({ redis, keys });
+  const connection = redis.duplicate({ maxRetriesPerRequest: null });
+  const worker = createRotationWorker({
+    keys,
+    connection,
+    concurrency: 4,
+    logger,
+    gate,
+    config: () => config.current,
+    onAttempt: (event) => attempts.push(event),
+    deps: {
+      graph,
+      publisher: options.publisher ? options.publisher(real) : real,
+      state: createRotationStateStore(redis, keys),
+      lock: createGroupLock(redis, keys),
+      resolveAccount: (name) => resolveAccount(config.current, name),
+      beforeGraphCall: gate.beforeGraphCall,
+      clock: systemClock,
+      logger,
+    },
+  });
+  void worker.run().catch(() => {});
+  await worker.waitUntilReady();
+  return {
+    keys,
+    worker,
+    config,
+    logs,
+    attempts,
+    async close() {
+      await worker.close();
+      await graph.close();
+      connection.disconnect();
+    },
+  };
 }
