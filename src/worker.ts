@@ -86,6 +86,7 @@ export function createRotationWorker(
     const started = Date.now();
     const data = job.data;
     const owner = `${job.id ?? data.rotationId}:${token ?? randomUUID()}`;
+    const ids = { rotation: data.rotationId, group: data.groupId, account: data.account };
     const report = (result: AttemptEvent["result"], extra: Partial<AttemptEvent> = {}) =>
       options.onAttempt?.({ data, result, durationMs: Date.now() - started, ...extra });
     const delay = async (ms: number, result: AttemptEvent["result"], code?: string): Promise<never> => {
@@ -101,10 +102,7 @@ export function createRotationWorker(
       const state = await deps.state.read(data.rotationId);
       if (state.deletedAt === undefined && state.inviteLink === undefined && !state.message) {
         await deps.state.settle(data.groupId, data.rotationId);
-        logger.info(
-          { rotation: data.rotationId, group: data.groupId, account: data.account, policy: data.policy },
-          `rotation skipped: removed from policy (${removed})`,
-        );
+        logger.info({ ...ids, policy: data.policy }, `rotation skipped: removed from policy (${removed})`);
         report("skipped", { code: "E_REMOVED_FROM_POLICY" });
         return { skipped: "removed from policy", rotation_id: data.rotationId, group_id: data.groupId };
       }
@@ -120,13 +118,7 @@ export function createRotationWorker(
         const account = accountOf(data);
         const wait = gate && account ? await gate.throttled(account, error) : (error.retryAfterMs ?? 1_000);
         logger.warn(
-          {
-            rotation: data.rotationId,
-            group: data.groupId,
-            account: data.account,
-            code: error.code,
-            waitMs: wait,
-          },
+          { ...ids, code: error.code, ...graphFields(error), waitMs: wait },
           "graph throttled the rotation; waiting",
         );
         return delay(wait, "throttled", error.code);
@@ -135,7 +127,7 @@ export function createRotationWorker(
       // rotation of the group may be running. Like a busy group, try again soon, no attempt used.
       if (isLockLost(error)) {
         logger.warn(
-          { rotation: data.rotationId, group: data.groupId, account: data.account, code: "E_LOCK_LOST" },
+          { ...ids, code: "E_LOCK_LOST" },
           `rotation lost its group lock; trying again: ${error.message}`,
         );
         return delay(BUSY_DELAY_MS + Math.random() * BUSY_DELAY_MS, "busy", "E_LOCK_LOST");
@@ -155,12 +147,7 @@ export function createRotationWorker(
             logger.warn({ err: e, group: data.groupId }, "could not record why a rotation is held"),
           );
         const first = await gate.hold(data.account, data.rotationId).catch(() => true);
-        const fields = {
-          rotation: data.rotationId,
-          group: data.groupId,
-          account: data.account,
-          code: error.code,
-        };
+        const fields = { ...ids, code: error.code };
         if (first) logger.warn(fields, `rotation held until the account recovers: ${reason}`);
         else logger.debug(fields, "rotation still held: the account is failing");
         return delay(gate.recheckMs, "paused", error.code);
@@ -180,13 +167,7 @@ export function createRotationWorker(
             at: Date.now(),
           });
           logger.error(
-            {
-              rotation: data.rotationId,
-              group: data.groupId,
-              account: data.account,
-              code: error.code,
-              withoutLink: true,
-            },
+            { ...ids, code: error.code, ...graphFields(error), withoutLink: true },
             `GROUP WITHOUT INVITE LINK: the account's token failed after DELETE; the rotation waits for the account to recover; ${reason}`,
           );
           return delay(gate.recheckMs, "paused", error.code);
@@ -201,18 +182,12 @@ export function createRotationWorker(
       const final = stop || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const reason = withGroup(data.groupId, error.message);
       if (final) {
-        await recordFailure(data, code, reason);
+        await recordFailure(data, code, reason, error);
         report("failed", { code });
         if (stop) throw new UnrecoverableError(reason);
       } else {
         logger.warn(
-          {
-            rotation: data.rotationId,
-            group: data.groupId,
-            account: data.account,
-            code,
-            attempt: job.attemptsMade + 1,
-          },
+          { ...ids, code, ...graphFields(error), attempt: job.attemptsMade + 1 },
           `rotation attempt failed, will retry: ${error.message}`,
         );
         report("retry", { code });
@@ -264,9 +239,12 @@ export function createRotationWorker(
     }
   };
 
-  const recordFailure = async (data: RotationJobData, code: string, reason: string) => {
+  const recordFailure = async (data: RotationJobData, code: string, reason: string, error: Error) => {
     const state = await deps.state.read(data.rotationId).catch(() => undefined);
     const withoutLink = state?.deletedAt !== undefined && state.inviteLink === undefined;
+    // POST succeeded but the publish did not: Graph holds a link no subscriber has, and the one
+    // they have was deleted. The group stays in the without-link index, so the sweep re-drives it.
+    const unpublished = state?.inviteLink !== undefined && state.message === undefined;
     await deps.state
       .markFailed(data.groupId, { rotationId: data.rotationId, code, message: reason, at: Date.now() })
       .then(() => deps.state.settle(data.groupId, data.rotationId))
@@ -279,11 +257,18 @@ export function createRotationWorker(
       account: data.account,
       policy: data.policy,
       code,
+      ...graphFields(error),
     };
     if (withoutLink) {
       logger.error(
         { ...fields, withoutLink: true },
         `GROUP WITHOUT INVITE LINK: the old link was deleted but no new one was created; ${reason}`,
+      );
+    } else if (unpublished) {
+      logger.error(
+        { ...fields, withoutLink: true, unpublished: true },
+        "UNPUBLISHED INVITE LINK: Graph created a new link but it was never published, so subscribers " +
+          `hold only the deleted old link; the rotation is re-driven to publish it; ${reason}`,
       );
     } else {
       logger.error(fields, `rotation failed: ${reason}`);
@@ -310,6 +295,13 @@ export function createRotationWorker(
     return close(force);
   };
   return worker;
+}
+
+/** What Meta support asks for about a failed Graph call; absent fields are left out of the line. */
+function graphFields(error: Error) {
+  if (!isGraphError(error)) return {};
+  const { status: httpStatus, graphCode, subcode: graphSubcode, fbtraceId } = error;
+  return { httpStatus, graphCode, graphSubcode, fbtraceId };
 }
 
 function isLockLost(error: Error): boolean {
