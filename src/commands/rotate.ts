@@ -1,4 +1,5 @@
 import { QueueEvents, type Job } from "bullmq";
+import { checkPolicies } from "../config-checks.js";
 import { parseDuration } from "../durations.js";
 import { UsageError } from "../errors.js";
 import type { RotationJobData } from "../interfaces.js";
@@ -23,6 +24,8 @@ const command: Command = {
     const { values, positionals } = parse(args);
     const groups = [...new Set(positionals)];
     if (groups.length === 0) throw new UsageError("rotate needs at least one group id");
+    const bad = badGroupIds(groups);
+    if (bad.length > 0) throw new UsageError(`rotate: ${bad.join("; ")}`);
     const timeoutMs = parseDuration(values.timeout ?? "2m");
     if (timeoutMs === undefined || timeoutMs <= 0)
       throw new UsageError(`--timeout: not a duration: ${values.timeout}`);
@@ -104,6 +107,22 @@ function fail(io: { err(line: string): void }, rotation: RotationJobData, reason
     : `group ${rotation.groupId}: ${reason}`;
   io.err(`rotation failed: ${text}`);
   return false;
+}
+
+/**
+ * The policy file's own check of group ids (empty, whitespace, too long), run on the command line's:
+ * it is not exported on its own, so this asks `checkPolicies` about a one-policy document and keeps
+ * only the issues of its group list.
+ */
+function badGroupIds(groups: readonly string[]): string[] {
+  const issues: string[] = [];
+  checkPolicies({ policies: [{ groups: [...groups] }] }, Date.now(), (path, message) => {
+    const index = path[3];
+    if (path[2] === "groups" && typeof index === "number") {
+      issues.push(`group id ${JSON.stringify(groups[index])}: ${message}`);
+    }
+  });
+  return issues;
 }
 
 function parse(args: string[]) {
