@@ -1,3 +1,4 @@
+import { GraphError } from "../src/graph/errors.js";
 import type { GroupLock } from "../src/group-lock.js";
 import { holdLock } from "../src/group-lock.js";
 import type {
@@ -22,6 +23,13 @@ import type { RotationStateStore } from "../src/rotation-state.js";
  * (each step's record and the publish) is fenced by the lock: an attempt that lost it, say in a
  * stall longer than the lock's ttl, writes nothing and fails with the retryable `LockLostError`.
  *
+ * A DELETE or POST that fails without a clear answer from Graph (a timeout, a reset connection, a
+ * proxy's HTML or empty page, a 2xx with a garbled body, an abort) may still be carried out by Graph after its retry succeeded: a late POST
+ * would replace the link about to be published, a late DELETE would leave the group with none.
+ * Such a call marks the rotation unsure; before publishing, the rotation waits until the call can
+ * no longer land (`unsureSettleMs`) and reads the group's link back: the same link is published, a
+ * different one (our late POST) is adopted and published, none (our late DELETE) is created again.
+ *
  * The saga knows nothing of BullMQ: it returns an outcome or throws, and `src/worker.ts` maps that
  * onto the queue (delay, retry with backoff, or fail for good).
  */
@@ -43,7 +51,14 @@ export interface RotateGroupDeps {
   ) => Promise<number | undefined>;
   readonly clock: Clock;
   readonly logger: Logger;
+  /**
+   * How long after an unsure DELETE or POST Graph may still carry it out, ms. Default 15 s, the
+   * default request timeout: a call Graph had not answered by then gets as long again to land.
+   */
+  readonly unsureSettleMs?: number;
 }
+
+const DEFAULT_UNSURE_SETTLE_MS = 15_000;
 
 export type RotationOutcome =
   | {
@@ -121,24 +136,95 @@ export async function rotateGroup(
     const resumedAt: Step = inviteLink ? "publish" : deletedAt ? "create" : "delete";
     if (resumedAt !== "delete") log.info({ step: resumedAt }, "rotation resumes");
 
+    // A Graph call that failed unclearly records that it may still land; the error goes on as is.
+    const settleMs = deps.unsureSettleMs ?? DEFAULT_UNSURE_SETTLE_MS;
+    const guarded = async <T>(call: () => Promise<T>): Promise<T> => {
+      try {
+        return await call();
+      } catch (error) {
+        // Graph's own error object is a clear answer; no answer, a proxy's page or a garbled 2xx is not.
+        const mayLand =
+          error instanceof GraphError
+            ? error.action === "retry" && error.graphCode === undefined
+            : signal.aborted;
+        if (mayLand) {
+          await deps.state.markUnsure(rotationId, deps.clock.now() + settleMs).catch((cause: unknown) => {
+            log.warn({ err: cause }, "could not record an unsure Graph call");
+          });
+        }
+        throw error;
+      }
+    };
+    const create = async (account: AccountContext): Promise<string | RotationOutcome> => {
+      const wait = await deps.beforeGraphCall?.(account, "create", groupId);
+      if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "create" };
+      signal.throwIfAborted();
+      const link = await guarded(() => deps.graph.createInviteLink(account, groupId, signal));
+      createdAt = deps.clock.now();
+      await deps.state.markCreated(rotationId, groupId, link, createdAt, context.owner);
+      log.debug({ step: "create" }, "new invite link created");
+      return link;
+    };
+
     if (inviteLink === undefined) {
       const account = deps.resolveAccount(data.account);
       if (deletedAt === undefined) {
         const wait = await deps.beforeGraphCall?.(account, "delete", groupId);
         if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "delete" };
         signal.throwIfAborted();
-        await deps.graph.deleteInviteLink(account, groupId, signal);
+        await guarded(() => deps.graph.deleteInviteLink(account, groupId, signal));
         deletedAt = deps.clock.now();
         await deps.state.markDeleted(rotationId, groupId, deletedAt, context.owner);
         log.debug({ step: "delete" }, "old invite link deleted");
       }
-      const wait = await deps.beforeGraphCall?.(account, "create", groupId);
-      if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "create" };
+      const created = await create(account);
+      if (typeof created !== "string") return created;
+      inviteLink = created;
+    }
+
+    if (state.unsureUntil !== undefined && deps.graph.getInviteLink) {
+      const wait = state.unsureUntil - deps.clock.now();
+      if (wait > 0) {
+        log.info(
+          { step: "publish", waitMs: wait },
+          "an earlier Graph call may still land: reading the link back once it cannot",
+        );
+        return { kind: "paused", waitMs: wait, step: "publish" };
+      }
+      const account = deps.resolveAccount(data.account);
+      const gateWait = await deps.beforeGraphCall?.(account, "publish", groupId);
+      if (gateWait !== undefined) return { kind: "paused", waitMs: gateWait, step: "publish" };
       signal.throwIfAborted();
-      inviteLink = await deps.graph.createInviteLink(account, groupId, signal);
-      createdAt = deps.clock.now();
-      await deps.state.markCreated(rotationId, groupId, inviteLink, createdAt, context.owner);
-      log.debug({ step: "create" }, "new invite link created");
+      let current: string | undefined;
+      try {
+        current = await deps.graph.getInviteLink(account, groupId, signal);
+      } catch (error) {
+        // Retry or throttle: try again later, still unsure. Stop (the read is refused): the link
+        // created is the best knowledge there is.
+        if (!(error instanceof GraphError) || error.action !== "stop") throw error;
+        log.warn({ err: error }, "cannot read the group's link back; publishing the link created");
+        current = inviteLink;
+      }
+      if (current === undefined) {
+        log.warn({ step: "create" }, "a late DELETE left the group without a link: creating one again");
+        deletedAt = deps.clock.now();
+        await deps.state.markDeleted(rotationId, groupId, deletedAt, context.owner);
+        await deps.state.clearUnsure(rotationId);
+        const created = await create(account);
+        if (typeof created !== "string") return created;
+        inviteLink = created;
+      } else {
+        if (current !== inviteLink) {
+          log.warn(
+            { step: "publish" },
+            "a late POST replaced the link created: publishing the link Graph holds",
+          );
+          inviteLink = current;
+          createdAt = deps.clock.now();
+          await deps.state.markCreated(rotationId, groupId, inviteLink, createdAt, context.owner);
+        }
+        await deps.state.clearUnsure(rotationId);
+      }
     }
 
     signal.throwIfAborted();

@@ -82,6 +82,11 @@ export interface GraphPort {
   deleteInviteLink(account: AccountContext, groupId: string, signal?: AbortSignal): Promise<void>;
   /** POST /{version}/{group_id}/invite_link. Resolves with the new `https://chat.whatsapp.com/...` link. */
   createInviteLink(account: AccountContext, groupId: string, signal?: AbortSignal): Promise<string>;
+  /**
+   * GET /{version}/{group_id}/invite_link: the group's current link, undefined when it has none.
+   * Optional: without it, a rotation cannot read back a link after an unsure call (see the saga).
+   */
+  getInviteLink?(account: AccountContext, groupId: string, signal?: AbortSignal): Promise<string | undefined>;
 }
 
 /** The narrow publish port the rotation job depends on. */

@@ -20,6 +20,12 @@ export interface RotationState {
   readonly createdAt?: number;
   /** The published message (set by the publisher). */
   readonly message?: RotationMessage;
+  /**
+   * Set when a DELETE or POST of this rotation failed without a clear answer from Graph (a timeout,
+   * a reset connection, a proxy's page): until then, epoch ms, such a call may still land. Before
+   * publishing, the rotation waits until then and reads the group's link back.
+   */
+  readonly unsureUntil?: number;
 }
 
 /** Saga state lives a week: long enough for any retry, short enough not to pile up. */
@@ -63,6 +69,10 @@ export interface RotationStateStore {
    * next fire may enqueue again.
    */
   settle(groupId: string, rotationId: string): Promise<void>;
+  /** Records an unsure DELETE or POST: keeps the later of `until` and any earlier mark. */
+  markUnsure(rotationId: string, until: number): Promise<void>;
+  /** The link was read back after an unsure call: nothing is left to wait for. */
+  clearUnsure(rotationId: string): Promise<void>;
   /** Clears the group's failure and its without-link mark after a published rotation. */
   clearFailure(groupId: string): Promise<void>;
 }
@@ -97,6 +107,11 @@ redis.call("PEXPIRE", KEYS[2], ARGV[4])
 redis.call("HSET", KEYS[3], "graph_owner", ARGV[5])
 return 1`;
 
+const MARK_UNSURE = `local current = tonumber(redis.call("HGET", KEYS[1], "unsure_until") or "0")
+if tonumber(ARGV[1]) > current then redis.call("HSET", KEYS[1], "unsure_until", ARGV[1]) end
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+return 1`;
+
 const SETTLE = `if redis.call("HGET", KEYS[1], "pending_rotation") == ARGV[1] then
   return redis.call("HDEL", KEYS[1], "pending_rotation", "pending_since") end return 0`;
 
@@ -111,6 +126,7 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         ...(raw.sequence_at_delete ? { sequenceAtDelete: Number(raw.sequence_at_delete) } : {}),
         ...(raw.invite_link ? { inviteLink: raw.invite_link, createdAt: Number(raw.created_at) } : {}),
         ...(raw.message ? { message: JSON.parse(raw.message) as RotationMessage } : {}),
+        ...(raw.unsure_until ? { unsureUntil: Number(raw.unsure_until) } : {}),
       };
     },
     async markDeleted(rotationId, groupId, at, lockOwner) {
@@ -144,6 +160,18 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         rotationId,
       );
       if (Number(done) !== 1) throw new LockLostError(groupId, "lost the lock before recording the POST");
+    },
+    async markUnsure(rotationId, until) {
+      await redis.eval(
+        MARK_UNSURE,
+        1,
+        keys.rotation(rotationId),
+        String(until),
+        String(ROTATION_STATE_TTL_MS),
+      );
+    },
+    async clearUnsure(rotationId) {
+      await redis.hdel(keys.rotation(rotationId), "unsure_until");
     },
     async markFailed(groupId, failure) {
       await redis.hset(keys.group(groupId), {

@@ -153,7 +153,11 @@ describe("rotation worker", () => {
   });
 
   it("a rotation that lost its group lock tries again without using an attempt", async () => {
-    const { app, channel } = await start(["G6"], { ROTATOR_GROUP_LOCK_TTL: "600ms" });
+    // The hung POST may still land: the retry reads the link back once it cannot (2 s later).
+    const { app, channel } = await start(["G6"], {
+      ROTATOR_GROUP_LOCK_TTL: "600ms",
+      GRAPH_REQUEST_TIMEOUT: "2s",
+    });
     sim.inject({ kind: "hang", match: { groupId: "G6", method: "POST" } });
     const job = await rotate(app, "G6", channel);
     await expect

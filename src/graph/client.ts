@@ -7,6 +7,7 @@ import {
   parseDeleteResponse,
   parseGroupResponse,
   parseGroupsPage,
+  parseCurrentLinkResponse,
   parseInviteLinkResponse,
   type GraphGroup,
   type Parsed,
@@ -46,8 +47,8 @@ export interface GraphCallInfo {
 
 /** The Graph port of the rotation job, plus read-only calls for discovery and checks. */
 export interface GraphClient extends GraphPort {
-  /** GET /{version}/{group_id}/invite_link: the group's current link. */
-  getInviteLink(account: AccountContext, groupId: string, signal?: AbortSignal): Promise<string>;
+  /** GET /{version}/{group_id}/invite_link: the group's current link, undefined when it has none. */
+  getInviteLink(account: AccountContext, groupId: string, signal?: AbortSignal): Promise<string | undefined>;
   /** GET /{version}/{phone_number_id}/groups, following the cursor across all pages. */
   listGroups(
     account: AccountContext,
@@ -257,7 +258,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
         method: "GET",
         path: `${groupPath(groupId)}/invite_link`,
         sendBody: false,
-        parse: parseInviteLinkResponse,
+        parse: parseCurrentLinkResponse,
         signal,
       }),
     getGroup: (account, groupId, signal) =>

@@ -62,6 +62,22 @@ export function parseInviteLinkResponse(body: unknown): Parsed<string> {
   return ok(link);
 }
 
+/**
+ * GET …/invite_link: the group's current link, or undefined when Graph answers with an object that
+ * has none (the link was deleted). A link that is there must look right, as for POST.
+ */
+export function parseCurrentLinkResponse(body: unknown): Parsed<string | undefined> {
+  if (
+    body !== null &&
+    typeof body === "object" &&
+    !Array.isArray(body) &&
+    field(body, "invite_link") === undefined
+  ) {
+    return ok(undefined);
+  }
+  return parseInviteLinkResponse(body);
+}
+
 function groupOf(value: unknown): GraphGroup | undefined {
   const id = field(value, "id");
   if (typeof id !== "string" && typeof id !== "number") return undefined;

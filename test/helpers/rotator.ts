@@ -126,6 +126,8 @@ export async function startTestWorker(options: {
       beforeGraphCall: gate.beforeGraphCall,
       clock: systemClock,
       logger,
+      // Short, like the test timeouts: an unsure call's rotation reads its link back soon.
+      unsureSettleMs: 200,
     },
   });
   void worker.run().catch(() => {});
