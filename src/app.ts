@@ -143,6 +143,8 @@ export function createApp(options: {
         beforeGraphCall: gate.beforeGraphCall,
         clock: systemClock,
         logger,
+        // A call Graph had not answered within the request timeout gets as long again to land.
+        unsureSettleMs: settings.GRAPH_REQUEST_TIMEOUT,
       },
     });
     services.push({
@@ -186,6 +188,7 @@ export function createApp(options: {
       state: createPolicyState(redis, keys),
       fire,
       logger,
+      metrics,
     });
     scheduler = scheduled;
     services.push({
