@@ -127,6 +127,8 @@ export function createApp(options: {
     const state = createRotationStateStore(redis, keys);
     const worker = createRotationWorker({
       keys,
+      // The live config: a scheduled rotation of a group a reload removed from its policy is skipped.
+      config: () => config.current,
       connection: bullConnection,
       concurrency: settings.ROTATOR_CONCURRENCY,
       logger,

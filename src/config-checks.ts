@@ -123,7 +123,7 @@ function checkGroups(
   const ids: string[] = [];
   let valid = true;
   list.forEach((item, j) => {
-    const id = groupId(item);
+    const id = checkGroupId(item);
     if (typeof id !== "string") {
       add(["policies", i, "groups", j], id.error);
       valid = false;
@@ -149,7 +149,8 @@ function checkGroups(
 }
 
 /** A group id as a string; integers YAML read without quotes are kept only when exact. */
-function groupId(item: unknown): string | { error: string } {
+/** A group id as the policy file and `rotate` accept it, or what is wrong with it. */
+export function checkGroupId(item: unknown): string | { error: string } {
   if (typeof item === "number") {
     if (Number.isSafeInteger(item) && item >= 0) return String(item);
     if (Number.isInteger(item))

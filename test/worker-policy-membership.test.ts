@@ -6,7 +6,13 @@ import type { RotationJobData, Trigger } from "../src/interfaces.js";
 import { enqueueRotations, manualRotationId, scheduledRotationId } from "../src/queue.js";
 import { openTestQueue, type TestQueue } from "./helpers/faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
-import { policyYaml, startTestWorker, TEST_TOKEN, type TestWorker } from "./helpers/rotator.js";
+import {
+  policyYaml,
+  startTestRotator,
+  startTestWorker,
+  TEST_TOKEN,
+  type TestWorker,
+} from "./helpers/rotator.js";
 
 /** A reload removed a group from its policy: its already-queued scheduled rotations do not rotate it. */
 let sim: GraphSimulator;
@@ -173,5 +179,40 @@ describe("worker and the live policy file", () => {
     expect(message).toMatchObject({ group_id: "P5", sequence: 1 });
     expect(callsOf("P5")).toEqual(["POST"]);
     expect(await redis.smembers(tq.keys.withoutLinkIndex)).toEqual([]);
+  });
+});
+
+describe("the app wires the live policy file into its worker", () => {
+  it("after app.reload, a queued scheduled rotation of a removed group is skipped", async () => {
+    const prefix = uniquePrefix("membership-app");
+    const channel = `${prefix}-links`;
+    cleanup.push(prefix, channel);
+    const app = await startTestRotator({
+      graphUrl: sim.url,
+      prefix,
+      yaml: policyYaml(["PA1", "PA2"], channel),
+    });
+    try {
+      tq = await openTestQueue(redis, prefix);
+      app.reload(
+        parseConfigText(
+          policyYaml(["PA2"], channel),
+          "test.yaml",
+          { WHATSAPP_ACCESS_TOKEN: TEST_TOKEN },
+          {
+            graphApiVersion: "v23.0",
+          },
+        ),
+      );
+      const gone = await scheduled(tq, "PA1", channel);
+      await enqueueRotations(tq.queue, [gone]);
+      const result = await (await tq.queue.getJob(gone.rotationId))!.waitUntilFinished(tq.events, 10_000);
+      expect(result).toMatchObject({ skipped: "removed from policy" });
+      expect(callsOf("PA1")).toEqual([]);
+    } finally {
+      await tq?.close();
+      tq = undefined;
+      await app.stop();
+    }
   });
 });

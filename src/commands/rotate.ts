@@ -1,5 +1,5 @@
 import { QueueEvents, type Job } from "bullmq";
-import { checkPolicies } from "../config-checks.js";
+import { checkGroupId } from "../config-checks.js";
 import { parseDuration } from "../durations.js";
 import { UsageError } from "../errors.js";
 import type { RotationJobData } from "../interfaces.js";
@@ -109,20 +109,12 @@ function fail(io: { err(line: string): void }, rotation: RotationJobData, reason
   return false;
 }
 
-/**
- * The policy file's own check of group ids (empty, whitespace, too long), run on the command line's:
- * it is not exported on its own, so this asks `checkPolicies` about a one-policy document and keeps
- * only the issues of its group list.
- */
+/** The policy file's own check of group ids (empty, whitespace, too long), on the command line's. */
 function badGroupIds(groups: readonly string[]): string[] {
-  const issues: string[] = [];
-  checkPolicies({ policies: [{ groups: [...groups] }] }, Date.now(), (path, message) => {
-    const index = path[3];
-    if (path[2] === "groups" && typeof index === "number") {
-      issues.push(`group id ${JSON.stringify(groups[index])}: ${message}`);
-    }
+  return groups.flatMap((id) => {
+    const checked = checkGroupId(id);
+    return typeof checked === "string" ? [] : [`group id ${JSON.stringify(id)}: ${checked.error}`];
   });
-  return issues;
 }
 
 function parse(args: string[]) {
