@@ -58,41 +58,39 @@ export interface FireDeps {
   readonly metrics?: Pick<Metrics, "fires" | "firedRotations" | "skippedFires" | "fireFailures"> | undefined;
   /** Groups per Lua call and bulk enqueue. Default 1000. */
   readonly chunkSize?: number;
-  /** A pending mark older than this (plus the policy's jitter) is stale. Default 24 h. */
-  readonly staleMs?: number;
-  /** A pending mark at least this old whose job is gone or finished is stale. Default 60 s. */
+  /**
+   * A pending mark at least this old whose job is gone or finished is stale. Default 60 s. A mark
+   * whose job is still there (waiting, delayed, held while its account fails) is busy at any age.
+   */
   readonly orphanGraceMs?: number;
 }
 
 const DEFAULT_CHUNK = 1000;
-const DEFAULT_STALE_MS = 24 * 3_600_000;
 const DEFAULT_ORPHAN_GRACE_MS = 60_000;
 /** Skipped groups named in one log line; the rest are counted. */
 const LOGGED_SKIPS = 20;
 
 /**
- * KEYS: group hashes. ARGV: now, staleMs, orphanGraceMs, BullMQ job key prefix, then one rotation
- * id per key. A group is busy when it has a pending mark of another rotation that is younger than
- * staleMs and (once older than the grace) still has an unfinished job. Busy groups are returned as
+ * KEYS: group hashes. ARGV: now, orphanGraceMs, BullMQ job key prefix, then one rotation id per
+ * key. A group is busy when it has a pending mark of another rotation that is younger than the
+ * grace (its job may not be enqueued yet) or whose job is still unfinished, however old: a rotation
+ * held for days while its account fails must not have a second one queued behind it each day. Busy groups are returned as
  * 1-based indexes, groups whose last published rotation is this one as negative indexes; every
  * other group gets the new mark.
  */
 const MARK_PENDING = `local now = tonumber(ARGV[1])
-local stale = tonumber(ARGV[2])
-local grace = tonumber(ARGV[3])
+local grace = tonumber(ARGV[2])
 local skipped = {}
 for i, key in ipairs(KEYS) do
-  local id = ARGV[i + 4]
+  local id = ARGV[i + 3]
   local pending = redis.call("HGET", key, "pending_rotation")
   local busy = false
   if pending and pending ~= id then
     local age = now - (tonumber(redis.call("HGET", key, "pending_since")) or 0)
-    if age < stale then
-      busy = true
-      if age >= grace then
-        local job = ARGV[4] .. pending
-        if redis.call("EXISTS", job) == 0 or redis.call("HEXISTS", job, "finishedOn") == 1 then busy = false end
-      end
+    busy = true
+    if age >= grace then
+      local job = ARGV[3] .. pending
+      if redis.call("EXISTS", job) == 0 or redis.call("HEXISTS", job, "finishedOn") == 1 then busy = false end
     end
   end
   if redis.call("HGET", key, "last_rotation_id") == id then skipped[#skipped + 1] = -i
@@ -127,7 +125,6 @@ export function createFirer(deps: FireDeps): FirePolicy {
         chunk.length,
         ...chunk.map((group) => deps.keys.group(group)),
         String(now),
-        String((deps.staleMs ?? DEFAULT_STALE_MS) + policy.jitterMs),
         String(deps.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS),
         jobKeyPrefix,
         ...ids,

@@ -176,6 +176,19 @@ describe("fire", () => {
     expect(result).toMatchObject({ enqueued: 2, skipped: ["C"] });
   });
 
+  it("a mark whose job is still queued is busy however old (a rotation held for days is not doubled)", async () => {
+    const config = load();
+    const nightly = policy(config, "nightly");
+    const daysAgo = FIRE - 3 * 86_400_000;
+    // A's rotation of three days ago is still queued (held while its account failed, say).
+    await firer(config, daysAgo).fire({ ...nightly, groups: ["A"] }, daysAgo, "schedule");
+    const result = await firer(config, FIRE).fire(nightly, FIRE, "schedule");
+    expect(result).toMatchObject({ enqueued: 2, skipped: ["A"] });
+    expect(await redis.hget(keys.group("A"), "pending_rotation")).toBe(
+      scheduledRotationId("nightly", daysAgo, "A"),
+    );
+  });
+
   it("enqueues a repeated fire once: the job id deduplicates, and its own mark does not count as busy", async () => {
     const config = load();
     const nightly = policy(config, "nightly");
