@@ -76,7 +76,10 @@ async function start(groupsA: string[], groupsB: string[], env: Record<string, s
 
 const ids = (p: string, n: number) => Array.from({ length: n }, (_, i) => `${p}${i + 1}`);
 
-/** Random faults that never carry out the operation: the client sees an error and retries. */
+/**
+ * Random faults: most never carry out the operation (the client sees an error and retries); a
+ * late one carries it out 450 ms after it was sent, when the client (timeout 300 ms) has given up.
+ */
 const RANDOM_FAULTS: ((groupId: string) => Fault)[] = [
   (groupId) => simFaults.transient({ groupId }),
   (groupId) => ({
@@ -97,6 +100,7 @@ const RANDOM_FAULTS: ((groupId: string) => Fault)[] = [
   (groupId) => ({ kind: "html", status: 502, match: { groupId } }),
   (groupId) => ({ kind: "empty", status: 504, match: { groupId } }),
   (groupId) => ({ kind: "hang", match: { groupId } }),
+  (groupId) => ({ kind: "latency", ms: 450, match: { groupId } }),
   (groupId) => ({
     kind: "error",
     status: 429,
@@ -113,17 +117,21 @@ it("keeps the promise under seeded random transient faults", async () => {
     GRAPH_REQUEST_TIMEOUT: "300ms",
     ROTATOR_THROTTLE_BASE: "50ms",
   });
-  const random = seeded(20240611);
+  // FAULT_SEED explores other fault sequences; the default is the one the README figures come from.
+  const random = seeded(Number(process.env.FAULT_SEED ?? 20240611));
   const rounds = 3;
   let injected = 0;
+  let late = 0;
   const started = Date.now();
   for (let round = 0; round < rounds; round++) {
     // A group's calls are serialized by its lock, so its faults hit its next calls in order.
     for (const groupId of [...groupsA, ...groupsB]) {
       const count = Math.floor(random() * 4);
       for (let i = 0; i < count; i++) {
-        sim.inject(RANDOM_FAULTS[Math.floor(random() * RANDOM_FAULTS.length)]!(groupId));
+        const fault = RANDOM_FAULTS[Math.floor(random() * RANDOM_FAULTS.length)]!(groupId);
+        sim.inject(fault);
         injected++;
+        if (fault.kind === "latency") late++;
       }
     }
     const jobs = await tq.rotate(
@@ -151,13 +159,15 @@ it("keeps the promise under seeded random transient faults", async () => {
   const changes = groupCalls.filter((c) => c.method !== "GET").length;
   const readBacks = groupCalls.length - changes;
   expect(injected).toBeGreaterThan(20);
-  // Every DELETE or POST belongs to a rotation; faults add one call each, nothing more. A fault
-  // Graph may have carried out anyway (not a 429) makes its rotation read the link back, once.
-  expect(changes).toBe(published * 2 + injected);
+  // Every DELETE or POST belongs to a rotation; faults add one call each, nothing more, but for a
+  // late DELETE that lands after the new link: its rotation finds no link and creates one again.
+  // A fault without a clear Graph answer makes its rotation read the link back, once.
+  expect(changes).toBeGreaterThanOrEqual(published * 2 + injected);
+  expect(changes).toBeLessThanOrEqual(published * 2 + injected + late);
   expect(readBacks).toBeGreaterThan(0);
   expect(readBacks).toBeLessThanOrEqual(published);
   console.log(
-    `[figures] random faults: ${injected} faults injected, ${published} rotations completed, ` +
+    `[figures] random faults: ${injected} faults injected (${late} carried out late), ${published} rotations completed, ` +
       `${(changes / published).toFixed(2)} DELETE/POST calls per rotation (2 without faults), ` +
       `${readBacks} read-backs after unsure calls, ${Date.now() - started} ms`,
   );
