@@ -4,7 +4,12 @@ import { UsageError } from "../src/errors.js";
 import { runCli } from "./helpers/cli.js";
 
 /** `rotate` checks its group ids as the policy file does, before it loads anything. */
-const io = { env: {}, out: () => {}, err: () => {} };
+// No Redis at this address: were the check ever to pass bad ids on, nothing reaches a real Redis.
+const io = {
+  env: { REDIS_URL: "redis://127.0.0.1:1", ROTATOR_PREFIX: "rotate-command-test" },
+  out: () => {},
+  err: () => {},
+};
 
 describe("rotate command", () => {
   it.each([
