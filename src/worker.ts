@@ -10,6 +10,7 @@ import type { ResolvedConfig } from "./config.js";
 import type { Keys } from "./keys.js";
 import { onceEvery } from "./redis.js";
 import type { Logger } from "./logger.js";
+import { graphFields, recordFailure, withGroup } from "./rotation-failure.js";
 import type { RotationStateStore } from "./rotation-state.js";
 
 /**
@@ -182,7 +183,7 @@ export function createRotationWorker(
       const final = stop || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const reason = withGroup(data.groupId, error.message);
       if (final) {
-        await recordFailure(data, code, reason, error);
+        await recordFailure({ state: deps.state, logger }, data, code, reason, error);
         report("failed", { code });
         if (stop) throw new UnrecoverableError(reason);
       } else {
@@ -239,42 +240,6 @@ export function createRotationWorker(
     }
   };
 
-  const recordFailure = async (data: RotationJobData, code: string, reason: string, error: Error) => {
-    const state = await deps.state.read(data.rotationId).catch(() => undefined);
-    const withoutLink = state?.deletedAt !== undefined && state.inviteLink === undefined;
-    // POST succeeded but the publish did not: Graph holds a link no subscriber has, and the one
-    // they have was deleted. The group stays in the without-link index, so the sweep re-drives it.
-    const unpublished = state?.inviteLink !== undefined && state.message === undefined;
-    await deps.state
-      .markFailed(data.groupId, { rotationId: data.rotationId, code, message: reason, at: Date.now() })
-      .then(() => deps.state.settle(data.groupId, data.rotationId))
-      .catch((error: unknown) =>
-        logger.error({ err: error, group: data.groupId }, "could not record a failure"),
-      );
-    const fields = {
-      rotation: data.rotationId,
-      group: data.groupId,
-      account: data.account,
-      policy: data.policy,
-      code,
-      ...graphFields(error),
-    };
-    if (withoutLink) {
-      logger.error(
-        { ...fields, withoutLink: true },
-        `GROUP WITHOUT INVITE LINK: the old link was deleted but no new one was created; ${reason}`,
-      );
-    } else if (unpublished) {
-      logger.error(
-        { ...fields, withoutLink: true, unpublished: true },
-        "UNPUBLISHED INVITE LINK: Graph created a new link but it was never published, so subscribers " +
-          `hold only the deleted old link; the rotation is re-driven to publish it; ${reason}`,
-      );
-    } else {
-      logger.error(fields, `rotation failed: ${reason}`);
-    }
-  };
-
   const worker = new Worker<RotationJobData, RotationJobResult>(options.keys.rotationQueue, process, {
     connection: options.connection,
     prefix: options.keys.prefix,
@@ -297,18 +262,6 @@ export function createRotationWorker(
   return worker;
 }
 
-/** What Meta support asks for about a failed Graph call; absent fields are left out of the line. */
-function graphFields(error: Error) {
-  if (!isGraphError(error)) return {};
-  const { status: httpStatus, graphCode, subcode: graphSubcode, fbtraceId } = error;
-  return { httpStatus, graphCode, graphSubcode, fbtraceId };
-}
-
 function isLockLost(error: Error): boolean {
   return error instanceof LockLostError || (error as { code?: unknown }).code === "E_LOCK_LOST";
-}
-
-/** Failure reasons name the group once (Graph errors already do). */
-function withGroup(groupId: string, message: string): string {
-  return message.includes(groupId) ? message : `group ${groupId}: ${message}`;
 }
