@@ -26,9 +26,10 @@ import type { RotationStateStore } from "../src/rotation-state.js";
  * A DELETE or POST that fails without a clear answer from Graph (a timeout, a reset connection, a
  * proxy's HTML or empty page, a 2xx with a garbled body, an abort) may still be carried out by Graph after its retry succeeded: a late POST
  * would replace the link about to be published, a late DELETE would leave the group with none.
- * Such a call marks the rotation unsure; before publishing, the rotation waits until the call can
- * no longer land (`unsureSettleMs`) and reads the group's link back: the same link is published, a
- * different one (our late POST) is adopted and published, none (our late DELETE) is created again.
+ * Such a call marks the group unsure (and, for a DELETE, possibly without a link); whichever
+ * rotation of the group publishes next first waits until the call can no longer land
+ * (`unsureSettleMs`) and reads the group's link back: the same link is published, a different one
+ * (the late POST) is adopted and published, none (the late DELETE) is created again.
  *
  * The saga knows nothing of BullMQ: it returns an outcome or throws, and `src/worker.ts` maps that
  * onto the queue (delay, retry with backoff, or fail for good).
@@ -76,14 +77,25 @@ export type RotationOutcome =
   | { readonly kind: "superseded"; readonly message: RotationMessage | undefined; readonly by: string }
   /** Another rotation of the group holds its lock: try again shortly. */
   | { readonly kind: "busy" }
-  /** The account is paused (throttled): try again after `waitMs`, at the same step. */
-  | { readonly kind: "paused"; readonly waitMs: number; readonly step: Step };
+  /**
+   * Try again after `waitMs`, at the same step, without using an attempt: the account is paused
+   * (throttled), or (`code` E_UNSURE_SETTLE) an unsure call of the group may still land.
+   */
+  | { readonly kind: "paused"; readonly waitMs: number; readonly step: Step; readonly code?: string }
+  /** The rotation is no longer wanted (`RotationContext.notWanted`) and had not touched Graph. */
+  | { readonly kind: "skipped"; readonly reason: string };
 
 export interface RotationContext {
   /** Identifies this attempt as the lock owner (unique per delivery of the job). */
   readonly owner: string;
   /** Aborts when the worker shuts down hard. */
   readonly signal?: AbortSignal;
+  /**
+   * Why this rotation is no longer wanted (a reload took its group out of its policy), or
+   * undefined. Asked under the group's lock, and only while the rotation has not touched Graph:
+   * one that may have changed the group's link finishes.
+   */
+  readonly notWanted?: () => string | undefined;
 }
 
 export async function rotateGroup(
@@ -116,13 +128,21 @@ export async function rotateGroup(
     let inviteLink = state.inviteLink;
     let createdAt = state.createdAt;
     let deletedAt = state.deletedAt;
+    const group = await deps.state.readGroup(groupId);
+
+    // Skipped only while it has not touched Graph: no DELETE confirmed, none unsure (an unsure call
+    // makes this rotation the group's graph owner).
+    const touched = deletedAt !== undefined || group.graphOwner === rotationId;
+    const unwanted = touched ? undefined : context.notWanted?.();
+    if (unwanted !== undefined) return { kind: "skipped", reason: unwanted };
 
     if (deletedAt !== undefined) {
       // Resuming half-way: if another rotation has changed this group's link at Graph since our
       // DELETE, our step state is stale (our link, if any, was reset by it).
-      const group = await deps.state.readGroup(groupId);
       if (group.graphOwner !== undefined && group.graphOwner !== rotationId) {
-        if (group.sequence > (state.sequenceAtDelete ?? 0)) {
+        // A newer published rotation supersedes this one, unless a call may still land after it
+        // published: then this one starts over, and reads the link back before it publishes.
+        if (group.sequence > (state.sequenceAtDelete ?? 0) && group.unsureUntil === undefined) {
           log.info({ by: group.graphOwner }, "rotation superseded by a newer published rotation");
           return { kind: "superseded", message: group.lastMessage, by: group.graphOwner };
         }
@@ -138,7 +158,7 @@ export async function rotateGroup(
 
     // A Graph call that failed unclearly records that it may still land; the error goes on as is.
     const settleMs = deps.unsureSettleMs ?? DEFAULT_UNSURE_SETTLE_MS;
-    const guarded = async <T>(call: () => Promise<T>): Promise<T> => {
+    const guarded = async <T>(step: "delete" | "create", call: () => Promise<T>): Promise<T> => {
       try {
         return await call();
       } catch (error) {
@@ -148,7 +168,8 @@ export async function rotateGroup(
             ? error.action === "retry" && error.graphCode === undefined
             : signal.aborted;
         if (mayLand) {
-          await deps.state.markUnsure(rotationId, deps.clock.now() + settleMs).catch((cause: unknown) => {
+          const until = deps.clock.now() + settleMs;
+          await deps.state.markUnsure(rotationId, groupId, step, until).catch((cause: unknown) => {
             log.warn({ err: cause }, "could not record an unsure Graph call");
           });
         }
@@ -159,7 +180,7 @@ export async function rotateGroup(
       const wait = await deps.beforeGraphCall?.(account, "create", groupId);
       if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "create" };
       signal.throwIfAborted();
-      const link = await guarded(() => deps.graph.createInviteLink(account, groupId, signal));
+      const link = await guarded("create", () => deps.graph.createInviteLink(account, groupId, signal));
       createdAt = deps.clock.now();
       await deps.state.markCreated(rotationId, groupId, link, createdAt, context.owner);
       log.debug({ step: "create" }, "new invite link created");
@@ -172,7 +193,7 @@ export async function rotateGroup(
         const wait = await deps.beforeGraphCall?.(account, "delete", groupId);
         if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "delete" };
         signal.throwIfAborted();
-        await guarded(() => deps.graph.deleteInviteLink(account, groupId, signal));
+        await guarded("delete", () => deps.graph.deleteInviteLink(account, groupId, signal));
         deletedAt = deps.clock.now();
         await deps.state.markDeleted(rotationId, groupId, deletedAt, context.owner);
         log.debug({ step: "delete" }, "old invite link deleted");
@@ -182,14 +203,15 @@ export async function rotateGroup(
       inviteLink = created;
     }
 
-    if (state.unsureUntil !== undefined && deps.graph.getInviteLink) {
-      const wait = state.unsureUntil - deps.clock.now();
+    const unsureUntil = group.unsureUntil;
+    if (unsureUntil !== undefined && deps.graph.getInviteLink) {
+      const wait = unsureUntil - deps.clock.now();
       if (wait > 0) {
         log.info(
           { step: "publish", waitMs: wait },
           "an earlier Graph call may still land: reading the link back once it cannot",
         );
-        return { kind: "paused", waitMs: wait, step: "publish" };
+        return { kind: "paused", waitMs: wait, step: "publish", code: "E_UNSURE_SETTLE" };
       }
       const account = deps.resolveAccount(data.account);
       const gateWait = await deps.beforeGraphCall?.(account, "publish", groupId);
@@ -209,7 +231,7 @@ export async function rotateGroup(
         log.warn({ step: "create" }, "a late DELETE left the group without a link: creating one again");
         deletedAt = deps.clock.now();
         await deps.state.markDeleted(rotationId, groupId, deletedAt, context.owner);
-        await deps.state.clearUnsure(rotationId);
+        await deps.state.clearUnsure(groupId, unsureUntil);
         const created = await create(account);
         if (typeof created !== "string") return created;
         inviteLink = created;
@@ -223,7 +245,7 @@ export async function rotateGroup(
           createdAt = deps.clock.now();
           await deps.state.markCreated(rotationId, groupId, inviteLink, createdAt, context.owner);
         }
-        await deps.state.clearUnsure(rotationId);
+        await deps.state.clearUnsure(groupId, unsureUntil);
       }
     }
 

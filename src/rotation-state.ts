@@ -20,12 +20,6 @@ export interface RotationState {
   readonly createdAt?: number;
   /** The published message (set by the publisher). */
   readonly message?: RotationMessage;
-  /**
-   * Set when a DELETE or POST of this rotation failed without a clear answer from Graph (a timeout,
-   * a reset connection, a proxy's page): until then, epoch ms, such a call may still land. Before
-   * publishing, the rotation waits until then and reads the group's link back.
-   */
-  readonly unsureUntil?: number;
 }
 
 /** Saga state lives a week: long enough for any retry, short enough not to pile up. */
@@ -39,6 +33,14 @@ export interface GroupLinkState {
   readonly graphOwner?: string;
   /** The group's last published message. */
   readonly lastMessage?: RotationMessage;
+  /**
+   * Set when a DELETE or POST of the group failed without a clear answer from Graph (a timeout, a
+   * reset connection, a proxy's page): until then, epoch ms, such a call may still land. Whichever
+   * rotation of the group publishes next first waits until then and reads the link back.
+   */
+  readonly unsureUntil?: number;
+  /** The group's failure record names this rotation (see GroupFailure). */
+  readonly failedRotationId?: string;
 }
 
 export interface RotationStateStore {
@@ -69,10 +71,18 @@ export interface RotationStateStore {
    * next fire may enqueue again.
    */
   settle(groupId: string, rotationId: string): Promise<void>;
-  /** Records an unsure DELETE or POST: keeps the later of `until` and any earlier mark. */
-  markUnsure(rotationId: string, until: number): Promise<void>;
-  /** The link was read back after an unsure call: nothing is left to wait for. */
-  clearUnsure(rotationId: string): Promise<void>;
+  /**
+   * Records a DELETE or POST of the group that may still land until `until` (the later of it and
+   * any earlier mark is kept), made by this rotation, which becomes the last to change the group's
+   * link. An unsure DELETE may have left the group without a link: it is marked so (index, since),
+   * so a rotation that fails after it is loud and re-driven like one that failed after a DELETE.
+   * Not fenced by the lock: a late call is a fact about Graph, whoever sent it.
+   */
+  markUnsure(rotationId: string, groupId: string, step: "delete" | "create", until: number): Promise<void>;
+  /** The link was read back once the mark `until` had passed: clears it unless a newer one is set. */
+  clearUnsure(groupId: string, until: number): Promise<void>;
+  /** Clears the group's failure record if it is this rotation's (a held rotation that was skipped). */
+  clearFailureOf(groupId: string, rotationId: string): Promise<void>;
   /** Clears the group's failure and its without-link mark after a published rotation. */
   clearFailure(groupId: string): Promise<void>;
 }
@@ -109,13 +119,24 @@ return 1`;
 
 const MARK_UNSURE = `local current = tonumber(redis.call("HGET", KEYS[1], "unsure_until") or "0")
 if tonumber(ARGV[1]) > current then redis.call("HSET", KEYS[1], "unsure_until", ARGV[1]) end
-redis.call("PEXPIRE", KEYS[1], ARGV[2])
+redis.call("HSET", KEYS[1], "graph_owner", ARGV[2])
+if ARGV[3] == "delete" then
+  redis.call("HSETNX", KEYS[1], "without_link_since", ARGV[4])
+  redis.call("SADD", KEYS[2], ARGV[5])
+  redis.call("SADD", KEYS[3], ARGV[5])
+end
 return 1`;
+
+const CLEAR_UNSURE = `if redis.call("HGET", KEYS[1], "unsure_until") == ARGV[1] then
+  return redis.call("HDEL", KEYS[1], "unsure_until") end return 0`;
 
 const SETTLE = `if redis.call("HGET", KEYS[1], "pending_rotation") == ARGV[1] then
   return redis.call("HDEL", KEYS[1], "pending_rotation", "pending_since") end return 0`;
 
 const FAILURE_FIELDS = ["failed_rotation_id", "failure_code", "failure_message", "failed_at"] as const;
+
+const CLEAR_FAILURE_OF = `if redis.call("HGET", KEYS[1], "failed_rotation_id") == ARGV[1] then
+  return redis.call("HDEL", KEYS[1], unpack(ARGV, 2)) end return 0`;
 
 export function createRotationStateStore(redis: Redis, keys: Keys): RotationStateStore {
   return {
@@ -126,7 +147,6 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         ...(raw.sequence_at_delete ? { sequenceAtDelete: Number(raw.sequence_at_delete) } : {}),
         ...(raw.invite_link ? { inviteLink: raw.invite_link, createdAt: Number(raw.created_at) } : {}),
         ...(raw.message ? { message: JSON.parse(raw.message) as RotationMessage } : {}),
-        ...(raw.unsure_until ? { unsureUntil: Number(raw.unsure_until) } : {}),
       };
     },
     async markDeleted(rotationId, groupId, at, lockOwner) {
@@ -161,17 +181,25 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
       );
       if (Number(done) !== 1) throw new LockLostError(groupId, "lost the lock before recording the POST");
     },
-    async markUnsure(rotationId, until) {
+    async markUnsure(rotationId, groupId, step, until) {
       await redis.eval(
         MARK_UNSURE,
-        1,
-        keys.rotation(rotationId),
+        3,
+        keys.group(groupId),
+        keys.withoutLinkIndex,
+        keys.groupsIndex,
         String(until),
-        String(ROTATION_STATE_TTL_MS),
+        rotationId,
+        step,
+        String(Date.now()),
+        groupId,
       );
     },
-    async clearUnsure(rotationId) {
-      await redis.hdel(keys.rotation(rotationId), "unsure_until");
+    async clearUnsure(groupId, until) {
+      await redis.eval(CLEAR_UNSURE, 1, keys.group(groupId), String(until));
+    },
+    async clearFailureOf(groupId, rotationId) {
+      await redis.eval(CLEAR_FAILURE_OF, 1, keys.group(groupId), rotationId, ...FAILURE_FIELDS);
     },
     async markFailed(groupId, failure) {
       await redis.hset(keys.group(groupId), {
@@ -183,16 +211,20 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
       await redis.sadd(keys.groupsIndex, groupId);
     },
     async readGroup(groupId) {
-      const [sequence, graphOwner, lastMessage] = await redis.hmget(
+      const [sequence, graphOwner, lastMessage, unsureUntil, failedRotationId] = await redis.hmget(
         keys.group(groupId),
         "sequence",
         "graph_owner",
         "last_message",
+        "unsure_until",
+        "failed_rotation_id",
       );
       return {
         sequence: Number(sequence ?? 0) || 0,
         ...(graphOwner ? { graphOwner } : {}),
         ...(lastMessage ? { lastMessage: JSON.parse(lastMessage) as RotationMessage } : {}),
+        ...(unsureUntil ? { unsureUntil: Number(unsureUntil) } : {}),
+        ...(failedRotationId ? { failedRotationId } : {}),
       };
     },
     async settle(groupId, rotationId) {

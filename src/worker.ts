@@ -96,22 +96,17 @@ export function createRotationWorker(
       throw new DelayedError();
     };
 
-    // A scheduled rotation of a group its policy no longer lists (a reload removed it) ends here,
-    // without a Graph call, unless it has already changed the group's link (then it finishes).
-    const removed = removedFromPolicy(data);
-    if (removed !== undefined) {
-      const state = await deps.state.read(data.rotationId);
-      if (state.deletedAt === undefined && state.inviteLink === undefined && !state.message) {
-        await deps.state.settle(data.groupId, data.rotationId);
-        logger.info({ ...ids, policy: data.policy }, `rotation skipped: removed from policy (${removed})`);
-        report("skipped", { code: "E_REMOVED_FROM_POLICY" });
-        return { skipped: "removed from policy", rotation_id: data.rotationId, group_id: data.groupId };
-      }
-    }
-
     let outcome: RotationOutcome;
     try {
-      outcome = await rotateGroup(data, deps, { owner, signal: shutdown.signal });
+      // A scheduled rotation of a group its policy no longer lists (a reload removed it) ends
+      // without a Graph call, unless it has already touched the group's link (then it finishes).
+      // The saga asks under the group's lock, so a second delivery of a stalled job cannot skip
+      // while the first is in the middle of a DELETE.
+      outcome = await rotateGroup(data, deps, {
+        owner,
+        signal: shutdown.signal,
+        notWanted: () => removedFromPolicy(data),
+      });
     } catch (thrown) {
       const error = toError(thrown);
       // Throttle waits pause the whole account and never use up an attempt.
@@ -214,7 +209,17 @@ export function createRotationWorker(
       case "busy":
         return delay(BUSY_DELAY_MS + Math.random() * BUSY_DELAY_MS, "busy");
       case "paused":
-        return delay(outcome.waitMs, "paused");
+        return delay(outcome.waitMs, "paused", outcome.code);
+      case "skipped":
+        await deps.state.settle(data.groupId, data.rotationId);
+        // A rotation held while its account failed leaves that reason on the group: it is gone now.
+        await deps.state.clearFailureOf(data.groupId, data.rotationId);
+        logger.info(
+          { ...ids, policy: data.policy },
+          `rotation skipped: removed from policy (${outcome.reason})`,
+        );
+        report("skipped", { code: "E_REMOVED_FROM_POLICY" });
+        return { skipped: "removed from policy", rotation_id: data.rotationId, group_id: data.groupId };
     }
   };
 
@@ -226,7 +231,12 @@ export function createRotationWorker(
     if (!policy) return `policy ${data.policy} is no longer in the policy file`;
     const owner = config.policyByGroup.get(data.groupId);
     // `groups: all` covers every group of the number except those another policy lists.
-    if (owner?.name === policy.name || (policy.groups === "all" && owner === undefined)) return undefined;
+    const listed = owner?.name === policy.name || (policy.groups === "all" && owner === undefined);
+    // A policy now on another account: its next fire rotates the group with that account.
+    if (listed && policy.account !== data.account) {
+      return `policy ${policy.name} now rotates with account ${policy.account}`;
+    }
+    if (listed) return undefined;
     return owner
       ? `group ${data.groupId} moved to policy ${owner.name}`
       : `policy ${policy.name} no longer lists group ${data.groupId}`;
