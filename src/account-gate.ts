@@ -247,30 +247,22 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
         String(base),
         String(max),
       )) as [number, number];
+      const fields = {
+        account: account.name,
+        scope: error.scope,
+        code: error.code,
+        graphCode: error.graphCode,
+        waitMs: wait,
+      };
       if (set === 2) {
         logger.warn(
-          {
-            account: account.name,
-            scope: error.scope,
-            code: error.code,
-            graphCode: error.graphCode,
-            waitMs: wait,
-          },
+          fields,
           `graph asked account ${account.name} to wait longer; its pause now ends in ${wait} ms`,
         );
       }
       if (set === 1) {
         options.metrics?.throttlePauses.inc({ account: account.name });
-        logger.warn(
-          {
-            account: account.name,
-            scope: error.scope,
-            code: error.code,
-            graphCode: error.graphCode,
-            waitMs: wait,
-          },
-          `graph throttled account ${account.name}; pausing its rotations`,
-        );
+        logger.warn(fields, `graph throttled account ${account.name}; pausing its rotations`);
       }
       return wait;
     },
