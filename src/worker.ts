@@ -132,17 +132,20 @@ export function createRotationWorker(
       // keeps its link) until the account recovers, with the reason on the group for `status`.
       if (error instanceof AccountFailingError && gate) {
         const reason = withGroup(data.groupId, error.message);
-        await deps.state
-          .markFailed(data.groupId, {
-            rotationId: data.rotationId,
-            code: error.code,
-            message: reason,
-            at: Date.now(),
-          })
-          .catch((e: unknown) =>
-            logger.warn({ err: e, group: data.groupId }, "could not record why a rotation is held"),
-          );
+        // Recorded when the hold begins, not at each re-check: `status` shows since when.
         const first = await gate.hold(data.account, data.rotationId).catch(() => true);
+        if (first) {
+          await deps.state
+            .markFailed(data.groupId, {
+              rotationId: data.rotationId,
+              code: error.code,
+              message: reason,
+              at: Date.now(),
+            })
+            .catch((e: unknown) =>
+              logger.warn({ err: e, group: data.groupId }, "could not record why a rotation is held"),
+            );
+        }
         const fields = { ...ids, code: error.code };
         if (first) logger.warn(fields, `rotation held until the account recovers: ${reason}`);
         else logger.debug(fields, "rotation still held: the account is failing");

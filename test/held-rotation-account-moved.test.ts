@@ -65,6 +65,13 @@ describe("a rotation held while its account fails", () => {
       await enqueueRotations(tq.queue, [data]);
       await sleep(300);
       expect(tw.attempts.some((a) => a.code === "E_ACCOUNT_FAILING")).toBe(true);
+      // Re-checks keep the hold's start: status says since when the rotation has been held.
+      const heldSince = await redis.hget(tw.keys.group("RE1"), "failed_at");
+      expect(heldSince).not.toBeNull();
+      const holds = () => tw.attempts.filter((a) => a.code === "E_ACCOUNT_FAILING").length;
+      const seen = holds();
+      await expect.poll(holds, { timeout: 3_000 }).toBeGreaterThan(seen);
+      expect(await redis.hget(tw.keys.group("RE1"), "failed_at")).toBe(heldSince);
 
       // The operator moves the policy to account b (a new, working token) and reloads.
       tw.config.current = parseConfigText(yaml("b", channel), "test.yaml", env, { graphApiVersion: "v23.0" });
