@@ -150,6 +150,9 @@ export async function rotateGroup(
           { by: group.graphOwner },
           "another rotation changed the group's link meanwhile; starting over",
         );
+        // Forgotten in Redis too, so a retry after an unsure call of this start-over cannot pick the
+        // stale link up again.
+        await deps.state.resetSteps(rotationId, groupId, context.owner);
         inviteLink = createdAt = deletedAt = undefined;
       }
     }
@@ -204,7 +207,7 @@ export async function rotateGroup(
     }
 
     const unsureUntil = group.unsureUntil;
-    if (unsureUntil !== undefined && deps.graph.getInviteLink) {
+    if (unsureUntil !== undefined) {
       const wait = unsureUntil - deps.clock.now();
       if (wait > 0) {
         log.info(
@@ -213,6 +216,11 @@ export async function rotateGroup(
         );
         return { kind: "paused", waitMs: wait, step: "publish", code: "E_UNSURE_SETTLE" };
       }
+    }
+    if (unsureUntil !== undefined && !deps.graph.getInviteLink) {
+      // Nothing to read the link back with: the wait is all there is.
+      await deps.state.clearUnsure(groupId, unsureUntil);
+    } else if (unsureUntil !== undefined && deps.graph.getInviteLink) {
       const account = deps.resolveAccount(data.account);
       const gateWait = await deps.beforeGraphCall?.(account, "publish", groupId);
       if (gateWait !== undefined) return { kind: "paused", waitMs: gateWait, step: "publish" };
@@ -235,6 +243,12 @@ export async function rotateGroup(
         const created = await create(account);
         if (typeof created !== "string") return created;
         inviteLink = created;
+      } else if (current === group.lastMessage?.invite_link) {
+        // Graph holds the link already published (our calls did not change it after all): that is
+        // the promise kept; publishing it again would send subscribers the same link twice.
+        await deps.state.clearUnsure(groupId, unsureUntil);
+        log.info({ by: group.lastMessage.rotation_id }, "Graph holds the published link: nothing to publish");
+        return { kind: "superseded", message: group.lastMessage, by: group.lastMessage.rotation_id };
       } else {
         if (current !== inviteLink) {
           log.warn(

@@ -11,6 +11,7 @@ import type { RotationJobData } from "./interfaces.js";
 import type { Keys } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { Metrics } from "./metrics.js";
+import { enqueueRotations } from "./queue.js";
 
 /**
  * The recovery loop of the worker role, every `intervalMs`:
@@ -83,8 +84,12 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
       if (!id) continue;
       const job = await queue.getJob(id);
       if (!job) continue;
+      // A finished rotation cannot be re-driven (a stalled delivery's late DELETE can leave the
+      // group linkless after its job completed): a recovery rotation takes its place.
+      if (await job.isCompleted()) return { kind: "finished" as const, data: job.data, rotationId: id };
       const recorded = id === failedRotation;
       return {
+        kind: "live" as const,
         job,
         rotationId: id,
         code: recorded ? (code ?? undefined) : undefined,
@@ -94,13 +99,55 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
     return undefined;
   };
 
+  /**
+   * Enqueues one rotation that gives a linkless group a link again, when the rotation that left it
+   * so has finished (or is gone): as the group's policy says, else as that rotation was. Its job id
+   * derives from the rotation it replaces, so repeated sweeps enqueue it once.
+   */
+  const recover = async (groupId: string, replaces: string, basis: RotationJobData | undefined) => {
+    const policy = options.config().policyByGroup.get(groupId);
+    const data: RotationJobData | undefined = policy
+      ? {
+          rotationId: `recover-${replaces}`,
+          groupId,
+          account: policy.account,
+          policy: policy.name,
+          channel: policy.channel,
+          trigger: "catch-up",
+          requestedAt: Date.now(),
+        }
+      : basis && {
+          ...basis,
+          rotationId: `recover-${replaces}`,
+          trigger: basis.trigger === "manual" ? "manual" : "catch-up",
+          requestedAt: Date.now(),
+        };
+    if (!data || (await queue.getJob(data.rotationId))) return;
+    await enqueueRotations(queue, [data]);
+    log.error(
+      { group: groupId, rotation: data.rotationId, replaces, withoutLink: true },
+      `GROUP WITHOUT INVITE LINK: group ${groupId}'s rotation ${replaces} has finished; a recovery rotation is enqueued`,
+    );
+  };
+
   /** Rotations of groups without link: for `account` only (recovery), or all not failing (sweep). */
   const redrive = async (account: string | undefined, failingAccounts: ReadonlySet<string>) => {
     const groups = await redis.smembers(keys.withoutLinkIndex);
     for (const o of orphans) if (!groups.includes(o)) orphans.delete(o);
     for (const groupId of groups) {
       const found = await rotationOf(groupId);
+      if (found?.kind === "finished") {
+        if (account === undefined || found.data.account === account) {
+          await recover(groupId, found.rotationId, found.data);
+        }
+        continue;
+      }
       if (!found) {
+        const policy = options.config().policyByGroup.get(groupId);
+        if (policy && (account === undefined || policy.account === account)) {
+          await recover(groupId, groupId, undefined);
+          continue;
+        }
         if (account === undefined && !orphans.has(groupId)) {
           orphans.add(groupId);
           log.error(

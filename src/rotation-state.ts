@@ -54,6 +54,11 @@ export interface RotationStateStore {
    * they write nothing and throw `LockLostError` unless `lockOwner` holds it at that moment.
    */
   markDeleted(rotationId: string, groupId: string, at: number, lockOwner?: string): Promise<void>;
+  /**
+   * Forgets this rotation's DELETE and link (it starts over because another rotation changed the
+   * group's link). Fenced like the step writes.
+   */
+  resetSteps(rotationId: string, groupId: string, lockOwner: string): Promise<void>;
   /** Records the link created by POST; this rotation is the last to change the group's link. */
   markCreated(
     rotationId: string,
@@ -117,6 +122,9 @@ redis.call("PEXPIRE", KEYS[2], ARGV[4])
 redis.call("HSET", KEYS[3], "graph_owner", ARGV[5])
 return 1`;
 
+const RESET_STEPS = `${FENCE}redis.call("HDEL", KEYS[2], "deleted_at", "sequence_at_delete", "invite_link", "created_at")
+return 1`;
+
 const MARK_UNSURE = `local current = tonumber(redis.call("HGET", KEYS[1], "unsure_until") or "0")
 if tonumber(ARGV[1]) > current then redis.call("HSET", KEYS[1], "unsure_until", ARGV[1]) end
 redis.call("HSET", KEYS[1], "graph_owner", ARGV[2])
@@ -165,6 +173,16 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         groupId,
       );
       if (Number(done) !== 1) throw new LockLostError(groupId, "lost the lock before recording the DELETE");
+    },
+    async resetSteps(rotationId, groupId, lockOwner) {
+      const done = await redis.eval(
+        RESET_STEPS,
+        2,
+        keys.groupLock(groupId),
+        keys.rotation(rotationId),
+        lockOwner,
+      );
+      if (Number(done) !== 1) throw new LockLostError(groupId, "lost the lock before starting over");
     },
     async markCreated(rotationId, groupId, inviteLink, at, lockOwner) {
       const done = await redis.eval(
