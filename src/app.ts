@@ -145,8 +145,7 @@ export function createApp(options: {
         beforeGraphCall: gate.beforeGraphCall,
         clock: systemClock,
         logger,
-        // A call Graph had not answered within the request timeout gets as long again to land.
-        unsureSettleMs: settings.GRAPH_REQUEST_TIMEOUT,
+        unsureSettleMs: settings.ROTATOR_UNSURE_SETTLE,
       },
     });
     services.push({

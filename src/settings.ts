@@ -57,6 +57,12 @@ export const settingsSchema = z.object({
   GRAPH_CONNECT_TIMEOUT: durationString("5s"),
   GRAPH_REQUEST_TIMEOUT: durationString("15s"),
   /**
+   * How long a DELETE or POST that failed without a clear answer may still be carried out by Graph:
+   * the next rotation of its group waits this long before it reads the link back. Keep it at least
+   * GRAPH_REQUEST_TIMEOUT.
+   */
+  ROTATOR_UNSURE_SETTLE: durationString("15s"),
+  /**
    * Crash recovery: a killed worker's rotation is taken over after at most job lock + stalled
    * check interval; the group lock (heartbeat every third of it) expires meanwhile. Lower them in
    * tests; keep the group lock above the Graph timeouts' granularity, the job lock above it.

@@ -78,7 +78,7 @@ const ids = (p: string, n: number) => Array.from({ length: n }, (_, i) => `${p}$
 
 /**
  * Random faults: most never carry out the operation (the client sees an error and retries); a
- * late one carries it out 450 ms after it was sent, when the client (timeout 300 ms) has given up.
+ * late one carries it out 400 ms after it was sent, when the client (timeout 300 ms) has given up.
  */
 const RANDOM_FAULTS: ((groupId: string) => Fault)[] = [
   (groupId) => simFaults.transient({ groupId }),
@@ -100,7 +100,7 @@ const RANDOM_FAULTS: ((groupId: string) => Fault)[] = [
   (groupId) => ({ kind: "html", status: 502, match: { groupId } }),
   (groupId) => ({ kind: "empty", status: 504, match: { groupId } }),
   (groupId) => ({ kind: "hang", match: { groupId } }),
-  (groupId) => ({ kind: "latency", ms: 450, match: { groupId } }),
+  (groupId) => ({ kind: "latency", ms: 400, match: { groupId } }),
   (groupId) => ({
     kind: "error",
     status: 429,
@@ -115,6 +115,7 @@ it("keeps the promise under seeded random transient faults", async () => {
   const groupsB = ids("RB", 6);
   const { tq, channel, keys } = await start(groupsA, groupsB, {
     GRAPH_REQUEST_TIMEOUT: "300ms",
+    ROTATOR_UNSURE_SETTLE: "1s",
     ROTATOR_THROTTLE_BASE: "50ms",
   });
   // FAULT_SEED explores other fault sequences; the default is the one the README figures come from.

@@ -156,7 +156,7 @@ describe("rotation worker", () => {
     // The hung POST may still land: the retry reads the link back once it cannot (2 s later).
     const { app, channel } = await start(["G6"], {
       ROTATOR_GROUP_LOCK_TTL: "600ms",
-      GRAPH_REQUEST_TIMEOUT: "2s",
+      ROTATOR_UNSURE_SETTLE: "2s",
     });
     sim.inject({ kind: "hang", match: { groupId: "G6", method: "POST" } });
     const job = await rotate(app, "G6", channel);

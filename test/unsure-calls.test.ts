@@ -12,8 +12,9 @@ import { startTestRotator } from "./helpers/rotator.js";
 /**
  * A DELETE or POST that times out may still be carried out by Graph after the retry succeeded.
  * The simulator's latency fault does exactly that: it answers (and applies the call) late, after the
- * client gave up. Request timeout 300 ms, so an unsure call settles 300 ms after it failed; the late
- * call lands 500 ms after it was sent, inside that window.
+ * client gave up. Request timeout 300 ms and settle 1.5 s: an unsure call's group is read back 1.5 s
+ * after it failed; the late call lands 800 ms after it was sent, after the retry's own calls and well
+ * inside that window, however loaded the machine.
  */
 const TOKEN = "unsure-token-0123456789";
 const redis = testRedis();
@@ -34,7 +35,7 @@ async function start(groups: string[], backoffMs = 50): Promise<void> {
     graphUrl: sim.url,
     prefix,
     yaml: accountsYaml([{ name: "a", tokenEnv: "TOKEN_A", phone: "1", groups }], channel),
-    env: { TOKEN_A: TOKEN, GRAPH_REQUEST_TIMEOUT: "300ms" },
+    env: { TOKEN_A: TOKEN, GRAPH_REQUEST_TIMEOUT: "300ms", ROTATOR_UNSURE_SETTLE: "1500ms" },
   });
   tq = await openTestQueue(redis, prefix, backoffMs);
 }
@@ -52,7 +53,7 @@ async function rotateOnce(groupId: string): Promise<void> {
   const jobs = await tq.rotate([{ groupId, account: "a" }], channel);
   const [outcome] = await settleAll(jobs, tq.events, 10_000);
   expect(outcome).not.toBeInstanceOf(Error);
-  await new Promise((resolve) => setTimeout(resolve, 600)); // every late call has landed by now
+  await new Promise((resolve) => setTimeout(resolve, 900)); // every late call has landed by now
   await assertPromise({
     redis,
     sim,
@@ -67,7 +68,7 @@ async function rotateOnce(groupId: string): Promise<void> {
 describe("a Graph call that may still land after it failed", () => {
   it("a late POST: the link Graph holds is published, not the one the retry created", async () => {
     await start(["UG1"]);
-    sim.inject({ kind: "latency", ms: 500, match: { groupId: "UG1", method: "POST" } });
+    sim.inject({ kind: "latency", ms: 800, match: { groupId: "UG1", method: "POST" } });
     await rotateOnce("UG1");
     // DELETE, the POST that timed out, the retried POST, then the read-back.
     expect(calls("UG1")).toEqual(["DELETE", "POST", "POST", "GET"]);
@@ -75,7 +76,7 @@ describe("a Graph call that may still land after it failed", () => {
 
   it("a late DELETE: the group is not left without a link; the rotation creates one again", async () => {
     await start(["UG2"]);
-    sim.inject({ kind: "latency", ms: 500, match: { groupId: "UG2", method: "DELETE" } });
+    sim.inject({ kind: "latency", ms: 800, match: { groupId: "UG2", method: "DELETE" } });
     await rotateOnce("UG2");
     expect(calls("UG2")).toEqual(["DELETE", "DELETE", "POST", "GET", "POST"]);
   });
@@ -114,13 +115,13 @@ describe("an unsure call and the rest of the group's rotations", () => {
     await tq.queue.add(ROTATION_JOB, first, { jobId: first.rotationId });
     await (await tq.queue.getJob(first.rotationId))!.waitUntilFinished(tq.events, 10_000);
 
-    sim.inject({ kind: "latency", ms: 500, match: { groupId: "RA1", method: "DELETE" } });
+    sim.inject({ kind: "latency", ms: 800, match: { groupId: "RA1", method: "DELETE" } });
     const data = manual("RA1");
     await tq.queue.add(ROTATION_JOB, data, { jobId: data.rotationId, attempts: 1 });
     await expect(
       (await tq.queue.getJob(data.rotationId))!.waitUntilFinished(tq.events, 10_000),
     ).rejects.toThrow();
-    await sleep(600); // the late DELETE lands
+    await sleep(1_000); // the late DELETE lands
     expect(sim.group("RA1")?.link).toBeUndefined(); // Graph carried out the DELETE
     // The group is known to (possibly) have no link, and whose rotation to re-drive: the sweep's cue.
     expect(await redis.smembers(tq.keys.withoutLinkIndex)).toContain("RA1");
@@ -145,7 +146,7 @@ describe("an unsure call and the rest of the group's rotations", () => {
       fireAt,
       requestedAt: fireAt,
     };
-    sim.inject({ kind: "latency", ms: 500, match: { groupId: "RB1", method: "DELETE" } });
+    sim.inject({ kind: "latency", ms: 800, match: { groupId: "RB1", method: "DELETE" } });
     await tq.queue.add(ROTATION_JOB, data, {
       jobId: data.rotationId,
       backoff: { type: "fixed", delay: 400 },
@@ -177,7 +178,7 @@ describe("an unsure call and the rest of the group's rotations", () => {
   it("another rotation publishing while one waits out its unsure window reads the link back first", async () => {
     await start(["RC1"], 1000);
     const a = manual("RC1");
-    sim.inject({ kind: "latency", ms: 500, match: { groupId: "RC1", method: "POST" } });
+    sim.inject({ kind: "latency", ms: 800, match: { groupId: "RC1", method: "POST" } });
     await tq.queue.add(ROTATION_JOB, a, { jobId: a.rotationId });
     await waitFor(() => sim.calls.some((c) => c.groupId === "RC1" && c.method === "POST"));
     await sleep(330); // A's POST timed out; A released the lock and backs off 1 s
