@@ -25,8 +25,9 @@ import type { RotationStateStore } from "../src/rotation-state.js";
  * stall longer than the lock's ttl, writes nothing and fails with the retryable `LockLostError`.
  *
  * A DELETE or POST that fails without a clear answer from Graph (a timeout, a reset connection, a
- * proxy's HTML or empty page, a 2xx with a garbled body, an abort) may still be carried out by Graph after its retry succeeded: a late POST
- * would replace the link about to be published, a late DELETE would leave the group with none.
+ * proxy's HTML or empty page, a 2xx with a garbled body, an abort) may still be carried out by
+ * Graph after its retry succeeded: a late POST would replace the link about to be published, a
+ * late DELETE would leave the group with none.
  * Such a call marks the group unsure (and, for a DELETE, possibly without a link); whichever
  * rotation of the group publishes next first waits until the call can no longer land
  * (`unsureSettleMs`) and reads the group's link back: the same link is published, a different one
@@ -54,8 +55,8 @@ export interface RotateGroupDeps {
   readonly clock: Clock;
   readonly logger: Logger;
   /**
-   * How long after an unsure DELETE or POST Graph may still carry it out, ms. Default 15 s, the
-   * default request timeout: a call Graph had not answered by then gets as long again to land.
+   * How long after an unsure DELETE or POST Graph may still carry it out, ms (the app passes
+   * ROTATOR_UNSURE_SETTLE). Default 15 s.
    */
   readonly unsureSettleMs?: number;
 }
@@ -217,50 +218,53 @@ export async function rotateGroup(
         );
         return { kind: "paused", waitMs: wait, step: "publish", code: "E_UNSURE_SETTLE" };
       }
-    }
-    if (unsureUntil !== undefined && !deps.graph.getInviteLink) {
-      // Nothing to read the link back with: the wait is all there is.
-      await deps.state.clearUnsure(groupId, unsureUntil);
-    } else if (unsureUntil !== undefined && deps.graph.getInviteLink) {
-      const account = deps.resolveAccount(data.account);
-      const gateWait = await deps.beforeGraphCall?.(account, "publish", groupId);
-      if (gateWait !== undefined) return { kind: "paused", waitMs: gateWait, step: "publish" };
-      signal.throwIfAborted();
-      let current: string | undefined;
-      try {
-        current = await deps.graph.getInviteLink(account, groupId, signal);
-      } catch (error) {
-        // Retry or throttle: try again later, still unsure. Stop (the read is refused): the link
-        // created is the best knowledge there is.
-        if (!(error instanceof GraphError) || error.action !== "stop") throw error;
-        log.warn({ err: error }, "cannot read the group's link back; publishing the link created");
-        current = inviteLink;
-      }
-      if (current === undefined) {
-        log.warn({ step: "create" }, "a late DELETE left the group without a link: creating one again");
-        deletedAt = deps.clock.now();
-        await deps.state.markDeleted(rotationId, groupId, deletedAt, context.owner);
+      if (!deps.graph.getInviteLink) {
+        // Nothing to read the link back with: the wait is all there is.
         await deps.state.clearUnsure(groupId, unsureUntil);
-        const created = await create(account);
-        if (typeof created !== "string") return created;
-        inviteLink = created;
-      } else if (current === group.lastMessage?.invite_link) {
-        // Graph holds the link already published (our calls did not change it after all): that is
-        // the promise kept; publishing it again would send subscribers the same link twice.
-        await deps.state.clearUnsure(groupId, unsureUntil);
-        log.info({ by: group.lastMessage.rotation_id }, "Graph holds the published link: nothing to publish");
-        return { kind: "superseded", message: group.lastMessage, by: group.lastMessage.rotation_id };
       } else {
-        if (current !== inviteLink) {
-          log.warn(
-            { step: "publish" },
-            "a late POST replaced the link created: publishing the link Graph holds",
-          );
-          inviteLink = current;
-          createdAt = deps.clock.now();
-          await deps.state.markCreated(rotationId, groupId, inviteLink, createdAt, context.owner);
+        const account = deps.resolveAccount(data.account);
+        const gateWait = await deps.beforeGraphCall?.(account, "publish", groupId);
+        if (gateWait !== undefined) return { kind: "paused", waitMs: gateWait, step: "publish" };
+        signal.throwIfAborted();
+        let current: string | undefined;
+        try {
+          current = await deps.graph.getInviteLink(account, groupId, signal);
+        } catch (error) {
+          // Retry or throttle: try again later, still unsure. Stop (the read is refused): the link
+          // created is the best knowledge there is.
+          if (!(error instanceof GraphError) || error.action !== "stop") throw error;
+          log.warn({ err: error }, "cannot read the group's link back; publishing the link created");
+          current = inviteLink;
         }
-        await deps.state.clearUnsure(groupId, unsureUntil);
+        if (current === undefined) {
+          log.warn({ step: "create" }, "a late DELETE left the group without a link: creating one again");
+          deletedAt = deps.clock.now();
+          await deps.state.markDeleted(rotationId, groupId, deletedAt, context.owner);
+          await deps.state.clearUnsure(groupId, unsureUntil);
+          const created = await create(account);
+          if (typeof created !== "string") return created;
+          inviteLink = created;
+        } else if (current === group.lastMessage?.invite_link) {
+          // Graph holds the link already published (our calls did not change it after all): that is
+          // the promise kept; publishing it again would send subscribers the same link twice.
+          await deps.state.clearUnsure(groupId, unsureUntil);
+          log.info(
+            { by: group.lastMessage.rotation_id },
+            "Graph holds the published link: nothing to publish",
+          );
+          return { kind: "superseded", message: group.lastMessage, by: group.lastMessage.rotation_id };
+        } else {
+          if (current !== inviteLink) {
+            log.warn(
+              { step: "publish" },
+              "a late POST replaced the link created: publishing the link Graph holds",
+            );
+            inviteLink = current;
+            createdAt = deps.clock.now();
+            await deps.state.markCreated(rotationId, groupId, inviteLink, createdAt, context.owner);
+          }
+          await deps.state.clearUnsure(groupId, unsureUntil);
+        }
       }
     }
 

@@ -26,7 +26,8 @@ import { enqueueRotations } from "./queue.js";
  * - every group left without link (the without-link index) has the rotation that deleted its link
  *   retried once it failed for good (transient failures past the attempt bound, or BullMQ failing
  *   the job itself), at most once per interval, whether or not a failure was recorded on the group:
- *   "at the next fire, or sooner". A linkless group with no rotation left is logged once, loudly;
+ *   "at the next fire, or sooner". A linkless group whose rotation has finished (or is gone) gets one
+ *   recovery rotation (`recover-<rotation id>`); one that nothing says how to rotate is logged once;
  * - `wa_rotator_account_failing` is refreshed from Redis, so every process reports the same.
  */
 export interface AccountProbe {

@@ -148,8 +148,10 @@ function checkGroups(
   return valid ? ids : undefined;
 }
 
-/** A group id as a string; integers YAML read without quotes are kept only when exact. */
-/** A group id as the policy file and `rotate` accept it, or what is wrong with it. */
+/**
+ * A group id as the policy file and `rotate` accept it, or what is wrong with it; integers YAML
+ * read without quotes are kept only when exact.
+ */
 export function checkGroupId(item: unknown): string | { error: string } {
   if (typeof item === "number") {
     if (Number.isSafeInteger(item) && item >= 0) return String(item);

@@ -74,9 +74,9 @@ const LOGGED_SKIPS = 20;
  * KEYS: group hashes. ARGV: now, orphanGraceMs, BullMQ job key prefix, then one rotation id per
  * key. A group is busy when it has a pending mark of another rotation that is younger than the
  * grace (its job may not be enqueued yet) or whose job is still unfinished, however old: a rotation
- * held for days while its account fails must not have a second one queued behind it each day. Busy groups are returned as
- * 1-based indexes, groups whose last published rotation is this one as negative indexes; every
- * other group gets the new mark.
+ * held for days while its account fails must not have a second one queued behind it each day.
+ * Busy groups are returned as 1-based indexes, groups whose last published rotation is this one as
+ * negative indexes; every other group gets the new mark.
  */
 const MARK_PENDING = `local now = tonumber(ARGV[1])
 local grace = tonumber(ARGV[2])

@@ -39,8 +39,6 @@ export interface GroupLinkState {
    * rotation of the group publishes next first waits until then and reads the link back.
    */
   readonly unsureUntil?: number;
-  /** The group's failure record names this rotation (see GroupFailure). */
-  readonly failedRotationId?: string;
 }
 
 export interface RotationStateStore {
@@ -229,20 +227,18 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
       await redis.sadd(keys.groupsIndex, groupId);
     },
     async readGroup(groupId) {
-      const [sequence, graphOwner, lastMessage, unsureUntil, failedRotationId] = await redis.hmget(
+      const [sequence, graphOwner, lastMessage, unsureUntil] = await redis.hmget(
         keys.group(groupId),
         "sequence",
         "graph_owner",
         "last_message",
         "unsure_until",
-        "failed_rotation_id",
       );
       return {
         sequence: Number(sequence ?? 0) || 0,
         ...(graphOwner ? { graphOwner } : {}),
         ...(lastMessage ? { lastMessage: JSON.parse(lastMessage) as RotationMessage } : {}),
         ...(unsureUntil ? { unsureUntil: Number(unsureUntil) } : {}),
-        ...(failedRotationId ? { failedRotationId } : {}),
       };
     },
     async settle(groupId, rotationId) {

@@ -18,8 +18,8 @@ import type { RotationStateStore } from "./rotation-state.js";
  *
  * Maps the saga's outcomes onto the queue: a busy group, a lost group lock, a paused account or a
  * failing one (the rotation is held, before DELETE or after) moves the job back to delayed without
- * using up an attempt; a `stop` error fails it at once with the reason; a `retry` error lets BullMQ retry with
- * exponential backoff and jitter until attempts run out.
+ * using up an attempt; a `stop` error fails it at once with the reason; a `retry` error lets
+ * BullMQ retry with exponential backoff and jitter until attempts run out.
  */
 export interface RotationWorkerOptions {
   readonly keys: Keys;
