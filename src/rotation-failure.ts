@@ -18,7 +18,11 @@ export async function recordFailure(
   error: Error,
 ): Promise<void> {
   const state = await store.read(data.rotationId).catch(() => undefined);
-  const withoutLink = state?.deletedAt !== undefined && state.inviteLink === undefined;
+  const group = await store.readGroup(data.groupId).catch(() => undefined);
+  // Without a link after a confirmed DELETE, or after one Graph gave no clear answer to (it may
+  // have been carried out: the group is marked so, see markUnsure).
+  const unsureDelete = group?.graphOwner === data.rotationId && group.unsureUntil !== undefined;
+  const withoutLink = state?.inviteLink === undefined && (state?.deletedAt !== undefined || unsureDelete);
   // POST succeeded but the publish did not: Graph holds a link no subscriber has, and the one
   // they have was deleted. The group stays in the without-link index, so the sweep re-drives it.
   const unpublished = state?.inviteLink !== undefined && state.message === undefined;

@@ -54,6 +54,17 @@ async function start(
 const line = (logs: LogLine[], pattern: RegExp) => logs.find((l) => pattern.test(l.msg));
 
 describe("failure log lines", () => {
+  it("call a group whose last DELETE had no clear answer GROUP WITHOUT INVITE LINK when its rotation fails", async () => {
+    const { tw, tq, channel } = await start(["L9"]);
+    // Every DELETE is cut off: Graph may have carried any of them out, so the group may have no link.
+    sim.inject({ match: { groupId: "L9", method: "DELETE" }, kind: "reset", times: Infinity });
+    const [job] = await tq.rotate([{ groupId: "L9", account: "default" }], channel);
+    await expect(job!.waitUntilFinished(tq.events, 15_000)).rejects.toThrow();
+    const loud = line(tw.logs, /^GROUP WITHOUT INVITE LINK/);
+    expect(loud).toMatchObject({ level: "error", group: "L9", withoutLink: true });
+    expect(await redis.smembers(tw.keys.withoutLinkIndex)).toContain("L9");
+  });
+
   it("carry Graph's fbtrace_id, code, subcode and HTTP status, on a retry and on the final failure", async () => {
     const { tw, tq, channel } = await start(["L1", "L2"]);
     sim.inject({
