@@ -5,9 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
-import { startGraphSimulator } from "../src/graph/simulator.js";
-import { createKeys } from "../src/keys.js";
-import { createRotationQueue, enqueueRotations, manualRotationId } from "../src/queue.js";
+import { startGraphSimulator } from "../src/graph-sim/simulator.js";
+import { createKeys } from "../src/core/keys.js";
+import { createRotationQueue, enqueueRotations, manualRotationId } from "../src/rotation/queue.js";
 
 /**
  * Recovery time after a SIGKILL with the DEFAULT lock settings (job lock 20 s, stalled check 10 s,

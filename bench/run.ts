@@ -14,11 +14,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { parse as parseYaml } from "yaml";
-import { loadConfig, type ResolvedPolicy } from "../src/config.js";
-import { createFirer } from "../src/fire.js";
-import { createKeys } from "../src/keys.js";
-import { createLogger } from "../src/logger.js";
-import { createRotationQueue, scheduledRotationId } from "../src/queue.js";
+import { loadConfig, type ResolvedPolicy } from "../src/config/config.js";
+import { createFirer } from "../src/schedule/fire.js";
+import { createKeys } from "../src/core/keys.js";
+import { createLogger } from "../src/infra/logger.js";
+import { createRotationQueue, scheduledRotationId } from "../src/rotation/queue.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const GOAL_MS = 2_000;

@@ -1,6 +1,6 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { renderPolicyFileJsonSchema } from "../src/schema.js";
+import { renderPolicyFileJsonSchema } from "../src/config/schema.js";
 
 /**
  * `npm run schema`: writes config/rotation.schema.json from the policy file's zod schema.

@@ -7,9 +7,9 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { parseDocument } from "yaml";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
-import type { RotationMessage } from "../src/interfaces.js";
-import { subscribe, type Subscription } from "../src/subscriber.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
+import type { RotationMessage } from "../src/core/interfaces.js";
+import { subscribe, type Subscription } from "../src/publish/subscriber.js";
 import {
   deleteDemoKeys,
   findOrStartRedis,

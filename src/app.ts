@@ -1,26 +1,26 @@
 import type { Redis } from "ioredis";
 import type { Queue } from "bullmq";
 import { createGraphClient, type GraphClient } from "./graph/client.js";
-import { createGroupLock } from "./group-lock.js";
-import { createAccountGate } from "./account-gate.js";
-import { createAccountProbe } from "./account-probe.js";
-import { systemClock, type AccountContext, type RotationJobData } from "./interfaces.js";
-import { createKeys, type Keys } from "./keys.js";
-import type { Logger } from "./logger.js";
-import { createPublisher } from "./publisher.js";
-import { createRotationQueue } from "./queue.js";
-import { createRedis, onceEvery } from "./redis.js";
-import { createRotationStateStore } from "./rotation-state.js";
-import type { Settings } from "./settings.js";
-import { createRotationWorker } from "./worker.js";
-import { accountContext, type ResolvedConfig } from "./config.js";
-import { startHealthServer, redisReadiness, type HealthServer } from "./health.js";
-import { createMetrics, policyLabel, type Metrics, type QueueDepth } from "./metrics.js";
-import type { AttemptEvent } from "./worker.js";
-import { RotatorError, StopError } from "./errors.js";
-import { createFirer } from "./fire.js";
-import { createPolicyState } from "./policy-state.js";
-import { createScheduler, type Scheduler } from "./scheduler.js";
+import { createGroupLock } from "./rotation/group-lock.js";
+import { createAccountGate } from "./accounts/gate.js";
+import { createAccountProbe } from "./accounts/probe.js";
+import { systemClock, type AccountContext, type RotationJobData } from "./core/interfaces.js";
+import { createKeys, type Keys } from "./core/keys.js";
+import type { Logger } from "./infra/logger.js";
+import { createPublisher } from "./publish/publisher.js";
+import { createRotationQueue } from "./rotation/queue.js";
+import { createRedis, onceEvery } from "./infra/redis.js";
+import { createRotationStateStore } from "./rotation/state.js";
+import type { Settings } from "./config/settings.js";
+import { createRotationWorker } from "./rotation/worker.js";
+import { accountContext, type ResolvedConfig } from "./config/config.js";
+import { startHealthServer, redisReadiness, type HealthServer } from "./ops/health.js";
+import { createMetrics, policyLabel, type Metrics, type QueueDepth } from "./infra/metrics.js";
+import type { AttemptEvent } from "./rotation/worker.js";
+import { RotatorError, StopError } from "./core/errors.js";
+import { createFirer } from "./schedule/fire.js";
+import { createPolicyState } from "./schedule/policy-state.js";
+import { createScheduler, type Scheduler } from "./schedule/scheduler.js";
 
 /**
  * The composition root: builds the Redis connections, the Graph client, the queue, the workers

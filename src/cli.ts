@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { ConfigError, UsageError } from "./errors.js";
+import { ConfigError, UsageError } from "./core/errors.js";
 import type { Command, CommandIO } from "./commands/command.js";
-import { redactSecrets } from "./redact.js";
+import { redactSecrets } from "./infra/redact.js";
 
 /** Command name → module. Loaded lazily so `graph-sim` does not pull in BullMQ. */
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
@@ -25,7 +25,7 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === "--version" || name === "-v") {
-    const { VERSION } = await import("./version.js");
+    const { VERSION } = await import("./core/version.js");
     io.out(VERSION);
     return 0;
   }

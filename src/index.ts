@@ -2,7 +2,12 @@
  * The package's library entry (`import ... from "wa-invite-rotator"`): what a subscriber or a test
  * of one needs. The rotator itself runs through the CLI (`wa-invite-rotator start`).
  */
-export { subscribe, type DeliverySource, type SubscribeOptions, type Subscription } from "./subscriber.js";
+export {
+  subscribe,
+  type DeliverySource,
+  type SubscribeOptions,
+  type Subscription,
+} from "./publish/subscriber.js";
 export {
   parseMessage,
   rotationMessageSchema,
@@ -10,7 +15,7 @@ export {
   signMessage,
   signaturePayload,
   verifySignature,
-} from "./message.js";
-export { channelKeys, DEFAULT_CHANNEL, type ChannelKeys } from "./keys.js";
-export { startGraphSimulator, type GraphSimulator, type SimulatorOptions } from "./graph/simulator.js";
-export type { RotationMessage, Trigger } from "./interfaces.js";
+} from "./publish/message.js";
+export { channelKeys, DEFAULT_CHANNEL, type ChannelKeys } from "./core/keys.js";
+export { startGraphSimulator, type GraphSimulator, type SimulatorOptions } from "./graph-sim/simulator.js";
+export type { RotationMessage, Trigger } from "./core/interfaces.js";

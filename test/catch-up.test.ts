@@ -1,17 +1,17 @@
 import type { Queue } from "bullmq";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { resolveAccount } from "../src/app.js";
-import { catchUp } from "../src/catch-up.js";
-import { parseConfigText, type ResolvedConfig } from "../src/config.js";
-import { createFirer, type FirePolicy } from "../src/fire.js";
+import { catchUp } from "../src/schedule/catch-up.js";
+import { parseConfigText, type ResolvedConfig } from "../src/config/config.js";
+import { createFirer, type FirePolicy } from "../src/schedule/fire.js";
 import type { GraphClient } from "../src/graph/client.js";
-import type { RotationJobData } from "../src/interfaces.js";
-import { createKeys, type Keys } from "../src/keys.js";
-import { createLogger } from "../src/logger.js";
-import { createMetrics } from "../src/metrics.js";
-import { createPolicyState, type PolicyStatePort } from "../src/policy-state.js";
-import { createRotationQueue, scheduledRotationId } from "../src/queue.js";
-import { createScheduler } from "../src/scheduler.js";
+import type { RotationJobData } from "../src/core/interfaces.js";
+import { createKeys, type Keys } from "../src/core/keys.js";
+import { createLogger } from "../src/infra/logger.js";
+import { createMetrics } from "../src/infra/metrics.js";
+import { createPolicyState, type PolicyStatePort } from "../src/schedule/policy-state.js";
+import { createRotationQueue, scheduledRotationId } from "../src/rotation/queue.js";
+import { createScheduler } from "../src/schedule/scheduler.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 
 /** Catch-up on start, with a controlled clock, against a real Redis and queue. */

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli.js";
 import type { CommandIO } from "../src/commands/command.js";
-import { simFaults } from "../src/graph/sim-faults.js";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
+import { simFaults } from "../src/graph-sim/faults.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
 
 /** `validate --check-graph` against the simulator: read-only, names every group the token cannot see. */
 const TOKEN = "check-graph-token-123456";

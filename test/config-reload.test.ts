@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
-import { loadConfig, type ResolvedConfig } from "../src/config.js";
-import { createConfigReloader, type ConfigReloader } from "../src/config-reload.js";
-import { createLogger } from "../src/logger.js";
+import { loadConfig, type ResolvedConfig } from "../src/config/config.js";
+import { createConfigReloader, type ConfigReloader } from "../src/config/reload.js";
+import { createLogger } from "../src/infra/logger.js";
 
 /** Reload of the policy file: validate first, apply a valid file at once, keep the old on a bad one. */
 const policies = (schedule: string, groups: string) =>

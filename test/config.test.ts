@@ -2,9 +2,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { accountContext, loadConfig, parseConfigText, type ResolvedConfig } from "../src/config.js";
-import { ConfigError, RotatorError } from "../src/errors.js";
-import { DEFAULT_CHANNEL } from "../src/keys.js";
+import { accountContext, loadConfig, parseConfigText, type ResolvedConfig } from "../src/config/config.js";
+import { ConfigError, RotatorError } from "../src/core/errors.js";
+import { DEFAULT_CHANNEL } from "../src/core/keys.js";
 
 const TOKEN = "secret-token-value-42";
 const env = { WHATSAPP_ACCESS_TOKEN: TOKEN };

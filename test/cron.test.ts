@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { firesBetween, nextFires, offsetMs, parseSchedule, previousFire, shortestGap } from "../src/cron.js";
+import {
+  firesBetween,
+  nextFires,
+  offsetMs,
+  parseSchedule,
+  previousFire,
+  shortestGap,
+} from "../src/config/cron.js";
 
 const iso = (ms: number[]) => ms.map((t) => new Date(t).toISOString());
 const at = (text: string) => Date.parse(text);

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { loadSettings, settingsSchema } from "../src/settings.js";
+import { loadSettings, settingsSchema } from "../src/config/settings.js";
 
 /** `KEY=value` lines of .env.example (comments and blank lines skipped). */
 function readEnvExample(): Record<string, string> {

@@ -1,9 +1,9 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { createAccountGate, tokenFingerprint } from "../src/account-gate.js";
+import { createAccountGate, tokenFingerprint } from "../src/accounts/gate.js";
 import { GraphError } from "../src/graph/errors.js";
-import type { AccountContext } from "../src/interfaces.js";
-import { createKeys } from "../src/keys.js";
-import { createLogger } from "../src/logger.js";
+import type { AccountContext } from "../src/core/interfaces.js";
+import { createKeys } from "../src/core/keys.js";
+import { createLogger } from "../src/infra/logger.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 
 /** The account gate on a real Redis: pauses by scope, back-off, steady rate, failing tokens. */

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
 import { spawnCli, type CliProcess } from "./helpers/cli.js";
 import { assertPromise, openTestQueue, type TestQueue } from "./helpers/faults.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "./helpers/redis.js";

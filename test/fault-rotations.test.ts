@@ -1,9 +1,9 @@
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import type { App } from "../src/app.js";
-import type { Fault } from "../src/graph/sim-faults.js";
-import { simFaults } from "../src/graph/sim-faults.js";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
+import type { Fault } from "../src/graph-sim/faults.js";
+import { simFaults } from "../src/graph-sim/faults.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
 import {
   accountsYaml,
   assertPromise,

@@ -2,17 +2,17 @@ import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { resolveAccount } from "../src/app.js";
-import { parseConfigText, type ResolvedConfig } from "../src/config.js";
-import { createFirer, type FirePolicy } from "../src/fire.js";
+import { parseConfigText, type ResolvedConfig } from "../src/config/config.js";
+import { createFirer, type FirePolicy } from "../src/schedule/fire.js";
 import { GraphError } from "../src/graph/errors.js";
 import type { GraphClient } from "../src/graph/client.js";
-import type { RotationJobData } from "../src/interfaces.js";
-import { createKeys, type Keys } from "../src/keys.js";
-import { createLogger } from "../src/logger.js";
-import { createMetrics, type Metrics } from "../src/metrics.js";
-import { createPolicyState } from "../src/policy-state.js";
-import { createRotationQueue, scheduledRotationId } from "../src/queue.js";
-import { createScheduler, type Scheduler } from "../src/scheduler.js";
+import type { RotationJobData } from "../src/core/interfaces.js";
+import { createKeys, type Keys } from "../src/core/keys.js";
+import { createLogger } from "../src/infra/logger.js";
+import { createMetrics, type Metrics } from "../src/infra/metrics.js";
+import { createPolicyState } from "../src/schedule/policy-state.js";
+import { createRotationQueue, scheduledRotationId } from "../src/rotation/queue.js";
+import { createScheduler, type Scheduler } from "../src/schedule/scheduler.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 
 /**

@@ -8,10 +8,10 @@ import {
   type GraphClientOptions,
 } from "../src/graph/client.js";
 import { GraphError } from "../src/graph/errors.js";
-import { simFaults } from "../src/graph/sim-faults.js";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
-import type { AccountContext } from "../src/interfaces.js";
-import { VERSION } from "../src/version.js";
+import { simFaults } from "../src/graph-sim/faults.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
+import type { AccountContext } from "../src/core/interfaces.js";
+import { VERSION } from "../src/core/version.js";
 
 const TOKEN = "sim-token-ABCDEFGH123456";
 const account: AccountContext = {

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { classifyGraphFailure } from "../src/graph/classify.js";
 import { GraphError, isGraphError, type GraphErrorCode } from "../src/graph/errors.js";
 import { parseDeleteResponse, parseGroupsPage, parseInviteLinkResponse } from "../src/graph/response.js";
-import type { FailureScope, RetryAction } from "../src/interfaces.js";
+import type { FailureScope, RetryAction } from "../src/core/interfaces.js";
 
 const TOKEN = "EAAGsecretTOKENvalue1234567890";
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../src/cli.js";
-import { startGraphSimulator, type GraphSimulator, type SimCall } from "../src/graph/simulator.js";
+import { startGraphSimulator, type GraphSimulator, type SimCall } from "../src/graph-sim/simulator.js";
 
 const TOKEN = "sim-token-0123456789abcdef";
 let sim: GraphSimulator;

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp, resolveAccount, type App } from "../src/app.js";
-import { parseConfigText } from "../src/config.js";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
-import { createLogger } from "../src/logger.js";
-import { loadSettings } from "../src/settings.js";
+import { parseConfigText } from "../src/config/config.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
+import { createLogger } from "../src/infra/logger.js";
+import { loadSettings } from "../src/config/settings.js";
 import { policyYaml } from "./helpers/rotator.js";
 import { testRedisUrl, uniquePrefix } from "./helpers/redis.js";
 

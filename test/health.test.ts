@@ -1,9 +1,9 @@
 import { request } from "node:http";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
-import { redisReadiness, startHealthServer, type HealthServer, type Readiness } from "../src/health.js";
-import { createLogger } from "../src/logger.js";
-import { createMetrics, type Metrics } from "../src/metrics.js";
+import { redisReadiness, startHealthServer, type HealthServer, type Readiness } from "../src/ops/health.js";
+import { createLogger } from "../src/infra/logger.js";
+import { createMetrics, type Metrics } from "../src/infra/metrics.js";
 import { startOwnedRedis, type OwnedRedis } from "./helpers/redis-server.js";
 
 const logger = createLogger("silent");

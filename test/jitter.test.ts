@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GAP_SHARE, jitterFraction, jitterOffset, maxJitterWindow } from "../src/jitter.js";
+import { GAP_SHARE, jitterFraction, jitterOffset, maxJitterWindow } from "../src/config/jitter.js";
 
 describe("jitter", () => {
   const groups = Array.from({ length: 2000 }, (_, i) => `G${i}`);

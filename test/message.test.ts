@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { RotationMessage } from "../src/interfaces.js";
+import type { RotationMessage } from "../src/core/interfaces.js";
 import {
   MessageError,
   parseMessage,
@@ -8,7 +8,7 @@ import {
   signaturePayload,
   signMessage,
   verifySignature,
-} from "../src/message.js";
+} from "../src/publish/message.js";
 
 const SECRET = "test-secret";
 // Derived independently with:

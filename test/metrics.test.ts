@@ -1,6 +1,6 @@
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { createMetrics, policyLabel } from "../src/metrics.js";
+import { createMetrics, policyLabel } from "../src/infra/metrics.js";
 
 /** The value of one sample line in the exposition text, or undefined when it is absent. */
 function sample(text: string, series: string): number | undefined {

@@ -1,11 +1,11 @@
 import { Redis } from "ioredis";
 import { connect, createServer, type AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { PublishInput, RotationMessage } from "../src/interfaces.js";
-import { LockLostError } from "../src/group-lock.js";
-import { channelKeys, createKeys, type Keys } from "../src/keys.js";
-import { parseMessage, serializeMessage, verifySignature } from "../src/message.js";
-import { createPublisher, readLatest } from "../src/publisher.js";
+import type { PublishInput, RotationMessage } from "../src/core/interfaces.js";
+import { LockLostError } from "../src/rotation/group-lock.js";
+import { channelKeys, createKeys, type Keys } from "../src/core/keys.js";
+import { parseMessage, serializeMessage, verifySignature } from "../src/publish/message.js";
+import { createPublisher, readLatest } from "../src/publish/publisher.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "./helpers/redis.js";
 
 const SECRET = "publisher-test-secret";

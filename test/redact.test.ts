@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import { accountTokens, redactSecrets } from "../src/redact.js";
+import { accountTokens, redactSecrets } from "../src/infra/redact.js";
 
 it("redacts bearer tokens, secret-named variables and account tokens under any variable name", () => {
   const env = { WHATSAPP_ACCESS_TOKEN: "EAAtoken123456", WA_MAIN: "EAAmain987654", PATH: "/usr/bin" };

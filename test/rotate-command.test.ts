@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import rotate from "../src/commands/rotate.js";
-import { UsageError } from "../src/errors.js";
+import { UsageError } from "../src/core/errors.js";
 import { runCli } from "./helpers/cli.js";
 
 /** `rotate` checks its group ids as the policy file does, before it loads anything. */

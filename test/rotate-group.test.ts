@@ -1,19 +1,19 @@
 import type { Redis } from "ioredis";
 import { getEventListeners } from "node:events";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { rotateGroup, type RotateGroupDeps } from "../jobs/rotate-group.js";
-import { createGroupLock, LockLostError } from "../src/group-lock.js";
+import { rotateGroup, type RotateGroupDeps } from "../src/rotation/saga.js";
+import { createGroupLock, LockLostError } from "../src/rotation/group-lock.js";
 import type {
   AccountContext,
   GraphPort,
   PublishInput,
   RotationJobData,
   RotationMessage,
-} from "../src/interfaces.js";
-import { createKeys } from "../src/keys.js";
-import { createLogger } from "../src/logger.js";
-import { createPublisher } from "../src/publisher.js";
-import { createRotationStateStore } from "../src/rotation-state.js";
+} from "../src/core/interfaces.js";
+import { createKeys } from "../src/core/keys.js";
+import { createLogger } from "../src/infra/logger.js";
+import { createPublisher } from "../src/publish/publisher.js";
+import { createRotationStateStore } from "../src/rotation/state.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 
 /** The saga alone: a scripted Graph, a recording publisher, real Redis for state and lock. */

@@ -3,15 +3,15 @@ import { QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../src/app.js";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
-import type { RotationJobData, RotationMessage } from "../src/interfaces.js";
-import { parseMessage } from "../src/message.js";
-import { enqueueRotations, manualRotationId } from "../src/queue.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
+import type { RotationJobData, RotationMessage } from "../src/core/interfaces.js";
+import { parseMessage } from "../src/publish/message.js";
+import { enqueueRotations, manualRotationId } from "../src/rotation/queue.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 import { policyYaml, startTestRotator, TEST_TOKEN } from "./helpers/rotator.js";
-import { createKeys } from "../src/keys.js";
-import { createLogger } from "../src/logger.js";
-import { createRotationWorker, type RotationWorkerOptions } from "../src/worker.js";
+import { createKeys } from "../src/core/keys.js";
+import { createLogger } from "../src/infra/logger.js";
+import { createRotationWorker, type RotationWorkerOptions } from "../src/rotation/worker.js";
 
 /** The worker end to end: BullMQ on a real Redis, the Graph simulator over HTTP, the real publisher. */
 let sim: GraphSimulator;

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { parseConfigText, type ResolvedConfig } from "../src/config.js";
-import type { FirePolicy, FireTrigger } from "../src/fire.js";
-import { createLogger } from "../src/logger.js";
-import type { PolicyStatePort } from "../src/policy-state.js";
-import { createScheduler, type Scheduler } from "../src/scheduler.js";
+import { parseConfigText, type ResolvedConfig } from "../src/config/config.js";
+import type { FirePolicy, FireTrigger } from "../src/schedule/fire.js";
+import { createLogger } from "../src/infra/logger.js";
+import type { PolicyStatePort } from "../src/schedule/policy-state.js";
+import { createScheduler, type Scheduler } from "../src/schedule/scheduler.js";
 
 /**
  * The scheduler's timer loop in virtual time (fake timers and Date): which fires it handles, in

@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
-import { parseConfigText } from "../src/config.js";
-import { renderPolicyFileJsonSchema, SCHEMA_ID } from "../src/schema.js";
+import { parseConfigText } from "../src/config/config.js";
+import { renderPolicyFileJsonSchema, SCHEMA_ID } from "../src/config/schema.js";
 
 const configFile = (name: string) => fileURLToPath(new URL(`../config/${name}`, import.meta.url));
 const committed = readFileSync(configFile("rotation.schema.json"), "utf8");

@@ -5,12 +5,12 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli.js";
 import type { CommandIO } from "../src/commands/command.js";
-import { parseConfigText } from "../src/config.js";
-import type { RotationMessage, Trigger } from "../src/interfaces.js";
-import { createKeys } from "../src/keys.js";
-import { createPublisher } from "../src/publisher.js";
-import { createRotationStateStore } from "../src/rotation-state.js";
-import { listGroupIds, maskLink, readGroupStatuses, type GroupStatus } from "../src/status.js";
+import { parseConfigText } from "../src/config/config.js";
+import type { RotationMessage, Trigger } from "../src/core/interfaces.js";
+import { createKeys } from "../src/core/keys.js";
+import { createPublisher } from "../src/publish/publisher.js";
+import { createRotationStateStore } from "../src/rotation/state.js";
+import { listGroupIds, maskLink, readGroupStatuses, type GroupStatus } from "../src/ops/status.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "./helpers/redis.js";
 
 const TOKEN = "status-secret-token-42";

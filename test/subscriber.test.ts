@@ -1,11 +1,11 @@
 import { createServer, connect, type Server, type Socket } from "node:net";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { PublishInput, RotationMessage } from "../src/interfaces.js";
-import { channelKeys, createKeys, type Keys } from "../src/keys.js";
-import { serializeMessage, signMessage } from "../src/message.js";
-import { createPublisher } from "../src/publisher.js";
-import { subscribe, type DeliverySource, type Subscription } from "../src/subscriber.js";
+import type { PublishInput, RotationMessage } from "../src/core/interfaces.js";
+import { channelKeys, createKeys, type Keys } from "../src/core/keys.js";
+import { serializeMessage, signMessage } from "../src/publish/message.js";
+import { createPublisher } from "../src/publish/publisher.js";
+import { subscribe, type DeliverySource, type Subscription } from "../src/publish/subscriber.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "./helpers/redis.js";
 
 const SECRET = "subscriber-test-secret";

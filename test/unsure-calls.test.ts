@@ -1,10 +1,10 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { parseConfigText } from "../src/config.js";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
+import { parseConfigText } from "../src/config/config.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
 import type { App } from "../src/app.js";
-import type { RotationJobData } from "../src/interfaces.js";
-import { manualRotationId, scheduledRotationId, ROTATION_JOB } from "../src/queue.js";
-import { readGroupStatuses, type GroupStatus } from "../src/status.js";
+import type { RotationJobData } from "../src/core/interfaces.js";
+import { manualRotationId, scheduledRotationId, ROTATION_JOB } from "../src/rotation/queue.js";
+import { readGroupStatuses, type GroupStatus } from "../src/ops/status.js";
 import { accountsYaml, assertPromise, openTestQueue, settleAll, type TestQueue } from "./helpers/faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 import { startTestRotator } from "./helpers/rotator.js";

@@ -1,10 +1,10 @@
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createAccountGate } from "../src/account-gate.js";
-import { createAccountProbe } from "../src/account-probe.js";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
-import { createLogger } from "../src/logger.js";
-import type { RotationMessage } from "../src/interfaces.js";
+import { createAccountGate } from "../src/accounts/gate.js";
+import { createAccountProbe } from "../src/accounts/probe.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
+import { createLogger } from "../src/infra/logger.js";
+import type { RotationMessage } from "../src/core/interfaces.js";
 import { openTestQueue, type TestQueue } from "./helpers/faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 import { policyYaml, startTestWorker, TEST_TOKEN, type LogLine, type TestWorker } from "./helpers/rotator.js";

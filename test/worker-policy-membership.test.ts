@@ -1,9 +1,9 @@
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { parseConfigText } from "../src/config.js";
-import { startGraphSimulator, type GraphSimulator } from "../src/graph/simulator.js";
-import type { RotationJobData, Trigger } from "../src/interfaces.js";
-import { enqueueRotations, manualRotationId, scheduledRotationId } from "../src/queue.js";
+import { parseConfigText } from "../src/config/config.js";
+import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
+import type { RotationJobData, Trigger } from "../src/core/interfaces.js";
+import { enqueueRotations, manualRotationId, scheduledRotationId } from "../src/rotation/queue.js";
 import { openTestQueue, type TestQueue } from "./helpers/faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./helpers/redis.js";
 import {

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "../errors.js";
+import { UsageError } from "../core/errors.js";
 
 /**
  * node's `parseArgs` (strict: unknown options and, unless allowed, positionals are errors), with

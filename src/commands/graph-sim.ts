@@ -1,5 +1,5 @@
-import { UsageError } from "../errors.js";
-import { startGraphSimulator, type SimulatorOptions } from "../graph/simulator.js";
+import { UsageError } from "../core/errors.js";
+import { startGraphSimulator, type SimulatorOptions } from "../graph-sim/simulator.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
 

@@ -1,8 +1,8 @@
-import type { ResolvedConfig, ResolvedPolicy } from "../config.js";
-import { nextFires, offsetMs } from "../cron.js";
-import { formatDuration } from "../durations.js";
-import { UsageError } from "../errors.js";
-import { loadSettings } from "../settings.js";
+import type { ResolvedConfig, ResolvedPolicy } from "../config/config.js";
+import { nextFires, offsetMs } from "../config/cron.js";
+import { formatDuration } from "../core/durations.js";
+import { UsageError } from "../core/errors.js";
+import { loadSettings } from "../config/settings.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
 import { loadPolicyFile } from "./runtime.js";

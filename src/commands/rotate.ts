@@ -1,15 +1,15 @@
 import { QueueEvents, type Job } from "bullmq";
-import { checkGroupId } from "../config-checks.js";
-import { parseDuration } from "../durations.js";
-import { UsageError } from "../errors.js";
-import type { RotationJobData } from "../interfaces.js";
-import { createKeys, DEFAULT_CHANNEL } from "../keys.js";
-import { serializeMessage } from "../message.js";
-import { createRotationQueue, enqueueRotations, manualRotationId } from "../queue.js";
-import { connectOneShot, createRedis, onceEvery } from "../redis.js";
+import { checkGroupId } from "../config/checks.js";
+import { parseDuration } from "../core/durations.js";
+import { UsageError } from "../core/errors.js";
+import type { RotationJobData } from "../core/interfaces.js";
+import { createKeys, DEFAULT_CHANNEL } from "../core/keys.js";
+import { serializeMessage } from "../publish/message.js";
+import { createRotationQueue, enqueueRotations, manualRotationId } from "../rotation/queue.js";
+import { connectOneShot, createRedis, onceEvery } from "../infra/redis.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
-import type { RotationJobResult } from "../worker.js";
+import type { RotationJobResult } from "../rotation/worker.js";
 import { loadRuntime } from "./runtime.js";
 
 /**

@@ -1,7 +1,7 @@
-import { loadConfig, type ResolvedConfig } from "../config.js";
-import { createLogger, type Logger } from "../logger.js";
-import { loadSettings, type Settings } from "../settings.js";
-import { accountTokens } from "../redact.js";
+import { loadConfig, type ResolvedConfig } from "../config/config.js";
+import { createLogger, type Logger } from "../infra/logger.js";
+import { loadSettings, type Settings } from "../config/settings.js";
+import { accountTokens } from "../infra/redact.js";
 import type { CommandIO } from "./command.js";
 
 /** What every long-running or Redis-using command starts from: env, logger, policy file. */

@@ -1,6 +1,6 @@
 import { createApp, type AppRoles } from "../app.js";
-import { createConfigReloader } from "../config-reload.js";
-import { handleShutdownSignals } from "../signals.js";
+import { createConfigReloader } from "../config/reload.js";
+import { handleShutdownSignals } from "../ops/signals.js";
 import { parseCommandArgs } from "./args.js";
 import type { CommandIO } from "./command.js";
 import { loadPolicyFile, loadRuntime } from "./runtime.js";

@@ -1,7 +1,7 @@
-import { createKeys } from "../keys.js";
-import { accountTokens, redactSecrets } from "../redact.js";
-import { connectOneShot } from "../redis.js";
-import { listGroupIds, readGroupStatuses, type GroupStatus } from "../status.js";
+import { createKeys } from "../core/keys.js";
+import { accountTokens, redactSecrets } from "../infra/redact.js";
+import { connectOneShot } from "../infra/redis.js";
+import { listGroupIds, readGroupStatuses, type GroupStatus } from "../ops/status.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
 import { loadRuntime } from "./runtime.js";

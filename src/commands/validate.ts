@@ -1,7 +1,7 @@
-import type { ResolvedConfig } from "../config.js";
-import { formatDuration } from "../durations.js";
-import { RotatorError } from "../errors.js";
-import { loadSettings, type Settings } from "../settings.js";
+import type { ResolvedConfig } from "../config/config.js";
+import { formatDuration } from "../core/durations.js";
+import { RotatorError } from "../core/errors.js";
+import { loadSettings, type Settings } from "../config/settings.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
 import { loadPolicyFile } from "./runtime.js";
@@ -109,5 +109,5 @@ function parse(args: string[]): { "check-graph": boolean } {
 
 // The Graph check is loaded only when asked for: plain `validate` needs no HTTP client.
 export default createValidateCommand({
-  checkGraph: async (input) => (await import("../graph-check.js")).checkGraph(input),
+  checkGraph: async (input) => (await import("../config/check-graph.js")).checkGraph(input),
 });

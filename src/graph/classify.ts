@@ -1,4 +1,4 @@
-import type { FailureScope, RetryAction } from "../interfaces.js";
+import type { FailureScope, RetryAction } from "../core/interfaces.js";
 import { GraphError, type GraphErrorCode, type GraphOperation } from "./errors.js";
 import { retryAfterMs, type ResponseHeaders } from "./usage.js";
 

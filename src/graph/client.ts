@@ -1,6 +1,6 @@
 import { Pool, type Dispatcher } from "undici";
-import type { AccountContext, GraphPort } from "../interfaces.js";
-import { USER_AGENT } from "../version.js";
+import type { AccountContext, GraphPort } from "../core/interfaces.js";
+import { USER_AGENT } from "../core/version.js";
 import { classifyGraphFailure } from "./classify.js";
 import { GraphError, type GraphOperation } from "./errors.js";
 import {

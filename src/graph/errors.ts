@@ -1,5 +1,5 @@
-import { RotatorError } from "../errors.js";
-import type { FailureScope, RetryAction } from "../interfaces.js";
+import { RotatorError } from "../core/errors.js";
+import type { FailureScope, RetryAction } from "../core/interfaces.js";
 
 /** Stable codes of every Graph failure. Callers branch on `action`/`scope`; the code names the cause. */
 export type GraphErrorCode =

@@ -1,11 +1,11 @@
 import { Queue, QueueEvents, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { expect } from "vitest";
-import type { GraphSimulator } from "../../src/graph/simulator.js";
-import type { RotationJobData, RotationMessage } from "../../src/interfaces.js";
-import { createKeys, type Keys } from "../../src/keys.js";
-import { parseMessage } from "../../src/message.js";
-import { enqueueRotations, manualRotationId, rotationJobOptions } from "../../src/queue.js";
+import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
+import type { RotationJobData, RotationMessage } from "../../src/core/interfaces.js";
+import { createKeys, type Keys } from "../../src/core/keys.js";
+import { parseMessage } from "../../src/publish/message.js";
+import { enqueueRotations, manualRotationId, rotationJobOptions } from "../../src/rotation/queue.js";
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same fault plan on every run. */
 export function seeded(seed: number): () => number {

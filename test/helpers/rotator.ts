@@ -1,17 +1,21 @@
 import type { Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import { createAccountGate } from "../../src/account-gate.js";
+import { createAccountGate } from "../../src/accounts/gate.js";
 import { createApp, resolveAccount, type App, type AppRoles } from "../../src/app.js";
-import { parseConfigText, type ResolvedConfig } from "../../src/config.js";
+import { parseConfigText, type ResolvedConfig } from "../../src/config/config.js";
 import { createGraphClient } from "../../src/graph/client.js";
-import { createGroupLock } from "../../src/group-lock.js";
-import { systemClock, type PublisherPort, type RotationJobData } from "../../src/interfaces.js";
-import { createKeys, type Keys } from "../../src/keys.js";
-import { createLogger, type Logger } from "../../src/logger.js";
-import { createPublisher } from "../../src/publisher.js";
-import { createRotationStateStore } from "../../src/rotation-state.js";
-import { createRotationWorker, type AttemptEvent, type RotationJobResult } from "../../src/worker.js";
-import { loadSettings } from "../../src/settings.js";
+import { createGroupLock } from "../../src/rotation/group-lock.js";
+import { systemClock, type PublisherPort, type RotationJobData } from "../../src/core/interfaces.js";
+import { createKeys, type Keys } from "../../src/core/keys.js";
+import { createLogger, type Logger } from "../../src/infra/logger.js";
+import { createPublisher } from "../../src/publish/publisher.js";
+import { createRotationStateStore } from "../../src/rotation/state.js";
+import {
+  createRotationWorker,
+  type AttemptEvent,
+  type RotationJobResult,
+} from "../../src/rotation/worker.js";
+import { loadSettings } from "../../src/config/settings.js";
 import { testRedisUrl, uniquePrefix } from "./redis.js";
 
 export const TEST_TOKEN = "test-token-0123456789";

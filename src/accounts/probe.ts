@@ -1,0 +1,283 @@
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import type { AccountGate } from "./gate.js";
+import { isTokenFailure, tokenFingerprint } from "./gate.js";
+import type { ResolvedConfig } from "../config/config.js";
+import { accountContext } from "../config/config.js";
+import { toError } from "../core/errors.js";
+import type { GraphClient } from "../graph/client.js";
+import { isGraphError } from "../graph/errors.js";
+import type { RotationJobData } from "../core/interfaces.js";
+import type { Keys } from "../core/keys.js";
+import type { Logger } from "../infra/logger.js";
+import type { Metrics } from "../infra/metrics.js";
+import { enqueueRotations } from "../rotation/queue.js";
+
+/**
+ * The recovery loop of the worker role, every `intervalMs`:
+ *
+ * - each failing account is probed read-only (GET the group that failed; one process per interval,
+ *   by a lease in the account hash). Only a token failure (0, 190, 10, 200–299) keeps it failing;
+ *   a success or any other Graph answer (the group unknown or suspended: the token got past
+ *   authentication), or a token with a new fingerprint, clears `failing` and re-drives the
+ *   rotations of its groups without link at once (delayed → promoted, failed → retried), and the
+ *   rotations held before DELETE (`gate.takeHeld`, promoted; they also re-check by themselves). A
+ *   timeout, network error, 5xx or throttle is inconclusive: the next interval probes again;
+ * - every group left without link (the without-link index) has the rotation that deleted its link
+ *   retried once it failed for good (transient failures past the attempt bound, or BullMQ failing
+ *   the job itself), at most once per interval, whether or not a failure was recorded on the group:
+ *   "at the next fire, or sooner". A linkless group whose rotation has finished (or is gone) gets one
+ *   recovery rotation (`recover-<rotation id>`); one that nothing says how to rotate is logged once;
+ * - `wa_rotator_account_failing` is refreshed from Redis, so every process reports the same.
+ */
+export interface AccountProbe {
+  start(): void;
+  stop(): Promise<void>;
+  /** One round now (tests). */
+  tick(): Promise<void>;
+}
+
+export interface AccountProbeOptions {
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly queue: Queue<RotationJobData>;
+  readonly graph: Pick<GraphClient, "getGroup">;
+  readonly gate: AccountGate;
+  readonly config: () => ResolvedConfig;
+  readonly logger: Logger;
+  readonly metrics?: Pick<Metrics, "accountFailing">;
+  readonly intervalMs: number;
+  /** Bound of one probe call. Default 10 s. */
+  readonly probeTimeoutMs?: number;
+}
+
+const LEASE = `local t = redis.call("TIME") local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if (tonumber(redis.call("HGET", KEYS[1], "probe_lease")) or 0) > now then return 0 end
+redis.call("HSET", KEYS[1], "probe_lease", now + tonumber(ARGV[1])) return 1`;
+
+/** Failures no retry fixes: the group is gone or suspended. */
+const GROUP_STOPS = new Set(["GRAPH_GROUP_UNKNOWN", "GRAPH_GROUP_SUSPENDED", "GRAPH_NOT_ELIGIBLE"]);
+
+export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
+  const { redis, keys, queue, gate, logger } = options;
+  const log = logger.child({ component: "account-probe" });
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+
+  /** Linkless groups already reported as having no rotation to re-drive (once per process). */
+  const orphans = new Set<string>();
+
+  /**
+   * The rotation that left a group without link: the last to change its link at Graph
+   * (`graph_owner`), else the one its recorded failure names. Every linkless group counts, with or
+   * without a recorded failure (BullMQ may fail a job itself, say stalled too often, or the write of
+   * the failure may have failed).
+   */
+  const rotationOf = async (groupId: string) => {
+    const [graphOwner, failedRotation, code, failedAt] = await redis.hmget(
+      keys.group(groupId),
+      "graph_owner",
+      "failed_rotation_id",
+      "failure_code",
+      "failed_at",
+    );
+    for (const id of new Set([graphOwner, failedRotation])) {
+      if (!id) continue;
+      const job = await queue.getJob(id);
+      if (!job) continue;
+      // A finished rotation cannot be re-driven (a stalled delivery's late DELETE can leave the
+      // group linkless after its job completed): a recovery rotation takes its place.
+      if (await job.isCompleted()) return { kind: "finished" as const, data: job.data, rotationId: id };
+      const recorded = id === failedRotation;
+      return {
+        kind: "live" as const,
+        job,
+        rotationId: id,
+        code: recorded ? (code ?? undefined) : undefined,
+        failedAt: recorded ? Number(failedAt ?? 0) : (job.finishedOn ?? 0),
+      };
+    }
+    return undefined;
+  };
+
+  /**
+   * Enqueues one rotation that gives a linkless group a link again, when the rotation that left it
+   * so has finished (or is gone): as the group's policy says, else as that rotation was. Its job id
+   * derives from the rotation it replaces, so repeated sweeps enqueue it once.
+   */
+  const recover = async (groupId: string, replaces: string, basis: RotationJobData | undefined) => {
+    const policy = options.config().policyByGroup.get(groupId);
+    const data: RotationJobData | undefined = policy
+      ? {
+          rotationId: `recover-${replaces}`,
+          groupId,
+          account: policy.account,
+          policy: policy.name,
+          channel: policy.channel,
+          trigger: "catch-up",
+          requestedAt: Date.now(),
+        }
+      : basis && {
+          ...basis,
+          rotationId: `recover-${replaces}`,
+          trigger: basis.trigger === "manual" ? "manual" : "catch-up",
+          requestedAt: Date.now(),
+        };
+    if (!data || (await queue.getJob(data.rotationId))) return;
+    await enqueueRotations(queue, [data]);
+    log.error(
+      { group: groupId, rotation: data.rotationId, replaces, withoutLink: true },
+      `GROUP WITHOUT INVITE LINK: group ${groupId}'s rotation ${replaces} has finished; a recovery rotation is enqueued`,
+    );
+  };
+
+  /** Rotations of groups without link: for `account` only (recovery), or all not failing (sweep). */
+  const redrive = async (account: string | undefined, failingAccounts: ReadonlySet<string>) => {
+    const groups = await redis.smembers(keys.withoutLinkIndex);
+    for (const o of orphans) if (!groups.includes(o)) orphans.delete(o);
+    for (const groupId of groups) {
+      const found = await rotationOf(groupId);
+      if (found?.kind === "finished") {
+        if (account === undefined || found.data.account === account) {
+          await recover(groupId, found.rotationId, found.data);
+        }
+        continue;
+      }
+      if (!found) {
+        const policy = options.config().policyByGroup.get(groupId);
+        if (policy && (account === undefined || policy.account === account)) {
+          await recover(groupId, groupId, undefined);
+          continue;
+        }
+        if (account === undefined && !orphans.has(groupId)) {
+          orphans.add(groupId);
+          log.error(
+            { group: groupId, withoutLink: true },
+            `GROUP WITHOUT INVITE LINK: group ${groupId} has no rotation left to re-drive; rotate it by hand`,
+          );
+        }
+        continue;
+      }
+      const { job, rotationId, code, failedAt } = found;
+      if (account !== undefined ? job.data.account !== account : failingAccounts.has(job.data.account))
+        continue;
+      const state = await job.getState();
+      try {
+        if (state === "delayed" && account !== undefined) await job.promote();
+        else if (state === "failed") {
+          const recent = Date.now() - failedAt < options.intervalMs;
+          if (account === undefined && (recent || GROUP_STOPS.has(code ?? ""))) continue;
+          await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+        } else continue;
+        log.warn(
+          { group: groupId, rotation: rotationId, account: job.data.account },
+          "group without link: rotation re-driven",
+        );
+      } catch (error) {
+        // Another process moved the job first.
+        log.debug({ group: groupId, err: toError(error) }, "could not re-drive the rotation");
+      }
+    }
+  };
+
+  /** Rotations held before DELETE while the account failed: on their way again at once. */
+  const promoteHeld = async (name: string) => {
+    let promoted = 0;
+    for (const rotationId of await gate.takeHeld(name)) {
+      const job = await queue.getJob(rotationId);
+      if (!job || (await job.getState()) !== "delayed") continue;
+      try {
+        await job.promote();
+        promoted++;
+      } catch (error) {
+        // Another process moved the job first; a held job re-checks by itself anyway.
+        log.debug({ rotation: rotationId, err: toError(error) }, "could not promote a held rotation");
+      }
+    }
+    if (promoted > 0) log.info({ account: name, promoted }, "account recovered: held rotations resumed");
+  };
+
+  const probe = async (name: string): Promise<boolean> => {
+    const failing = await gate.failing(name);
+    options.metrics?.accountFailing.set({ account: name }, failing ? 1 : 0);
+    if (!failing) {
+      // Recovered elsewhere (a rotation saw a new token) or just now: release what it held.
+      await promoteHeld(name);
+      return false;
+    }
+    const resolved = options.config().accounts.get(name);
+    if (!resolved?.token) return true;
+    const account = accountContext(resolved);
+    if (tokenFingerprint(account.token) !== failing.tokenFingerprint) {
+      await gate.recover(name, "the account has a new token");
+      await redrive(name, new Set());
+      await promoteHeld(name);
+      return false;
+    }
+    if (!failing.probeGroup) return true;
+    const leased = Number(await redis.eval(LEASE, 1, keys.account(name), String(options.intervalMs)));
+    if (leased !== 1) return true;
+    let reason = "a read-only probe succeeded";
+    try {
+      await options.graph.getGroup(
+        account,
+        failing.probeGroup,
+        AbortSignal.timeout(options.probeTimeoutMs ?? 10_000),
+      );
+    } catch (thrown) {
+      const error = toError(thrown);
+      const fields = { account: name, group: failing.probeGroup, err: { message: error.message } };
+      if (isGraphError(error) && isTokenFailure(error)) {
+        log.info({ ...fields, code: error.code, graphCode: error.graphCode }, "account still failing");
+        return true;
+      }
+      if (!isGraphError(error) || error.action !== "stop") {
+        // A timeout, a network error, a 5xx or a throttle says nothing about the token.
+        log.info(fields, "account probe inconclusive; the account stays failing until the next probe");
+        return true;
+      }
+      // Any other answer of Graph (the probe group unknown or suspended, say) came past the token
+      // check: the token authenticated.
+      reason = `a read-only probe was answered by Graph (${error.code}), so the token authenticated`;
+    }
+    await gate.recover(name, reason);
+    await redrive(name, new Set());
+    await promoteHeld(name);
+    return false;
+  };
+
+  const tick = async () => {
+    const failing = new Set<string>();
+    for (const name of options.config().accounts.keys()) {
+      try {
+        if (await probe(name)) failing.add(name);
+      } catch (error) {
+        failing.add(name);
+        log.warn({ account: name, err: toError(error) }, "account probe failed");
+      }
+    }
+    await redrive(undefined, failing).catch((error: unknown) =>
+      log.warn({ err: toError(error) }, "sweep of groups without link failed"),
+    );
+  };
+
+  const loop = () => {
+    running = tick().finally(() => {
+      running = undefined;
+      if (timer !== undefined) timer = setTimeout(loop, options.intervalMs).unref();
+    });
+  };
+
+  return {
+    tick,
+    start() {
+      if (timer !== undefined) return;
+      timer = setTimeout(loop, options.intervalMs).unref();
+    },
+    async stop() {
+      clearTimeout(timer);
+      timer = undefined;
+      await running;
+    },
+  };
+}

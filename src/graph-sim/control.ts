@@ -1,0 +1,52 @@
+import type { ServerResponse } from "node:http";
+import { faultFromJson, type FaultBook } from "./faults.js";
+import { decodeSegment, parseJson, send, sendText } from "./http.js";
+import type { SimGroupInput, SimState } from "./state.js";
+import type { SimCall } from "./simulator.js";
+
+/** What the control API reads and changes. */
+export interface ControlContext {
+  readonly calls: SimCall[];
+  readonly faults: FaultBook;
+  readonly state: SimState;
+}
+
+/** The simulator's control API under `/__sim/` (routes listed in simulator.ts). */
+export function handleControl(
+  ctx: ControlContext,
+  method: string,
+  route: string,
+  text: string,
+  res: ServerResponse,
+): void {
+  const { calls, faults, state } = ctx;
+  const json = parseJson(text);
+  if (route === "calls" && method === "GET") return send(res, 200, { calls });
+  if (route === "calls" && method === "DELETE") {
+    calls.length = 0;
+    return sendText(res, 204, undefined, "");
+  }
+  if (route === "faults" && method === "GET") return send(res, 200, { faults: faults.list() });
+  if (route === "faults" && method === "DELETE") {
+    faults.clear();
+    return sendText(res, 204, undefined, "");
+  }
+  if (route === "faults" && method === "POST") {
+    try {
+      return send(res, 201, { id: faults.inject(faultFromJson(json)) });
+    } catch (error) {
+      return send(res, 400, { error: { message: (error as Error).message } });
+    }
+  }
+  if (route === "groups" && method === "GET") return send(res, 200, { groups: state.allGroups() });
+  if (route === "groups" && method === "POST") {
+    const input = json as Partial<SimGroupInput> | undefined;
+    if (typeof input?.id !== "string") return send(res, 400, { error: { message: "id must be a string" } });
+    return send(res, 201, state.addGroup(input as SimGroupInput));
+  }
+  if (route.startsWith("groups/") && method === "GET") {
+    const group = state.view(decodeSegment(route.slice("groups/".length)) ?? "");
+    return group ? send(res, 200, group) : send(res, 404, { error: { message: "no such group" } });
+  }
+  send(res, 404, { error: { message: `unknown control route ${method} /__sim/${route}` } });
+}

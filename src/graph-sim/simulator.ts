@@ -1,0 +1,324 @@
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { handleControl } from "./control.js";
+import { FaultBook, type Fault, type StoredFault } from "./faults.js";
+import {
+  HTML_502,
+  decodeSegment,
+  graphError,
+  groupUnknown,
+  parseJson,
+  pickHeaders,
+  readBody,
+  send,
+  sendText,
+  type Reply,
+} from "./http.js";
+import {
+  SimState,
+  type SimAccount,
+  type SimAccountOptions,
+  type SimGroupInput,
+  type SimGroupView,
+} from "./state.js";
+
+/**
+ * A local WhatsApp Graph API simulator on a real node:http server, for demos and tests.
+ *
+ * Graph routes (an optional `basePath` prefix is accepted):
+ *   DELETE|POST|GET /{version}/{group_id}/invite_link   delete / reset / read the group's link
+ *   GET  /{version}/{phone_number_id}/groups?limit=&after=   paged list, Graph's shape
+ *   GET  /{version}/{group_id}?fields=subject            group info
+ * Every Graph request needs `Authorization: Bearer <token>` (unknown → 401 code 190); DELETE and
+ * POST need the body `{"messaging_product":"whatsapp"}` (else 400 code 100); the version must
+ * look like `v23.0` (else 400 code 100).
+ *
+ * Control API (JSON; not recorded in the call log):
+ *   GET    /__sim/calls          {calls: SimCall[]}        DELETE /__sim/calls   clear the log
+ *   GET    /__sim/faults         {faults}                  DELETE /__sim/faults  clear all faults
+ *   POST   /__sim/faults         body: a Fault, or {preset, match?, times?} with preset one of
+ *                                transient, group-rate-limit, token-invalid, group-unknown,
+ *                                group-suspended; times -1/null/"Infinity" = until cleared → 201 {id}
+ *   GET    /__sim/groups         {groups}                  GET /__sim/groups/{id}  one group or 404
+ *   POST   /__sim/groups         body: {id, subject?, phoneNumberId?} → 201 the group
+ */
+
+export interface SimulatorOptions {
+  /** Default 0: a free port. */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Accepted tokens and their accounts. None: any non-empty bearer token is accepted. */
+  tokens?: Record<string, SimAccountOptions>;
+  groups?: SimGroupInput[];
+  /** Create unknown groups on first use (default true); false answers them with 131041. */
+  autoCreateGroups?: boolean;
+  /** Delay before every Graph answer. */
+  latencyMs?: number;
+  /** A path prefix the Graph routes also live under, e.g. `/graph`; part of `url`. */
+  basePath?: string;
+}
+
+/** One Graph request as the simulator saw it. Never holds the token. */
+export interface SimCall {
+  method: string;
+  /** Raw path and query as sent (still percent-encoded). */
+  path: string;
+  groupId?: string;
+  phoneNumberId?: string;
+  account?: string;
+  tokenOk: boolean;
+  headers: { "user-agent"?: string; "content-type"?: string; accept?: string };
+  /** Parsed JSON body, the raw text when not JSON, undefined when empty. */
+  body?: unknown;
+  at: number;
+  /** Undefined while unanswered (a hang), 0 for a reset. */
+  status?: number;
+  fault?: FaultKindName;
+}
+
+type FaultKindName = Fault["kind"];
+
+export interface GraphSimulator {
+  /** Base URL, no trailing slash (includes basePath). */
+  readonly url: string;
+  readonly calls: SimCall[];
+  inject(fault: Fault): number;
+  clearFaults(): void;
+  clearCalls(): void;
+  group(id: string): SimGroupView | undefined;
+  addGroup(group: SimGroupInput): SimGroupView;
+  /** Closes the server and every socket, including hung ones. Idempotent. */
+  close(): Promise<void>;
+}
+
+const VERSION = /^v\d+\.\d+$/;
+
+export async function startGraphSimulator(options: SimulatorOptions = {}): Promise<GraphSimulator> {
+  const state = new SimState(options.tokens, options.autoCreateGroups ?? true);
+  for (const group of options.groups ?? []) state.addGroup(group);
+  const faults = new FaultBook((token) => state.account(token)?.name);
+  const basePath = (options.basePath ?? "").replace(/\/+$/, "");
+  const calls: SimCall[] = [];
+  const sockets = new Set<Socket>();
+  const timers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
+  let closed = false;
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const entry = { timer: setTimeout(() => (timers.delete(entry), resolve()), ms), resolve };
+      timers.add(entry);
+    });
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch(() => {
+      if (!res.headersSent) send(res, 500, { error: { message: "simulator failure", code: 1 } });
+    });
+  });
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://sim");
+    const rawPath = url.pathname;
+    const path = basePath && rawPath.startsWith(`${basePath}/`) ? rawPath.slice(basePath.length) : rawPath;
+    const text = await readBody(req);
+    if (path.startsWith("/__sim/")) {
+      return handleControl(
+        { calls, faults, state },
+        req.method ?? "GET",
+        path.slice("/__sim/".length),
+        text,
+        res,
+      );
+    }
+
+    const segments = path.split("/").slice(1).map(decodeSegment);
+    const [version, id, leaf] = segments;
+    const isLink = segments.length === 3 && leaf === "invite_link";
+    const isList = segments.length === 3 && leaf === "groups";
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "")?.[1];
+    const account = state.account(token);
+    const call: SimCall = {
+      method: req.method ?? "GET",
+      path: `${rawPath}${url.search}`,
+      ...(id !== undefined && !isList && { groupId: id }),
+      ...(id !== undefined && isList && { phoneNumberId: id }),
+      ...(account && { account: account.name }),
+      tokenOk: account !== undefined,
+      headers: pickHeaders(req),
+      ...(text !== "" && { body: parseJson(text) ?? text }),
+      at: Date.now(),
+    };
+    calls.push(call);
+    const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      call.status = status;
+      send(res, status, body, headers);
+    };
+
+    const fault = faults.take({
+      method: call.method,
+      path: call.path,
+      groupId: call.groupId,
+      account: call.account,
+    });
+    if (fault) {
+      call.fault = fault.kind;
+      if (fault.kind === "latency") await sleep(fault.ms);
+      else return applyFault(fault, call, req, res);
+    }
+    if (options.latencyMs) await sleep(options.latencyMs);
+    if (closed) return;
+
+    if (!account)
+      return reply(401, graphError(190, "Invalid OAuth access token - Cannot parse access token"));
+    if (version === undefined || !VERSION.test(version) || segments.some((s) => s === undefined)) {
+      return reply(400, graphError(100, `Unknown path components: ${path}`));
+    }
+    if (isLink && id) return inviteLink(call.method, id, account, text, reply);
+    if (isList && id && call.method === "GET")
+      return listGroups(version, id, account, url.searchParams, reply);
+    if (segments.length === 2 && id && call.method === "GET") {
+      const group = state.groupFor(id, account);
+      if (!group) return reply(400, groupUnknown());
+      const fields = (url.searchParams.get("fields") ?? "").split(",");
+      return reply(200, { id: group.id, ...(fields.includes("subject") && { subject: group.subject }) });
+    }
+    return reply(400, graphError(100, `Unsupported ${call.method} request.`));
+  }
+
+  function inviteLink(method: string, id: string, account: SimAccount, text: string, reply: Reply): void {
+    if (method !== "GET") {
+      const body = parseJson(text) as { messaging_product?: unknown } | undefined;
+      if (body?.messaging_product !== "whatsapp") {
+        return reply(400, graphError(100, "(#100) The parameter messaging_product is required."));
+      }
+    }
+    const group = state.groupFor(id, account);
+    if (!group) return reply(400, groupUnknown());
+    if (method === "DELETE") {
+      state.deleteLink(group);
+      return reply(200, { messaging_product: "whatsapp", success: true });
+    }
+    if (method === "POST")
+      return reply(200, { messaging_product: "whatsapp", invite_link: state.resetLink(group) });
+    if (method === "GET") {
+      return reply(200, {
+        messaging_product: "whatsapp",
+        ...(group.link !== undefined && { invite_link: group.link }),
+      });
+    }
+    return reply(400, graphError(100, `Unsupported ${method} request.`));
+  }
+
+  function listGroups(
+    version: string,
+    phoneNumberId: string,
+    account: SimAccount,
+    params: URLSearchParams,
+    reply: Reply,
+  ): void {
+    if (account.phoneNumberId !== undefined && account.phoneNumberId !== phoneNumberId) {
+      return reply(
+        400,
+        graphError(100, `Object with ID '${phoneNumberId}' does not exist or lacks permission`, 33),
+      );
+    }
+    const limit = Number(params.get("limit") ?? 25);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1024) {
+      return reply(400, graphError(100, "(#100) limit must be between 1 and 1024"));
+    }
+    const after = params.get("after");
+    const start = after === null ? 0 : Number(Buffer.from(after, "base64url").toString("utf8")) + 1;
+    if (!Number.isInteger(start) || start < 0)
+      return reply(400, graphError(100, "(#100) invalid after cursor"));
+    const all = state.groupsOf(phoneNumberId);
+    const page = all.slice(start, start + limit);
+    const cursor = (index: number) => Buffer.from(String(index)).toString("base64url");
+    const paging =
+      page.length === 0
+        ? {}
+        : {
+            cursors: { before: cursor(start), after: cursor(start + page.length - 1) },
+            ...(start + page.length < all.length && {
+              next: `${simulator.url}/${version}/${encodeURIComponent(phoneNumberId)}/groups?limit=${limit}&after=${cursor(start + page.length - 1)}`,
+            }),
+          };
+    reply(200, {
+      data: {
+        groups: page.map((g) => ({
+          id: g.id,
+          subject: g.subject,
+          created_at: Math.floor(g.createdAt / 1000),
+        })),
+      },
+      paging,
+    });
+  }
+
+  function applyFault(fault: StoredFault, call: SimCall, req: IncomingMessage, res: ServerResponse): void {
+    switch (fault.kind) {
+      case "error": {
+        call.status = fault.status;
+        const body = graphError(fault.code, fault.message ?? "An error occurred", fault.subcode);
+        if (fault.isTransient !== undefined) body.error.is_transient = fault.isTransient;
+        if (fault.type !== undefined) body.error.type = fault.type;
+        if (fault.errorData !== undefined) body.error.error_data = fault.errorData;
+        return send(res, fault.status, body, fault.headers ?? {});
+      }
+      case "html":
+        call.status = fault.status ?? 502;
+        return sendText(res, call.status, "text/html", HTML_502);
+      case "empty":
+        call.status = fault.status;
+        return sendText(res, fault.status, undefined, "");
+      case "raw":
+        call.status = fault.status ?? 200;
+        return sendText(res, call.status, fault.contentType ?? "application/json", fault.body, fault.headers);
+      case "reset":
+        call.status = 0;
+        req.socket.destroy();
+        return;
+      case "hang":
+      case "latency":
+        return; // hang: never answer; the socket is destroyed on close
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  let closing: Promise<void> | undefined;
+
+  const simulator: GraphSimulator = {
+    url: `http://${host}:${address.port}${basePath}`,
+    calls,
+    inject: (fault) => faults.inject(fault),
+    clearFaults: () => faults.clear(),
+    clearCalls: () => {
+      calls.length = 0;
+    },
+    group: (id) => state.view(id),
+    addGroup: (group) => state.addGroup(group),
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        closed = true;
+        for (const entry of timers) {
+          clearTimeout(entry.timer);
+          entry.resolve();
+        }
+        timers.clear();
+        server.close(() => resolve());
+        server.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
+      });
+      return closing;
+    },
+  };
+  return simulator;
+}
