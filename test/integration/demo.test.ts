@@ -1,0 +1,142 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import { testRedis, testRedisUrl } from "../helpers/redis.js";
+
+/** `npm run demo` as a person runs it: the built script, a real `start` child, Ctrl-C at the end. */
+const DEMO = fileURLToPath(new URL("../../dist/scripts/demo.js", import.meta.url));
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+function runDemo(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, [DEMO, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
+  const exited = new Promise<number | string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
+  );
+  const until = async (test: (out: string) => boolean, timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!test(out)) {
+      if (Date.now() > deadline || child.exitCode !== null) {
+        throw new Error(`demo output never matched; stdout:\n${out}\nstderr:\n${err}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  return { child, exited, until, out: () => out, err: () => err };
+}
+
+/** Pids of the processes whose working directory is under `root` (redis-server chdirs to --dir). */
+function processesUnder(root: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/cwd`).startsWith(root)) pids.push(Number(entry));
+    } catch {
+      // gone, a zombie, or not ours
+    }
+  }
+  return pids;
+}
+
+async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return true;
+}
+
+let redis: Redis;
+beforeAll(() => {
+  redis = testRedis();
+});
+afterAll(async () => {
+  await redis.quit();
+});
+
+const linkLine = (group: string) =>
+  new RegExp(
+    `^\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z\\s+${group}\\s+\\d+\\s+https://chat\\.whatsapp\\.com/\\S+\\s+signature ok\\s+(schedule|catch-up)$`,
+    "m",
+  );
+
+describe("npm run demo", () => {
+  it("prints a verified link for each of the three groups, then stops cleanly on Ctrl-C", async () => {
+    const demo = runDemo(["--duration", "60"], { REDIS_URL: testRedisUrl() });
+    try {
+      // The policy fires every ten seconds: the first links come within ~12 s of the start.
+      await demo.until(
+        (out) => ["DEMO-GROUP-1", "DEMO-GROUP-2", "DEMO-GROUP-3"].every((g) => linkLine(g).test(out)),
+        25_000,
+      );
+      demo.child.kill("SIGINT");
+      expect(await demo.exited).toBe(0);
+    } finally {
+      demo.child.kill("SIGKILL");
+    }
+    const out = demo.out();
+    expect(out).toContain("(shared; demo keys removed at the end)");
+    expect(out).toContain("Stopping (interrupted)...");
+    expect(out).toMatch(/\d+ links received for 3 groups, every signature valid\.$/m);
+    expect(out).not.toMatch(/demo-secret-|demo-token-/);
+
+    const prefix = /prefix\s+(\S+)/.exec(out)![1]!;
+    const channel = /channel\s+(\S+)/.exec(out)![1]!;
+    const [, left] = await redis.scan("0", "MATCH", `${prefix}:*`, "COUNT", 10_000);
+    expect(left).toEqual([]);
+    expect(await redis.exists(`${channel}:latest`, `${channel}:stream`)).toBe(0);
+  });
+
+  it("stops by itself after DEMO_DURATION seconds and exits 0", async () => {
+    const demo = runDemo([], { REDIS_URL: testRedisUrl(), DEMO_DURATION: "1" });
+    try {
+      expect(await demo.exited).toBe(0);
+    } finally {
+      demo.child.kill("SIGKILL");
+    }
+    expect(demo.out()).toContain("Stopping (1 s passed)...");
+  });
+
+  it.runIf(process.platform === "linux")(
+    "Ctrl-C while it starts its private redis-server stops that server and removes its directory",
+    async () => {
+      // Its own TMPDIR, so the private server's --dir (and the process inside it) can be found.
+      const root = mkdtempSync(join(tmpdir(), "wa-rotator-demo-test-"));
+      const demo = runDemo([], { REDIS_URL: "redis://127.0.0.1:1", TMPDIR: root });
+      try {
+        // The moment the redis-server process exists, before the demo has got any further.
+        const started = await waitUntil(() => processesUnder(root).length > 0, 15_000);
+        expect(started, `no redis-server appeared; stderr: ${demo.err()}`).toBe(true);
+        demo.child.kill("SIGINT");
+        expect(await demo.exited).toBe(0);
+        expect(await waitUntil(() => processesUnder(root).length === 0, 3_000)).toBe(true);
+        expect(readdirSync(root)).toEqual([]);
+        expect(demo.out()).toContain("Stopping (interrupted)");
+      } finally {
+        demo.child.kill("SIGKILL");
+        for (const pid of processesUnder(root)) process.kill(pid, "SIGKILL");
+        rmSync(root, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it("names the install command when no Redis answers and redis-server is missing", async () => {
+    const demo = runDemo([], { REDIS_URL: "redis://127.0.0.1:1", PATH: "/nonexistent" });
+    expect(await demo.exited).toBe(1);
+    expect(demo.err()).toContain("apt-get install redis-server");
+    expect(demo.err()).toContain("brew install redis");
+  });
+});

@@ -1,0 +1,40 @@
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { expect, it } from "vitest";
+import { ROOT } from "../helpers/cli.js";
+
+const pkg = JSON.parse(
+  readFileSync(fileURLToPath(new URL("../../package.json", import.meta.url)), "utf8"),
+) as {
+  name: string;
+  bin: Record<string, string>;
+  main: string;
+  types: string;
+  exports: Record<string, string>;
+  engines: { node: string };
+};
+
+it("names its bin wa-invite-rotator and every entry point exists once built", () => {
+  expect(pkg.name).toBe("wa-invite-rotator");
+  expect(Object.keys(pkg.bin)).toEqual(["wa-invite-rotator"]);
+  for (const file of [...Object.values(pkg.bin), pkg.main, pkg.types, ...Object.values(pkg.exports)]) {
+    expect(existsSync(`${ROOT}/${file}`), file).toBe(true);
+  }
+  expect(
+    readFileSync(`${ROOT}/${pkg.bin["wa-invite-rotator"]}`, "utf8").startsWith("#!/usr/bin/env node"),
+  ).toBe(true);
+});
+
+it("exports the subscriber and message helpers from its main entry", async () => {
+  const lib = (await import(`${ROOT}/${pkg.main}`)) as Record<string, unknown>;
+  for (const name of [
+    "subscribe",
+    "parseMessage",
+    "verifySignature",
+    "signaturePayload",
+    "startGraphSimulator",
+  ]) {
+    expect(typeof lib[name], name).toBe("function");
+  }
+  expect(lib.DEFAULT_CHANNEL).toBe("whatsapp:invite-links");
+});

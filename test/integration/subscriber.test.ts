@@ -1,0 +1,300 @@
+import { createServer, connect, type Server, type Socket } from "node:net";
+import type { Redis } from "ioredis";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { PublishInput, RotationMessage } from "../../src/core/interfaces.js";
+import { channelKeys, createKeys, type Keys } from "../../src/core/keys.js";
+import { serializeMessage, signMessage } from "../../src/publish/message.js";
+import { createPublisher } from "../../src/publish/publisher.js";
+import { subscribe, type DeliverySource, type Subscription } from "../../src/publish/subscriber.js";
+import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+
+const SECRET = "subscriber-test-secret";
+
+let redis: Redis;
+let prefix: string;
+let channel: string;
+let keys: Keys;
+let subscription: Subscription | undefined;
+let proxy: Proxy | undefined;
+
+beforeEach(() => {
+  redis = testRedis();
+  prefix = uniquePrefix("subscriber");
+  channel = `${uniquePrefix("subscriber-channel")}:links`;
+  keys = createKeys(prefix);
+});
+
+afterEach(async () => {
+  await subscription?.close();
+  subscription = undefined;
+  await proxy?.close();
+  proxy = undefined;
+  await deleteKeys(redis, prefix, channel);
+  await redis.quit();
+});
+
+function message(groupId: string, sequence: number, extra: Partial<RotationMessage> = {}): RotationMessage {
+  return {
+    event: "invite_link.rotated",
+    schema: 1,
+    rotation_id: `rot-${groupId}-${sequence}`,
+    group_id: groupId,
+    invite_link: `https://chat.whatsapp.com/${groupId}${sequence}`,
+    rotated_at: new Date(Date.UTC(2026, 0, 1, 0, 0, sequence)).toISOString(),
+    sequence,
+    policy: "nightly",
+    account: "default",
+    trigger: "schedule",
+    ...extra,
+  };
+}
+
+const signed = (msg: RotationMessage): RotationMessage => ({ ...msg, signature: signMessage(msg, SECRET) });
+
+function input(groupId: string, rotationId: string): PublishInput {
+  return {
+    rotationId,
+    groupId,
+    inviteLink: `https://chat.whatsapp.com/${rotationId}`,
+    createdAt: Date.UTC(2026, 0, 1),
+    policy: "nightly",
+    account: "default",
+    trigger: "schedule",
+    channel,
+  };
+}
+
+interface Recorder {
+  delivered: { group: string; sequence: number; source: DeliverySource }[];
+  invalid: { error: Error; raw: string }[];
+}
+
+function recorder(): Recorder & {
+  onMessage: (m: RotationMessage, meta: { source: DeliverySource }) => void;
+  onInvalid: (error: Error, raw: string) => void;
+} {
+  const r: Recorder = { delivered: [], invalid: [] };
+  return {
+    ...r,
+    onMessage: (m, meta) =>
+      r.delivered.push({ group: m.group_id, sequence: m.sequence, source: meta.source }),
+    onInvalid: (error, raw) => r.invalid.push({ error, raw }),
+  };
+}
+
+async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Publishes a marker and waits for it, so everything published before it has been handled. */
+async function flush(rec: Recorder, group = "marker"): Promise<void> {
+  const before = rec.delivered.length;
+  await redis.publish(channel, serializeMessage(signed(message(group, 1_000 + before))));
+  await until(() => rec.delivered.some((d) => d.group === group && d.sequence === 1_000 + before));
+}
+
+describe("subscribe", () => {
+  it("sends bad signatures and bad messages to onInvalid and delivers only valid ones", async () => {
+    const rec = recorder();
+    subscription = await subscribe({ redis: testRedisUrl(), channel, secret: SECRET, ...rec });
+    const good = signed(message("A", 1));
+    const tampered = { ...signed(message("A", 2)), invite_link: "https://chat.whatsapp.com/evil" };
+    const unsignedMsg = message("A", 3);
+    const wrongSecret = { ...message("A", 4), signature: signMessage(message("A", 4), "other") };
+    await redis.publish(channel, serializeMessage(tampered));
+    await redis.publish(channel, serializeMessage(unsignedMsg));
+    await redis.publish(channel, serializeMessage(wrongSecret));
+    await redis.publish(channel, "{not json");
+    await redis.publish(channel, JSON.stringify({ ...good, sequence: 0 }));
+    await redis.publish(channel, serializeMessage(good));
+    await flush(rec);
+
+    expect(rec.delivered.filter((d) => d.group === "A")).toEqual([
+      { group: "A", sequence: 1, source: "publish" },
+    ]);
+    expect(rec.invalid.map((i) => i.error.message)).toEqual([
+      expect.stringMatching(/wrong signature/),
+      expect.stringMatching(/missing signature/),
+      expect.stringMatching(/wrong signature/),
+      expect.stringMatching(/not JSON/),
+      expect.stringMatching(/sequence/),
+    ]);
+    expect(rec.invalid[3]!.raw).toBe("{not json");
+    expect(rec.invalid.some((i) => i.error.message.includes(SECRET))).toBe(false);
+  });
+
+  it("delivers a message with fields the contract does not name (forward compatibility), signature verified", async () => {
+    const rec = recorder();
+    subscription = await subscribe({ redis: testRedisUrl(), channel, secret: SECRET, ...rec });
+    const good = signed(message("X", 1));
+    await redis.publish(channel, JSON.stringify({ ...good, expires_at: "2026-02-01T00:00:00.000Z", v: 2 }));
+    // Extra fields do not excuse a tampered named one.
+    await redis.publish(
+      channel,
+      JSON.stringify({ ...signed(message("X", 2)), invite_link: "https://chat.whatsapp.com/evil", v: 2 }),
+    );
+    await flush(rec);
+    expect(rec.delivered.filter((d) => d.group === "X")).toEqual([
+      { group: "X", sequence: 1, source: "publish" },
+    ]);
+    expect(rec.invalid.map((i) => i.error.message)).toEqual([expect.stringMatching(/wrong signature/)]);
+  });
+
+  it("drops duplicates and out-of-order sequences per group", async () => {
+    const rec = recorder();
+    subscription = await subscribe({ redis: testRedisUrl(), channel, ...rec });
+    for (const [group, sequence] of [
+      ["A", 1],
+      ["A", 1],
+      ["B", 5],
+      ["A", 3],
+      ["A", 2],
+      ["B", 4],
+      ["A", 3],
+      ["A", 4],
+    ] as const) {
+      await redis.publish(channel, serializeMessage(message(group, sequence)));
+    }
+    // Another channel's messages are not ours.
+    await redis.publish(`${channel}:other`, serializeMessage(message("A", 9)));
+    await flush(rec);
+    expect(rec.delivered.filter((d) => d.group !== "marker").map((d) => `${d.group}${d.sequence}`)).toEqual([
+      "A1",
+      "B5",
+      "A3",
+      "A4",
+    ]);
+    expect(subscription.delivered.get("A")).toBe(4);
+  });
+
+  it("resyncs from C:latest on connect: the newest message of each group, once", async () => {
+    const publisher = createPublisher({ redis, keys, signingSecret: SECRET });
+    await publisher.publish(input("A", "a-1"));
+    await publisher.publish(input("A", "a-2"));
+    await publisher.publish(input("B", "b-1"));
+    await redis.hset(channelKeys(channel).latest, "C", "garbage");
+    const rec = recorder();
+    // Given a client: the subscription duplicates it and leaves it open on close.
+    subscription = await subscribe({ redis, channel, secret: SECRET, ...rec });
+    // Delivered before subscribe() resolves.
+    expect([...rec.delivered].sort((x, y) => x.group.localeCompare(y.group))).toEqual([
+      { group: "A", sequence: 2, source: "resync" },
+      { group: "B", sequence: 1, source: "resync" },
+    ]);
+    expect(rec.invalid.map((i) => i.raw)).toEqual(["garbage"]);
+
+    await publisher.publish(input("A", "a-3"));
+    await until(() => rec.delivered.length === 3);
+    expect(rec.delivered[2]).toEqual({ group: "A", sequence: 3, source: "publish" });
+    await subscription.close();
+    subscription = undefined;
+    expect(await redis.ping()).toBe("PONG");
+  });
+
+  it("does not resync when resync is false", async () => {
+    await createPublisher({ redis, keys }).publish(input("A", "a-1"));
+    const rec = recorder();
+    subscription = await subscribe({ redis: testRedisUrl(), channel, resync: false, ...rec });
+    await flush(rec);
+    expect(rec.delivered.map((d) => d.group)).toEqual(["marker"]);
+  });
+
+  it("resyncs after a reconnect: delivers what was published while it was away", async () => {
+    proxy = await startProxy(new URL(testRedisUrl()));
+    const publisher = createPublisher({ redis, keys });
+    await publisher.publish(input("A", "a-1"));
+    const rec = recorder();
+    subscription = await subscribe({
+      redis: { host: "127.0.0.1", port: proxy.port, retryStrategy: () => 20 },
+      channel,
+      ...rec,
+    });
+    expect(rec.delivered).toEqual([{ group: "A", sequence: 1, source: "resync" }]);
+
+    proxy.cut(); // the subscriber is away: its sockets drop and new ones are refused
+    await publisher.publish(input("A", "a-2"));
+    await publisher.publish(input("A", "a-3"));
+    await publisher.publish(input("B", "b-1"));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(rec.delivered).toHaveLength(1);
+
+    proxy.restore();
+    await until(() => rec.delivered.length === 3);
+    expect(rec.delivered.slice(1).sort((x, y) => x.group.localeCompare(y.group))).toEqual([
+      { group: "A", sequence: 3, source: "resync" },
+      { group: "B", sequence: 1, source: "resync" },
+    ]);
+
+    // Live again, on the resubscribed connection.
+    await publisher.publish(input("A", "a-4"));
+    await until(() => rec.delivered.length === 4);
+    expect(rec.delivered[3]).toEqual({ group: "A", sequence: 4, source: "publish" });
+  });
+});
+
+describe("Subscription.close", () => {
+  it("resolves while the connection is down, and nothing is delivered afterwards", async () => {
+    proxy = await startProxy(new URL(testRedisUrl()));
+    const rec = recorder();
+    const sub = await subscribe({
+      redis: { host: "127.0.0.1", port: proxy.port, retryStrategy: () => 20 },
+      channel,
+      ...rec,
+    });
+    proxy.cut();
+    await sub.close();
+    proxy.restore();
+    await redis.publish(channel, serializeMessage(message("A", 1)));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(rec.delivered).toEqual([]);
+  });
+});
+
+interface Proxy {
+  readonly port: number;
+  /** Drops every connection and refuses new ones until restore(). */
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+/** A TCP proxy in front of Redis, so a test can take the subscriber away without touching Redis. */
+async function startProxy(target: URL): Promise<Proxy> {
+  const sockets = new Set<Socket>();
+  let open = true;
+  const server: Server = createServer((client) => {
+    if (!open) return void client.destroy();
+    const upstream = connect(Number(target.port || 6379), target.hostname);
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      sockets.add(a);
+      a.pipe(b);
+      a.on("error", () => b.destroy());
+      a.on("close", () => {
+        sockets.delete(a);
+        b.destroy();
+      });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  const cut = () => {
+    open = false;
+    for (const socket of sockets) socket.destroy();
+  };
+  return {
+    port: typeof address === "object" && address ? address.port : 0,
+    cut,
+    restore: () => void (open = true),
+    close: async () => {
+      cut();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,218 @@
+import type { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { parseConfigText } from "../../src/config/config.js";
+import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
+import type { RotationJobData, Trigger } from "../../src/core/interfaces.js";
+import { enqueueRotations, manualRotationId, scheduledRotationId } from "../../src/rotation/queue.js";
+import { openTestQueue, type TestQueue } from "../helpers/faults.js";
+import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
+import {
+  policyYaml,
+  startTestRotator,
+  startTestWorker,
+  TEST_TOKEN,
+  type TestWorker,
+} from "../helpers/rotator.js";
+
+/** A reload removed a group from its policy: its already-queued scheduled rotations do not rotate it. */
+let sim: GraphSimulator;
+let redis: Redis;
+let tw: TestWorker | undefined;
+let tq: TestQueue | undefined;
+const cleanup: string[] = [];
+
+beforeAll(async () => {
+  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
+  redis = testRedis();
+});
+afterEach(async () => {
+  await tq?.close();
+  await tw?.close();
+  tq = tw = undefined;
+  sim.clearFaults();
+  sim.clearCalls();
+  await deleteKeys(redis, ...cleanup.splice(0));
+});
+afterAll(async () => {
+  await sim.close();
+  await redis.quit();
+});
+
+async function start(groups: string[]) {
+  const prefix = uniquePrefix("membership");
+  const channel = `${prefix}-links`;
+  cleanup.push(prefix, channel);
+  tw = await startTestWorker({ graphUrl: sim.url, redis, prefix, yaml: policyYaml(groups, channel) });
+  tq = await openTestQueue(redis, prefix);
+  const reload = (yaml: string) => {
+    tw!.config.current = parseConfigText(
+      yaml,
+      "test.yaml",
+      { WHATSAPP_ACCESS_TOKEN: TEST_TOKEN },
+      {
+        graphApiVersion: "v23.0",
+      },
+    );
+  };
+  return { tw, tq, channel, reload };
+}
+
+/** A rotation as the scheduler enqueues it: with the group's pending mark. */
+async function scheduled(
+  tq: TestQueue,
+  groupId: string,
+  channel: string,
+  trigger: Trigger = "schedule",
+  policy = "test",
+): Promise<RotationJobData> {
+  const fireAt = Date.now();
+  const data: RotationJobData = {
+    rotationId: scheduledRotationId(policy, fireAt, groupId),
+    groupId,
+    account: "default",
+    policy,
+    channel,
+    trigger,
+    fireAt,
+    requestedAt: fireAt,
+  };
+  await redis.hset(tq.keys.group(groupId), {
+    pending_rotation: data.rotationId,
+    pending_since: String(fireAt),
+  });
+  return data;
+}
+
+const callsOf = (groupId: string) => sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
+
+describe("worker and the live policy file", () => {
+  it("skips a scheduled rotation of a group a reload removed, without a Graph call; others rotate", async () => {
+    const { tw, tq, channel, reload } = await start(["P1", "P2"]);
+    reload(policyYaml(["P2"], channel));
+    const gone = await scheduled(tq, "P1", channel);
+    const kept = await scheduled(tq, "P2", channel, "catch-up");
+    const manual: RotationJobData = {
+      rotationId: manualRotationId(),
+      groupId: "P1",
+      account: "default",
+      policy: null,
+      channel,
+      trigger: "manual",
+      requestedAt: Date.now(),
+    };
+    await enqueueRotations(tq.queue, [gone, kept]);
+    const job = await tq.queue.getJob(gone.rotationId);
+    expect(await job!.waitUntilFinished(tq.events, 10_000)).toEqual({
+      skipped: "removed from policy",
+      rotation_id: gone.rotationId,
+      group_id: "P1",
+    });
+    const rotated = await (await tq.queue.getJob(kept.rotationId))!.waitUntilFinished(tq.events, 10_000);
+    expect(rotated).toMatchObject({ group_id: "P2", sequence: 1 });
+    expect(callsOf("P1")).toEqual([]);
+    expect(await redis.hget(tq.keys.group("P1"), "pending_rotation")).toBeNull();
+    expect(tw.logs.some((l) => /rotation skipped: removed from policy/.test(l.msg))).toBe(true);
+    expect(tw.attempts.filter((a) => a.result === "skipped").map((a) => a.data.groupId)).toEqual(["P1"]);
+
+    // A manual rotation of the removed group still rotates it.
+    await enqueueRotations(tq.queue, [manual]);
+    const message = await (await tq.queue.getJob(manual.rotationId))!.waitUntilFinished(tq.events, 10_000);
+    expect(message).toMatchObject({ group_id: "P1", trigger: "manual" });
+    expect(callsOf("P1")).toEqual(["DELETE", "POST"]);
+  });
+
+  it("skips the rotations of a policy the reload removed altogether", async () => {
+    const { tq, channel, reload } = await start(["P3"]);
+    reload(policyYaml(["P4"], channel).replace("name: test", "name: other"));
+    const gone = await scheduled(tq, "P3", channel, "catch-up");
+    await enqueueRotations(tq.queue, [gone]);
+    const result = await (await tq.queue.getJob(gone.rotationId))!.waitUntilFinished(tq.events, 10_000);
+    expect(result).toMatchObject({ skipped: "removed from policy" });
+    expect(callsOf("P3")).toEqual([]);
+  });
+
+  it("a groups: all policy keeps every group no other policy lists", async () => {
+    const { tq, channel, reload } = await start(["P7"]);
+    reload(
+      [
+        "accounts:",
+        "  default:",
+        "    token_env: WHATSAPP_ACCESS_TOKEN",
+        '    phone_number_id: "15550001"',
+        "policies:",
+        "  - name: test",
+        '    schedule: "0 3 * * *"',
+        `    channel: "${channel}"`,
+        "    groups: all",
+        "  - name: listed",
+        '    schedule: "0 4 * * *"',
+        `    channel: "${channel}"`,
+        '    groups: ["P8"]',
+      ].join("\n"),
+    );
+    const discovered = await scheduled(tq, "P7", channel);
+    const moved = await scheduled(tq, "P8", channel);
+    await enqueueRotations(tq.queue, [discovered, moved]);
+    const [rotated, skipped] = await Promise.all(
+      [discovered, moved].map(async (d) =>
+        (await tq.queue.getJob(d.rotationId))!.waitUntilFinished(tq.events, 10_000),
+      ),
+    );
+    expect(rotated).toMatchObject({ group_id: "P7", policy: "test" });
+    expect(skipped).toMatchObject({ skipped: "removed from policy", group_id: "P8" });
+  });
+
+  it("finishes a removed group's rotation that had already deleted its link", async () => {
+    const { tq, channel, reload } = await start(["P5"]);
+    reload(policyYaml(["P6"], channel));
+    const halfway = await scheduled(tq, "P5", channel);
+    // As a rotation that stopped after its DELETE leaves it.
+    const deletedAt = String(Date.now());
+    await redis.hset(tq.keys.rotation(halfway.rotationId), {
+      deleted_at: deletedAt,
+      sequence_at_delete: "0",
+    });
+    await redis.hset(tq.keys.group("P5"), { graph_owner: halfway.rotationId, without_link_since: deletedAt });
+    await redis.sadd(tq.keys.withoutLinkIndex, "P5");
+    await enqueueRotations(tq.queue, [halfway]);
+    const message = await (await tq.queue.getJob(halfway.rotationId))!.waitUntilFinished(tq.events, 10_000);
+    expect(message).toMatchObject({ group_id: "P5", sequence: 1 });
+    expect(callsOf("P5")).toEqual(["POST"]);
+    expect(await redis.smembers(tq.keys.withoutLinkIndex)).toEqual([]);
+  });
+});
+
+describe("the app wires the live policy file into its worker", () => {
+  it("after app.reload, a queued scheduled rotation of a removed group is skipped", async () => {
+    const prefix = uniquePrefix("membership-app");
+    const channel = `${prefix}-links`;
+    cleanup.push(prefix, channel);
+    const app = await startTestRotator({
+      graphUrl: sim.url,
+      prefix,
+      yaml: policyYaml(["PA1", "PA2"], channel),
+    });
+    try {
+      tq = await openTestQueue(redis, prefix);
+      app.reload(
+        parseConfigText(
+          policyYaml(["PA2"], channel),
+          "test.yaml",
+          { WHATSAPP_ACCESS_TOKEN: TEST_TOKEN },
+          {
+            graphApiVersion: "v23.0",
+          },
+        ),
+      );
+      const gone = await scheduled(tq, "PA1", channel);
+      await enqueueRotations(tq.queue, [gone]);
+      const result = await (await tq.queue.getJob(gone.rotationId))!.waitUntilFinished(tq.events, 10_000);
+      expect(result).toMatchObject({ skipped: "removed from policy" });
+      expect(callsOf("PA1")).toEqual([]);
+    } finally {
+      await tq?.close();
+      tq = undefined;
+      await app.stop();
+    }
+  });
+});

@@ -1,0 +1,87 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import { loadConfig, type ResolvedConfig } from "../../src/config/config.js";
+import { createConfigReloader, type ConfigReloader } from "../../src/config/reload.js";
+import { createLogger } from "../../src/infra/logger.js";
+
+/** Reload of the policy file: validate first, apply a valid file at once, keep the old on a bad one. */
+const policies = (schedule: string, groups: string) =>
+  `policies:\n  - name: p\n    schedule: "${schedule}"\n    groups: [${groups}]\n`;
+
+let reloader: ConfigReloader | undefined;
+let dir: string | undefined;
+afterEach(async () => {
+  reloader?.stop();
+  reloader = undefined;
+  if (dir) await rm(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+async function setup() {
+  dir = await mkdtemp(join(tmpdir(), "rotator-reload-"));
+  const file = join(dir, "rotation.yaml");
+  await writeFile(file, policies("0 3 * * *", '"A"'));
+  const load = () => loadConfig(file, {}, { graphApiVersion: "v23.0" });
+  const holder = { current: await load() };
+  const applied: ResolvedConfig[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      done();
+    },
+  });
+  reloader = createConfigReloader({
+    file,
+    load,
+    apply: (next) => {
+      holder.current = next;
+      applied.push(next);
+    },
+    logger: createLogger("info", stream),
+    pollMs: 50,
+    debounceMs: 50,
+  });
+  reloader.start();
+  return { file, holder, applied, lines };
+}
+
+const until = async (check: () => boolean, ms = 5_000) => {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe("config reload", () => {
+  it("applies a changed valid file at once", async () => {
+    const { file, holder, applied } = await setup();
+    await writeFile(file, policies("*/5 * * * *", '"A", "B"'));
+    await until(() => applied.length === 1);
+    expect(holder.current.policies[0]).toMatchObject({ schedule: "*/5 * * * *", groups: ["A", "B"] });
+  });
+
+  it("rejects an invalid file with a log line naming the file, path and fault, and keeps the running policies", async () => {
+    const { file, holder, applied, lines } = await setup();
+    const before = holder.current;
+    await writeFile(file, policies("0 3 * *", '"A"'));
+    await until(() => lines.some((l) => l.level === "error"));
+    const line = lines.find((l) => l.level === "error")!;
+    expect(String(line.msg)).toContain("policy file rejected, the running policies stay");
+    expect(String(line.msg)).toContain(file);
+    expect(String(line.msg)).toContain("policies[0].schedule");
+    expect(applied).toHaveLength(0);
+    expect(holder.current).toBe(before);
+  });
+
+  it("reloads on SIGHUP", async () => {
+    const { applied, lines } = await setup();
+    process.kill(process.pid, "SIGHUP");
+    await until(() => applied.length === 1);
+    expect(lines.some((l) => l.reason === "SIGHUP" && l.msg === "policy file reloaded")).toBe(true);
+  });
+});
