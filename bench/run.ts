@@ -19,6 +19,7 @@ import { createFirer } from "../src/schedule/fire.js";
 import { createKeys } from "../src/core/keys.js";
 import { createLogger } from "../src/infra/logger.js";
 import { createRotationQueue, scheduledRotationId } from "../src/rotation/queue.js";
+import { benchCliHelp } from "./cli-help.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const GOAL_MS = 2_000;
@@ -169,3 +170,4 @@ async function benchFire(): Promise<void> {
 console.log(`wa-invite-rotator bench — node ${process.version}, ${new Date().toISOString()}`);
 await benchConfig();
 await benchFire();
+benchCliHelp();

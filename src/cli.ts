@@ -2,48 +2,37 @@
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ConfigError, UsageError } from "./core/errors.js";
-import type { Command, CommandIO } from "./commands/command.js";
+import type { CommandIO } from "./commands/command.js";
+import { commandHelp, findCommand, nearestCommand, overviewHelp } from "./commands/registry.js";
 import { redactSecrets } from "./infra/redact.js";
-
-/** Command name → module. Loaded lazily so `graph-sim` does not pull in BullMQ. */
-const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
-  // one line per command: name: () => import("./commands/<name>.js"),
-  start: () => import("./commands/start.js"),
-  scheduler: () => import("./commands/scheduler.js"),
-  worker: () => import("./commands/worker.js"),
-  rotate: () => import("./commands/rotate.js"),
-  "graph-sim": () => import("./commands/graph-sim.js"),
-  validate: () => import("./commands/validate.js"),
-  plan: () => import("./commands/plan.js"),
-  status: () => import("./commands/status.js"),
-};
 
 export async function main(argv: string[], io: CommandIO): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    io.out(await helpText());
+  if (name === undefined || name === "--help" || name === "-h") {
+    io.out(overviewHelp());
     return name === undefined ? 2 : 0;
   }
-  if (name === "--version" || name === "-v") {
+  if (name === "help") return help(rest, io);
+  if (name === "--version" || name === "-v" || name === "version") {
     const { VERSION } = await import("./core/version.js");
     io.out(VERSION);
     return 0;
   }
-  const load = COMMANDS[name];
-  if (!load) {
-    io.err(`unknown command: ${name}\n\n${await helpText()}`);
-    return 2;
-  }
-  const command = (await load()).default;
+  const spec = findCommand(name);
+  if (!spec) return unknownCommand(name, io);
+  // Before loading the command: help needs no module of it (and no BullMQ, ioredis or undici).
   if (rest.includes("--help") || rest.includes("-h")) {
-    io.out(`usage: wa-invite-rotator ${command.usage}\n\n${command.summary}`);
+    io.out(commandHelp(spec));
     return 0;
   }
+  const command = (await spec.load()).default;
   try {
     return await command.run(rest, io);
   } catch (error) {
     if (error instanceof UsageError) {
-      io.err(`${error.message}\nusage: wa-invite-rotator ${command.usage}`);
+      io.err(
+        `${error.message}\nusage: wa-invite-rotator ${spec.usage}\n(wa-invite-rotator help ${name} for more)`,
+      );
       return 2;
     }
     if (error instanceof ConfigError) {
@@ -56,14 +45,24 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
   }
 }
 
-async function helpText(): Promise<string> {
-  const lines = ["usage: wa-invite-rotator <command> [options]", "", "commands:"];
-  for (const load of Object.values(COMMANDS)) {
-    const command = (await load()).default;
-    lines.push(`  ${command.usage}`, `      ${command.summary}`);
+/** `help` alone, or `help <command>`. */
+function help(args: string[], io: CommandIO): number {
+  const [topic] = args;
+  if (topic === undefined) {
+    io.out(overviewHelp());
+    return 0;
   }
-  lines.push("", "Run `wa-invite-rotator <command> --help` for one command. Environment: see README.md.");
-  return lines.join("\n");
+  const spec = findCommand(topic);
+  if (!spec) return unknownCommand(topic, io);
+  io.out(commandHelp(spec));
+  return 0;
+}
+
+function unknownCommand(name: string, io: CommandIO): number {
+  const nearest = nearestCommand(name);
+  const hint = nearest ? `\ndid you mean: wa-invite-rotator ${nearest}?` : "";
+  io.err(`unknown command: ${name}${hint}\n\n${overviewHelp()}`);
+  return 2;
 }
 
 function isEntryPoint(): boolean {

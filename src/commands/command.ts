@@ -1,9 +1,8 @@
-/** What every CLI command module exports as default. */
+/**
+ * What every CLI command module exports as default. Its name, usage line and help live in
+ * `registry.ts`, so help never loads the module.
+ */
 export interface Command {
-  /** One line for `--help`. */
-  readonly summary: string;
-  /** Usage line, for example `rotate <group_id>... [--wait] [--timeout <duration>]`. */
-  readonly usage: string;
   /**
    * Runs the command with the arguments after its name. Returns the exit code. Throws UsageError
    * or ConfigError for exit 2; anything else thrown means exit 1.

@@ -10,8 +10,6 @@ import type { Command } from "./command.js";
  * (`/__sim/`, see src/graph/simulator.ts).
  */
 const command: Command = {
-  usage: "graph-sim [--port N] [--host H] [--token T]... [--phone-number-id ID] [--group ID]...",
-  summary: "run a local WhatsApp Graph API simulator (for demos and tests); prints its base URL",
   async run(args, io) {
     const { values } = parseCommandArgs({
       args,

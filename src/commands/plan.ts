@@ -29,8 +29,6 @@ export interface PlannedPolicy {
 const MAX_COUNT = 1000;
 
 const command: Command = {
-  usage: "plan [--count N] [--json] [--from <ISO time>]",
-  summary: "show the next N fires of every policy in UTC and in its time zone, with group counts",
   async run(args, io) {
     const options = parse(args);
     const settings = loadSettings(io.env);

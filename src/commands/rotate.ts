@@ -18,8 +18,6 @@ import { loadRuntime } from "./runtime.js";
  * once done, and exits 1 if any failed or did not finish in time.
  */
 const command: Command = {
-  usage: "rotate <group_id>... [--wait] [--timeout <duration>] [--account <name>] [--channel <channel>]",
-  summary: "rotate groups now (trigger manual); --wait prints each published message",
   async run(args, io) {
     const { values, positionals } = parse(args);
     const groups = [...new Set(positionals)];

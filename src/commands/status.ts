@@ -13,8 +13,6 @@ import { loadRuntime } from "./runtime.js";
  * needs no second pass. `--json` prints one JSON document, also streamed.
  */
 const command: Command = {
-  usage: "status [--json]",
-  summary: "per group: last rotation, sequence, trigger, masked link, next due time, failures",
   async run(args, io) {
     const json = parse(args);
     const { settings, logger, config } = await loadRuntime(io, { logLevel: "warn" });

@@ -42,8 +42,6 @@ export interface ValidateOptions {
 
 export function createValidateCommand(options: ValidateOptions = {}): Command {
   return {
-    usage: "validate [--check-graph]",
-    summary: "check the policy file; --check-graph also asks Graph whether each token sees its groups",
     async run(args, io) {
       const values = parse(args);
       const settings = loadSettings(io.env);

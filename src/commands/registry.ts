@@ -1,0 +1,195 @@
+import type { Command } from "./command.js";
+
+/**
+ * Every CLI command: its help, and how to load it. Help is plain data here, so `--help` and
+ * `help <command>` print without importing any command (BullMQ, ioredis and undici stay unloaded).
+ * To add a command: one entry below, and `src/commands/<name>.ts` exporting a `Command` as default.
+ */
+export interface CommandSpec {
+  readonly name: string;
+  /** Usage line after the binary's name, for example `rotate <group_id>... [--wait]`. */
+  readonly usage: string;
+  /** One line for the command list. */
+  readonly summary: string;
+  readonly options?: readonly OptionHelp[];
+  /** Further lines of `<command> --help`: exit codes, environment it reads. */
+  readonly notes?: readonly string[];
+  load(): Promise<{ default: Command }>;
+}
+
+export interface OptionHelp {
+  /** As typed, with its value: `--timeout <duration>`. */
+  readonly flag: string;
+  readonly text: string;
+  /** The default when the option is left out, with its unit. */
+  readonly default?: string;
+}
+
+const DURATION_NOTE = "durations: 500ms, 30s, 15m, 2h, 1d";
+
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: "start",
+    usage: "start",
+    summary: "run the scheduler, rotation workers and the health server until SIGTERM/SIGINT",
+    notes: ["exit: 0 after a clean shutdown, 2 on an invalid environment or policy file, 1 otherwise"],
+    load: () => import("./start.js"),
+  },
+  {
+    name: "worker",
+    usage: "worker",
+    summary: "run rotation workers (and the health server) only",
+    notes: ["exit: as for start"],
+    load: () => import("./worker.js"),
+  },
+  {
+    name: "scheduler",
+    usage: "scheduler",
+    summary: "run the scheduler (and the health server) only",
+    notes: ["exit: as for start"],
+    load: () => import("./scheduler.js"),
+  },
+  {
+    name: "rotate",
+    usage: "rotate <group_id>... [--wait] [--timeout <duration>] [--account <name>] [--channel <channel>]",
+    summary: "rotate groups now (trigger manual); --wait prints each published message",
+    options: [
+      { flag: "--wait", text: "wait for each rotation and print its published message as one JSON line" },
+      { flag: "--timeout <duration>", text: "how long --wait waits in all", default: "2m" },
+      {
+        flag: "--account <name>",
+        text: "the account to rotate with",
+        default: "the group's policy's account, else default",
+      },
+      {
+        flag: "--channel <channel>",
+        text: "the channel to publish on",
+        default: "the group's policy's channel, else whatsapp:invite-links",
+      },
+    ],
+    notes: [
+      "exit: 0 all rotated (or enqueued, without --wait), 1 any failed or not done in time, 2 bad usage",
+      DURATION_NOTE,
+    ],
+    load: () => import("./rotate.js"),
+  },
+  {
+    name: "plan",
+    usage: "plan [--count N] [--json] [--from <ISO time>]",
+    summary: "show the next N fires of every policy in UTC and in its time zone, with group counts",
+    options: [
+      { flag: "--count N", text: "fires per policy, 1 to 1000", default: "5" },
+      { flag: "--json", text: "one JSON document instead of the table" },
+      { flag: "--from <ISO time>", text: "list fires after this instant", default: "now" },
+    ],
+    notes: [
+      "exit: 0, 2 on an invalid policy file or bad usage",
+      "reads only the policy file: no Redis, no Graph",
+    ],
+    load: () => import("./plan.js"),
+  },
+  {
+    name: "validate",
+    usage: "validate [--check-graph]",
+    summary: "check the policy file; --check-graph also asks Graph whether each token sees its groups",
+    options: [
+      {
+        flag: "--check-graph",
+        text: "also ask Graph (read-only) whether each account's token can see its groups",
+      },
+    ],
+    notes: [
+      "exit: 0 valid; 2 invalid (a fault in the file, or with --check-graph a group its token",
+      "      cannot see); 1 Graph could not be asked",
+    ],
+    load: () => import("./validate.js"),
+  },
+  {
+    name: "status",
+    usage: "status [--json]",
+    summary: "per group: last rotation, sequence, trigger, masked link, next due time, failures",
+    options: [{ flag: "--json", text: "one JSON document (groups and a summary) instead of the table" }],
+    notes: ["exit: 0; 1 Redis could not be read; 2 invalid environment or policy file"],
+    load: () => import("./status.js"),
+  },
+  {
+    name: "graph-sim",
+    usage: "graph-sim [--port N] [--host H] [--token T]... [--phone-number-id ID] [--group ID]...",
+    summary: "run a local WhatsApp Graph API simulator (for demos and tests); prints its base URL",
+    options: [
+      { flag: "--port N", text: "port to listen on; 0 picks a free one", default: "0" },
+      { flag: "--host H", text: "address to bind", default: "127.0.0.1" },
+      {
+        flag: "--token T",
+        text: "a bearer token to accept (repeatable); with none and no WHATSAPP_ACCESS_TOKEN, any",
+      },
+      { flag: "--phone-number-id ID", text: "the phone number the tokens' groups belong to" },
+      { flag: "--group ID", text: "a group to create at start (repeatable)" },
+    ],
+    notes: ["runs until SIGTERM/SIGINT"],
+    load: () => import("./graph-sim.js"),
+  },
+];
+
+export function findCommand(name: string): CommandSpec | undefined {
+  return COMMANDS.find((spec) => spec.name === name);
+}
+
+/** The list `wa-invite-rotator --help` prints. */
+export function overviewHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    "usage: wa-invite-rotator <command> [options]",
+    "",
+    "commands:",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "  wa-invite-rotator help <command>   options, defaults and exit codes of one command",
+    "  wa-invite-rotator --version        print the version",
+    "",
+    "Environment: see README.md.",
+  ].join("\n");
+}
+
+/** What `<command> --help` and `help <command>` print. */
+export function commandHelp(spec: CommandSpec): string {
+  const lines = [`usage: wa-invite-rotator ${spec.usage}`, "", spec.summary];
+  if (spec.options && spec.options.length > 0) {
+    const width = Math.max(...spec.options.map((o) => o.flag.length));
+    lines.push("", "options:");
+    for (const option of spec.options) {
+      const fallback = option.default === undefined ? "" : ` (default: ${option.default})`;
+      lines.push(`  ${option.flag.padEnd(width)}  ${option.text}${fallback}`);
+    }
+  }
+  if (spec.notes && spec.notes.length > 0) lines.push("", ...spec.notes);
+  return lines.join("\n");
+}
+
+/** The command whose name is nearest to `name` (edit distance at most 2 or a prefix), if any. */
+export function nearestCommand(name: string): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const spec of COMMANDS) {
+    const distance = spec.name.startsWith(name) ? 0 : editDistance(name, spec.name);
+    if (distance <= 2 && (!best || distance < best.distance)) best = { name: spec.name, distance };
+  }
+  return best?.name;
+}
+
+/** Edits (insert, delete, substitute, swap two neighbours) that turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        best = Math.min(best, d[i - 2]![j - 2]! + 1);
+      }
+      d[i]![j] = best;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
