@@ -9,12 +9,17 @@ export {
   type Subscription,
 } from "./publish/subscriber.js";
 export {
+  canonicalPayload,
+  decodeMessage,
   parseMessage,
   rotationMessageSchema,
   serializeMessage,
   signMessage,
-  signaturePayload,
+  signMessageV1,
+  signaturePayloadV1,
   verifySignature,
+  type SignatureVersion,
+  type VerifyOptions,
 } from "./publish/message.js";
 export { channelKeys, DEFAULT_CHANNEL, type ChannelKeys } from "./core/keys.js";
 export { startGraphSimulator, type GraphSimulator, type SimulatorOptions } from "./graph-sim/simulator.js";

@@ -159,7 +159,8 @@ function toStatus(
   now: number,
   clean: (text: string) => string,
 ): GroupStatus {
-  const sequence = Number(hash.sequence);
+  // The last message's sequence (per channel); state from before per-channel counting has only `sequence`.
+  const sequence = Number(hash.last_sequence ?? hash.sequence);
   const failure: GroupFailureStatus | null = hash.failure_code
     ? {
         code: hash.failure_code,

@@ -37,7 +37,7 @@ export interface PublisherDeps {
 }
 
 /**
- * The publisher: assigns the group's next sequence and, in one MULTI/EXEC guarded by WATCH on the
+ * The publisher: assigns the group's next sequence on the channel and, in one MULTI/EXEC guarded by WATCH on the
  * group and rotation hashes, writes `C:latest`, appends to `C:stream`, PUBLISHes, and records the
  * group's and the rotation's state. The sequence is read before the transaction because the
  * signature covers it (HMAC cannot run in Lua).
@@ -65,13 +65,17 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
     const groupKey = keys.group(input.groupId);
     const rotationKey = keys.rotation(input.rotationId);
     const lockKey = keys.groupLock(input.groupId);
+    const c = channelKeys(input.channel);
     const fenced = input.lockOwner !== undefined;
     // The lock is watched too: its holder changing between the GET and EXEC aborts the EXEC. (A
     // heartbeat's PEXPIRE does as well; that attempt simply runs again.)
     await (fenced ? conn.watch(groupKey, rotationKey, lockKey) : conn.watch(groupKey, rotationKey));
-    const [stored, current, holder] = await Promise.all([
+    // C:latest is not watched (every group of the channel writes it): its entry for this group only
+    // changes in a publish of this group, which changes the watched group hash as well.
+    const [stored, counters, latestOnChannel, holder] = await Promise.all([
       conn.hget(rotationKey, "message"),
-      conn.hget(groupKey, "sequence"),
+      conn.hmget(groupKey, "sequence", channelSequenceField(input.channel)),
+      conn.hget(c.latest, input.groupId),
       fenced ? conn.get(lockKey) : null,
     ]);
     if (stored !== null) {
@@ -82,6 +86,8 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
       await conn.unwatch();
       return LOCK_LOST;
     }
+    const [groupCount, channelCount] = counters;
+    const sequence = nextChannelSequence(channelCount ?? null, latestOnChannel);
     const unsigned: UnsignedRotationMessage = {
       event: "invite_link.rotated",
       schema: 1,
@@ -89,23 +95,26 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
       group_id: input.groupId,
       invite_link: input.inviteLink,
       rotated_at: new Date(input.createdAt).toISOString(),
-      sequence: (Number(current ?? 0) || 0) + 1,
+      sequence,
       policy: input.policy,
       account: input.account,
       trigger: input.trigger,
     };
     const message: RotationMessage = signingSecret
-      ? { ...unsigned, signature: signMessage(unsigned, signingSecret) }
+      ? { ...unsigned, signature: signMessage(unsigned, signingSecret, input.channel) }
       : unsigned;
     const json = serializeMessage(message);
-    const c = channelKeys(input.channel);
     const results = await conn
       .multi()
       .hset(c.latest, input.groupId, json)
       .xadd(c.stream, "MAXLEN", "~", STREAM_MAXLEN, "*", "message", json)
       .publish(c.channel, json)
       .hset(groupKey, {
-        sequence: String(message.sequence),
+        // The group's publishes on every channel (the saga compares it); the message's `sequence`
+        // counts per channel, so each channel's stream is gap-free.
+        sequence: String((Number(groupCount ?? 0) || 0) + 1),
+        [channelSequenceField(input.channel)]: String(sequence),
+        last_sequence: String(sequence),
         last_rotation_id: message.rotation_id,
         last_rotated_at: message.rotated_at,
         last_trigger: message.trigger,
@@ -148,6 +157,26 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
       return run;
     },
   };
+}
+
+/** The group hash's field counting the group's messages on one channel. */
+export function channelSequenceField(channel: string): string {
+  return `sequence:${channel}`;
+}
+
+/**
+ * The next `sequence` of a group on a channel: one more than its counter there. Without a counter
+ * (state written before sequences counted per channel), one more than the group's newest message
+ * on that channel, so an upgraded stream goes on where it stopped.
+ */
+function nextChannelSequence(counter: string | null, latestOnChannel: string | null): number {
+  if (counter !== null) return (Number(counter) || 0) + 1;
+  if (latestOnChannel === null) return 1;
+  try {
+    return parseMessage(latestOnChannel).sequence + 1;
+  } catch {
+    return 1; // not a message of ours: the channel has none of this group's to follow
+  }
 }
 
 /**

@@ -31,7 +31,8 @@ it("exports the subscriber and message helpers from its main entry", async () =>
     "subscribe",
     "parseMessage",
     "verifySignature",
-    "signaturePayload",
+    "canonicalPayload",
+    "signMessage",
     "startGraphSimulator",
   ]) {
     expect(typeof lib[name], name).toBe("function");

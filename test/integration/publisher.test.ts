@@ -95,6 +95,8 @@ describe("publisher", () => {
 
     expect(await redis.hgetall(keys.group("120363025246125486"))).toEqual({
       sequence: "1",
+      [`sequence:${channel}`]: "1",
+      last_sequence: "1",
       last_rotation_id: "rot-1",
       last_rotated_at: "2026-03-04T05:06:07.089Z",
       last_trigger: "schedule",
@@ -158,8 +160,10 @@ describe("publisher", () => {
 
   it("signs iff a signing secret is set, and never puts the secret in the message", async () => {
     const signed = await createPublisher({ redis, keys, signingSecret: SECRET }).publish(input());
-    expect(signed.signature).toMatch(/^v1=[0-9a-f]{64}$/);
-    expect(verifySignature(signed, SECRET)).toBe(true);
+    expect(signed.signature).toMatch(/^v2=[0-9a-f]{64}$/);
+    expect(verifySignature(signed, SECRET, { channel })).toBe(true);
+    // Signed for its channel: the same message read from another channel does not verify.
+    expect(verifySignature(signed, SECRET, { channel: `${channel}:elsewhere` })).toBe(false);
     const stored = await redis.hget(channelKeys(channel).latest, signed.group_id);
     expect(stored).not.toContain(SECRET);
     expect(parseMessage(stored!)).toEqual(signed);
@@ -190,6 +194,53 @@ describe("publisher", () => {
     } finally {
       await Promise.all(clients.map((client) => client.quit()));
     }
+  });
+});
+
+describe("publisher sequences per channel", () => {
+  const other = () => `${channel}:second`;
+  afterEach(async () => {
+    await deleteKeys(redis, other());
+  });
+
+  it("counts each channel's messages of a group on their own, so every stream is gap-free", async () => {
+    const publisher = createPublisher({ redis, keys, signingSecret: SECRET });
+    const onFirst = (id: string) => publisher.publish(input({ rotationId: id, groupId: "G" }));
+    const onSecond = (id: string) =>
+      publisher.publish(input({ rotationId: id, groupId: "G", channel: other() }));
+    const published = [
+      await onFirst("r1"),
+      await onFirst("r2"),
+      await onSecond("r3"),
+      await onFirst("r4"),
+      await onSecond("r5"),
+    ];
+    expect(published.map((m) => m.sequence)).toEqual([1, 2, 1, 3, 2]);
+    for (const [name, expected] of [
+      [channel, [1, 2, 3]],
+      [other(), [1, 2]],
+    ] as const) {
+      const stream = await redis.xrange(channelKeys(name).stream, "-", "+");
+      expect(stream.map(([, fields]) => parseMessage(fields[1]!).sequence)).toEqual(expected);
+      const latest = await readLatest(redis, name, "G");
+      expect(latest?.sequence).toBe(expected.at(-1));
+      expect(verifySignature(latest!, SECRET, { channel: name })).toBe(true);
+    }
+    // status shows the last message's own sequence; the group's publish count stays whole.
+    expect(await redis.hmget(keys.group("G"), "last_sequence", "sequence")).toEqual(["2", "5"]);
+  });
+
+  it("goes on from the group's newest message on a channel when state predates per-channel counting", async () => {
+    const publisher = createPublisher({ redis, keys });
+    await publisher.publish(input({ rotationId: "old-1", groupId: "G" }));
+    await publisher.publish(input({ rotationId: "old-2", groupId: "G" }));
+    // As an earlier version left it: one counter for the group, no per-channel field.
+    await redis.hdel(keys.group("G"), `sequence:${channel}`, "last_sequence");
+    await redis.hset(keys.group("G"), "sequence", "7");
+    expect((await publisher.publish(input({ rotationId: "new-1", groupId: "G" }))).sequence).toBe(3);
+    expect(
+      (await publisher.publish(input({ rotationId: "new-2", groupId: "G", channel: other() }))).sequence,
+    ).toBe(1);
   });
 });
 
