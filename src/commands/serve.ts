@@ -3,7 +3,7 @@ import { createConfigReloader } from "../config/reload.js";
 import { handleShutdownSignals } from "../ops/signals.js";
 import { parseCommandArgs } from "./args.js";
 import type { CommandIO } from "./command.js";
-import { loadPolicyFile, loadRuntime } from "./runtime.js";
+import { learnTokens, loadPolicyFile, loadRuntime } from "./runtime.js";
 
 /**
  * After a complete stop nothing should hold the event loop, but a client stuck reconnecting to a
@@ -18,12 +18,16 @@ function exitSoon(code: number): void {
 /** Runs the long-lived roles (`start`, `worker`, `scheduler`) until SIGTERM/SIGINT. */
 export async function serve(args: string[], io: CommandIO, roles: AppRoles): Promise<number> {
   parseCommandArgs({ args, options: {} });
-  const { settings, logger, config } = await loadRuntime(io);
+  const { settings, logger, config, scrub } = await loadRuntime(io);
   const app = createApp({ settings, logger, config, roles });
   // SIGHUP or a changed file: validate the new file first, then make it live.
   const reloader = createConfigReloader({
     file: settings.ROTATOR_CONFIG,
-    load: () => loadPolicyFile(settings),
+    load: async () => {
+      const next = await loadPolicyFile(settings);
+      learnTokens(next, scrub, io);
+      return next;
+    },
     apply: (next) => app.reload(next),
     logger,
   });

@@ -1,5 +1,4 @@
 import { createKeys } from "../core/keys.js";
-import { accountTokens, redactSecrets } from "../infra/redact.js";
 import { connectOneShot } from "../infra/redis.js";
 import { listGroupIds, readGroupStatuses, type GroupStatus } from "../ops/status.js";
 import { parseCommandArgs } from "./args.js";
@@ -15,17 +14,13 @@ import { loadRuntime } from "./runtime.js";
 const command: Command = {
   async run(args, io) {
     const json = parse(args);
-    const { settings, logger, config } = await loadRuntime(io, { logLevel: "warn" });
+    const { settings, logger, config, scrub } = await loadRuntime(io, { logLevel: "warn" });
     const keys = createKeys(settings.ROTATOR_PREFIX);
     const redis = await connectOneShot(settings.REDIS_URL, "status", logger);
     try {
       const now = Date.now();
-      const tokens = accountTokens(config);
       const ids = await listGroupIds(redis, keys, config);
-      const batches = readGroupStatuses(
-        { redis, keys, config, now, clean: (text) => redactSecrets(text, io.env, tokens) },
-        ids,
-      );
+      const batches = readGroupStatuses({ redis, keys, config, now, clean: scrub }, ids);
       const render = json ? jsonRenderer(io, now) : tableRenderer(io, ids, config);
       for await (const batch of batches) for (const row of batch) render.row(row);
       render.end();

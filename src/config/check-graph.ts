@@ -4,7 +4,7 @@ import { toError } from "../core/errors.js";
 import { createGraphClient, type GraphClient } from "../graph/client.js";
 import { GraphError } from "../graph/errors.js";
 import type { AccountContext } from "../core/interfaces.js";
-import { accountTokens, redactSecrets } from "../infra/redact.js";
+import { accountTokens, createScrubber } from "../infra/redact.js";
 
 /**
  * `validate --check-graph`: asks Graph, read-only, whether each account's token can see each
@@ -33,10 +33,9 @@ export async function checkGraph(input: GraphCheckInput): Promise<GraphCheckResu
     headersTimeoutMs: settings.GRAPH_REQUEST_TIMEOUT,
     bodyTimeoutMs: settings.GRAPH_REQUEST_TIMEOUT,
   });
+  const scrub = createScrubber(accountTokens(input.config), settings.env);
   try {
-    return await checkGraphWith(graph, input.config, (line) =>
-      input.io.out(redactSecrets(line, settings.env, accountTokens(input.config))),
-    );
+    return await checkGraphWith(graph, input.config, (line) => input.io.out(scrub(line)));
   } finally {
     await graph.close();
   }

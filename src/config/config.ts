@@ -3,7 +3,7 @@ import { checkPolicies, type CheckedGroups } from "./checks.js";
 import { ConfigError, RotatorError, type ConfigIssue } from "../core/errors.js";
 import type { AccountContext } from "../core/interfaces.js";
 import { DEFAULT_CHANNEL } from "../core/keys.js";
-import { redactSecrets, secretValues } from "../infra/redact.js";
+import { createScrubber } from "../infra/redact.js";
 import {
   formatPath,
   parsePolicyFile,
@@ -90,15 +90,11 @@ export function parseConfigText(
   env: Readonly<Record<string, string | undefined>>,
   defaults: ConfigDefaults,
 ): ResolvedConfig {
-  const secrets = configSecrets(text, env);
+  const scrub = createScrubber(configTokens(text, env), env);
   const fail = (issues: readonly ConfigIssue[]) =>
     new ConfigError(
       file,
-      issues.map((i) => ({
-        ...i,
-        path: redactSecrets(i.path, {}, secrets),
-        message: redactSecrets(i.message, {}, secrets),
-      })),
+      issues.map((i) => ({ ...i, path: scrub(i.path), message: scrub(i.message) })),
     );
   const read = readDocument(text, file);
   if (!read.document) throw fail(read.issues);
@@ -129,16 +125,13 @@ export function parseConfigText(
 }
 
 /**
- * Values an error about this file must never repeat: secret-named environment variables and the
- * variables its accounts name as `token_env` (found in the raw text, so this works on a file that
- * does not parse). A token pasted into the wrong field, or as a key, is then redacted.
+ * The tokens an error about this file must never repeat, beside the environment's secrets: those
+ * of the variables its accounts name as `token_env` (found in the raw text, so this works on a file
+ * that does not parse). A token pasted into the wrong field, or as a key, is then redacted.
  */
-function configSecrets(text: string, env: Readonly<Record<string, string | undefined>>): string[] {
+function configTokens(text: string, env: Readonly<Record<string, string | undefined>>): string[] {
   const names = [...text.matchAll(/token_env["']?\s*:\s*["']?([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]!);
-  return [
-    ...secretValues(env),
-    ...names.map((name) => env[name]).filter((v): v is string => v !== undefined),
-  ];
+  return names.map((name) => env[name]).filter((v): v is string => v !== undefined);
 }
 
 /** The account as a rotation uses it. Throws E_NO_TOKEN (naming the variable, never a value). */

@@ -1,5 +1,6 @@
 import { RotatorError } from "../core/errors.js";
 import type { FailureScope, RetryAction } from "../core/interfaces.js";
+import { scrub, scrubAndCut } from "../infra/redact.js";
 
 /** Stable codes of every Graph failure. Callers branch on `action`/`scope`; the code names the cause. */
 export type GraphErrorCode =
@@ -42,6 +43,8 @@ export interface GraphErrorInit {
 }
 
 const MAX_DETAIL = 300;
+/** Real fbtrace_ids are about a dozen characters. */
+const MAX_TRACE_ID = 64;
 
 /**
  * A failed Graph call, classified once at the HTTP boundary (`classify.ts`). The message always
@@ -72,7 +75,9 @@ export class GraphError extends RotatorError {
     if (init.status !== undefined) this.status = init.status;
     if (init.graphCode !== undefined) this.graphCode = init.graphCode;
     if (init.subcode !== undefined) this.subcode = init.subcode;
-    if (init.fbtraceId !== undefined) this.fbtraceId = init.fbtraceId;
+    // Graph's own text: a hostile or buggy answer can put anything there, the token included.
+    if (init.fbtraceId !== undefined)
+      this.fbtraceId = scrubAndCut(init.fbtraceId, MAX_TRACE_ID, (text) => scrub(text, init.secrets ?? []));
     if (init.isTransient !== undefined) this.isTransient = init.isTransient;
     if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs;
   }
@@ -95,25 +100,6 @@ function graphErrorMessage(init: GraphErrorInit): string {
   if (init.graphCode !== undefined) facts.push(`code ${init.graphCode}`);
   if (init.subcode !== undefined) facts.push(`subcode ${init.subcode}`);
   const head = `Graph ${init.operation}${target} failed: `;
-  const detail = truncate(scrubSecrets(init.detail, init.secrets ?? []), MAX_DETAIL);
+  const detail = scrubAndCut(init.detail, MAX_DETAIL, (text) => scrub(text, init.secrets ?? []));
   return facts.length > 0 ? `${head}${facts.join(", ")}: ${detail}` : `${head}${detail}`;
-}
-
-/**
- * Removes bearer tokens, `access_token=` query values and the given secret values from text that
- * may come back from Graph or a proxy (some echo the request).
- */
-export function scrubSecrets(text: string, secrets: readonly string[]): string {
-  let out = text
-    .replace(/(Bearer\s+)[^\s"',;]+/gi, "$1[redacted]")
-    .replace(/(access_token["']?\s*[=:]\s*["']?)[^\s"'&,;]+/gi, "$1[redacted]");
-  for (const secret of secrets) {
-    if (secret.length >= 4) out = out.split(secret).join("[redacted]");
-  }
-  return out;
-}
-
-function truncate(text: string, max: number): string {
-  const flat = text.replace(/\s+/g, " ").trim();
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }

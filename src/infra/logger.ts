@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from "pino";
+import { createScrubber } from "./redact.js";
 
 export type { Logger };
 
@@ -25,10 +26,20 @@ export const REDACT_PATHS = [
   "*.env",
 ];
 
-/** The one root logger: JSON lines on stdout (or the given stream). */
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+/**
+ * The one root logger: JSON lines on stdout (or the given stream). Every line passes `scrub` (the
+ * process's scrubber, which learns the account tokens) as it is written, so text from outside that
+ * reached any field, at any level, cannot carry a secret out; without one, the patterns still apply
+ * (`Bearer …`, `access_token=…`, URL userinfo).
+ */
+export function createLogger(
+  level: string,
+  destination?: DestinationStream,
+  scrub: (line: string) => string = createScrubber(),
+): Logger {
   return pino(
     {
+      hooks: { streamWrite: scrub },
       name: "wa-invite-rotator",
       level,
       base: { pid: process.pid },

@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from "ioredis";
 import { RotatorError } from "../core/errors.js";
 import type { Logger } from "./logger.js";
+import { REDACTED } from "./redact.js";
 
 /**
  * Logs an error event once per outage instead of once per reconnect attempt: the first of a run of
@@ -73,12 +74,14 @@ export async function connectOneShot(url: string, name: string, logger: Logger):
   }
 }
 
-/** The Redis URL without its password, for messages. */
+/** The Redis URL without its userinfo (user and password), for messages. */
 export function safeRedisUrl(url: string): string {
   try {
     const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
+    const hidden = parsed.username !== "" || parsed.password !== "";
+    parsed.username = "";
+    parsed.password = "";
+    return hidden ? parsed.toString().replace("//", `//${REDACTED}@`) : parsed.toString();
   } catch {
     return "(REDIS_URL)";
   }

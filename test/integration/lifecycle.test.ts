@@ -108,7 +108,7 @@ describe("process lifecycle", () => {
       REDIS_URL: `redis://:hunter2-secret@127.0.0.1:${deadPort}`,
     });
     expect(code).toBe(1);
-    expect(stderr).toContain(`cannot reach Redis at redis://:***@127.0.0.1:${deadPort}`);
+    expect(stderr).toContain(`cannot reach Redis at redis://[redacted]@127.0.0.1:${deadPort}`);
     expect(stderr).not.toContain("hunter2-secret");
   });
 });

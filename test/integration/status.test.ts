@@ -232,7 +232,7 @@ describe("status (table)", () => {
       REDIS_URL: "redis://:pw-hidden@127.0.0.1:1",
     });
     expect(code).toBe(1);
-    expect(stderr).toMatch(/cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:1/);
+    expect(stderr).toMatch(/cannot reach Redis at redis:\/\/\[redacted\]@127\.0\.0\.1:1/);
     expect(stderr).not.toContain("pw-hidden");
     expect(stdout).toBe("");
     expect(Date.now() - started).toBeLessThan(10_000);
