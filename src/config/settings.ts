@@ -75,6 +75,10 @@ export const settingsSchema = z.object({
   /** First throttle back-off when Graph names no wait; each further throttle waits 4× longer. */
   ROTATOR_THROTTLE_BASE: durationString("1s"),
   ROTATOR_THROTTLE_MAX: durationString("15m"),
+  /** The Meta app secret: verifies `X-Hub-Signature-256` of webhook deliveries. Never logged. */
+  WHATSAPP_APP_SECRET: z.string().min(1).optional(),
+  /** Answers Meta's webhook verification handshake. Never logged. */
+  WHATSAPP_VERIFY_TOKEN: z.string().min(1).optional(),
 });
 
 export type Settings = Readonly<z.infer<typeof settingsSchema>> & {

@@ -20,6 +20,18 @@ export interface Keys {
   readonly groupsIndex: string;
   /** Set: groups whose old link was deleted and whose new link is not yet published. */
   readonly withoutLinkIndex: string;
+  /** Set: groups WhatsApp suspended (a `group_suspend` webhook, not yet cleared). */
+  readonly suspendedIndex: string;
+  /** Set: groups WhatsApp deleted (a `group_delete` webhook). */
+  readonly deletedIndex: string;
+  /** Hash: a group's members seen through webhooks, member id → `+ts` (joined) or `-ts` (left). */
+  groupMembers(groupId: string): string;
+  /** Stream: verified WhatsApp webhook deliveries, each the raw body (consumer group below). */
+  readonly webhookStream: string;
+  /** Consumer group of `webhookStream` that applies deliveries to group state. */
+  readonly webhookConsumerGroup: string;
+  /** String: a delivery already recorded (by the SHA-256 of its body), so a redelivery is not. */
+  webhookDelivery(digest: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -33,6 +45,12 @@ export function createKeys(prefix: string): Keys {
     policy: (policy) => `${prefix}:policy:${policy}`,
     groupsIndex: `${prefix}:groups`,
     withoutLinkIndex: `${prefix}:groups:without-link`,
+    suspendedIndex: `${prefix}:groups:suspended`,
+    deletedIndex: `${prefix}:groups:deleted`,
+    groupMembers: (groupId) => `${prefix}:members:${groupId}`,
+    webhookStream: `${prefix}:webhooks:whatsapp`,
+    webhookConsumerGroup: "group-events",
+    webhookDelivery: (digest) => `${prefix}:webhooks:whatsapp:seen:${digest}`,
   };
 }
 
