@@ -5,6 +5,7 @@
  *    YAML alone, to show what validation costs on top.
  * 2. A fire of 10,000 groups is enqueued within 2 s — the scheduler's path (one Lua call and one
  *    addBulk per 1,000 groups) against a naive one (a pending check, a mark and an add per group).
+ * 3. drain (bench/drain.ts): the worker against a raw loop of the same Graph calls and publish.
  *
  * Uses the Redis at REDIS_URL (default 127.0.0.1:6379) under a private key prefix it deletes after.
  */
@@ -20,6 +21,7 @@ import { createKeys } from "../src/core/keys.js";
 import { createLogger } from "../src/infra/logger.js";
 import { createRotationQueue, scheduledRotationId } from "../src/rotation/queue.js";
 import { benchCliHelp } from "./cli-help.js";
+import { benchDrain } from "./drain.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const GOAL_MS = 2_000;
@@ -167,7 +169,22 @@ async function benchFire(): Promise<void> {
   }
 }
 
+/** Scenarios by name: `npm run bench -- drain` runs one; no name runs them all. */
+const scenarios: Record<string, () => Promise<void>> = {
+  config: benchConfig,
+  fire: benchFire,
+  "cli-help": async () => benchCliHelp(),
+  drain: () =>
+    benchDrain({
+      rotations: Number(process.env.BENCH_DRAIN_ROTATIONS ?? 2_000),
+      concurrency: 64,
+      latenciesMs: [0, 50],
+      countedRotations: 300,
+    }),
+};
+const chosen = process.argv.slice(2);
+for (const name of chosen) if (!scenarios[name]) throw new Error(`unknown scenario ${name}`);
+
 console.log(`wa-invite-rotator bench — node ${process.version}, ${new Date().toISOString()}`);
-await benchConfig();
-await benchFire();
-benchCliHelp();
+for (const [name, run] of Object.entries(scenarios))
+  if (chosen.length === 0 || chosen.includes(name)) await run();

@@ -34,6 +34,19 @@ export async function findOrStartRedis(
   const shared = await redisAnswers(url);
   signal?.throwIfAborted();
   if (shared) return { url, owned: false, stop: async () => undefined, kill: () => undefined };
+  return startPrivateRedis({ url, ...(signal && { signal }) });
+}
+
+/**
+ * Starts a private redis-server on a free port (no persistence), whatever answers elsewhere; the
+ * bench uses it to count commands and bytes no other client adds to. Aborting `signal` while it
+ * starts kills it, as in `findOrStartRedis`; `url` (the Redis the caller looked for) is only named
+ * in the message when redis-server is missing.
+ */
+export async function startPrivateRedis(
+  options: { url?: string; signal?: AbortSignal } = {},
+): Promise<DemoRedis> {
+  const { signal, url } = options;
   const port = await freePort();
   signal?.throwIfAborted();
   const dir = mkdtempSync(join(tmpdir(), "wa-rotator-demo-redis-"));
@@ -71,7 +84,7 @@ export async function findOrStartRedis(
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") {
         throw new RedisMissingError(
-          `No Redis answers at ${url} and redis-server is not installed.\n` +
+          `${url === undefined ? "" : `No Redis answers at ${url} and `}redis-server is not installed.\n` +
             "Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis), " +
             "or point REDIS_URL at a running Redis.",
         );

@@ -9,6 +9,8 @@ export interface ControlContext {
   readonly calls: SimCall[];
   readonly faults: FaultBook;
   readonly state: SimState;
+  /** TCP connections accepted so far. */
+  readonly connections: () => number;
 }
 
 /** The simulator's control API under `/__sim/` (routes listed in simulator.ts). */
@@ -26,6 +28,7 @@ export function handleControl(
     calls.length = 0;
     return sendText(res, 204, undefined, "");
   }
+  if (route === "connections" && method === "GET") return send(res, 200, { accepted: ctx.connections() });
   if (route === "faults" && method === "GET") return send(res, 200, { faults: faults.list() });
   if (route === "faults" && method === "DELETE") {
     faults.clear();

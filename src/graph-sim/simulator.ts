@@ -40,6 +40,7 @@ import {
  *                                transient, group-rate-limit, token-invalid, group-unknown,
  *                                group-suspended; times -1/null/"Infinity" = until cleared → 201 {id}
  *   GET    /__sim/groups         {groups}                  GET /__sim/groups/{id}  one group or 404
+ *   GET    /__sim/connections    {accepted}: TCP connections accepted so far
  *   POST   /__sim/groups         body: {id, subject?, phoneNumberId?} → 201 the group
  */
 
@@ -83,6 +84,8 @@ export interface GraphSimulator {
   /** Base URL, no trailing slash (includes basePath). */
   readonly url: string;
   readonly calls: SimCall[];
+  /** TCP connections accepted so far (a client that keeps its connections opens few). */
+  readonly connections: number;
   inject(fault: Fault): number;
   clearFaults(): void;
   clearCalls(): void;
@@ -101,6 +104,7 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
   const basePath = (options.basePath ?? "").replace(/\/+$/, "");
   const calls: SimCall[] = [];
   const sockets = new Set<Socket>();
+  let accepted = 0;
   const timers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   let closed = false;
 
@@ -116,6 +120,7 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
     });
   });
   server.on("connection", (socket) => {
+    accepted++;
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
   });
@@ -127,7 +132,7 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
     const text = await readBody(req);
     if (path.startsWith("/__sim/")) {
       return handleControl(
-        { calls, faults, state },
+        { calls, faults, state, connections: () => accepted },
         req.method ?? "GET",
         path.slice("/__sim/".length),
         text,
@@ -298,6 +303,9 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
   const simulator: GraphSimulator = {
     url: `http://${host}:${address.port}${basePath}`,
     calls,
+    get connections() {
+      return accepted;
+    },
     inject: (fault) => faults.inject(fault),
     clearFaults: () => faults.clear(),
     clearCalls: () => {
