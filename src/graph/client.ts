@@ -170,6 +170,11 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
           ...(spec.sendBody && { "content-type": "application/json" }),
         },
         body: spec.sendBody ? WHATSAPP_BODY : null,
+        // undici closes the connection after a DELETE that carries a body (a server that ignores
+        // such a body could misread what follows). Graph's DELETE invite_link expects this body, so
+        // the connection stays: otherwise every rotation pays a new connection (TLS in production)
+        // inside its link gap.
+        ...(spec.method === "DELETE" && { reset: false }),
         headersTimeout,
         bodyTimeout,
         signal: controller.signal,
