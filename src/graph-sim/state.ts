@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { INVITE_LINK_PREFIX } from "../graph/response.js";
+import { INVITE_LINK_PREFIX } from "../core/invite-link.js";
 
 /**
  * The Graph simulator's world: accounts (known by token) and groups with their current invite

@@ -3,7 +3,7 @@ import type { ResolvedConfig, ResolvedPolicy } from "../config/config.js";
 import { nextFires } from "../config/cron.js";
 import type { Trigger } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
-import { INVITE_LINK_PREFIX } from "../publish/message.js";
+import { INVITE_LINK_PREFIX } from "../core/invite-link.js";
 
 /**
  * What `status` shows, gathered from Redis in batches: every group the policy file lists, then

@@ -1,10 +1,8 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import { RotatorError } from "../core/errors.js";
+import { INVITE_LINK_FORM, isInviteLink } from "../core/invite-link.js";
 import type { RotationMessage } from "../core/interfaces.js";
-
-/** Every invite link the contract allows starts with this. */
-export const INVITE_LINK_PREFIX = "https://chat.whatsapp.com/";
 
 const nonEmpty = z.string().min(1);
 
@@ -21,10 +19,7 @@ export const rotationMessageSchema = z.object({
   schema: z.literal(1),
   rotation_id: nonEmpty,
   group_id: nonEmpty,
-  invite_link: z
-    .string()
-    .startsWith(INVITE_LINK_PREFIX)
-    .refine((link) => link.length > INVITE_LINK_PREFIX.length, "invite link has no code"),
+  invite_link: z.string().refine(isInviteLink, `invite_link must be ${INVITE_LINK_FORM}`),
   // YYYY-MM-DDTHH:mm:ss.sssZ: UTC, exactly three fraction digits.
   rotated_at: z.iso.datetime({ precision: 3 }).refine(isRealInstant, "not a real instant"),
   sequence: z.int().positive(),

@@ -53,7 +53,7 @@ const refused = () =>
 type Plan = "ok" | "unsure-landed" | "unsure-not-landed" | { hang: Promise<void>; land: boolean };
 
 function modelGraph(withGet = true) {
-  let link: string | undefined = "https://chat.whatsapp.com/INITIAL";
+  let link: string | undefined = "https://chat.whatsapp.com/INITIAL_abcdefghij";
   let n = 0;
   const deletes: Plan[] = [];
   const creates: Plan[] = [];
@@ -74,7 +74,7 @@ function modelGraph(withGet = true) {
     async createInviteLink() {
       calls.push("POST");
       const plan = creates.shift() ?? "ok";
-      const fresh = `https://chat.whatsapp.com/L${++n}`;
+      const fresh = `https://chat.whatsapp.com/L${++n}_abcdefghij`;
       if (plan !== "unsure-not-landed") link = fresh;
       if (plan !== "ok") throw timeout("create-invite-link");
       return fresh;
@@ -152,7 +152,10 @@ describe("unsure marks and the saga, across rotations of one group", () => {
     await expect(rotateGroup(s.job("R1"), s.deps, { owner: "r1a" })).rejects.toThrow("redis went away");
     // R2 (manual): rotates and publishes L2 (sequence 1).
     const r2 = await rotateGroup(s.job("R2"), s.deps, { owner: "r2" });
-    expect(r2).toMatchObject({ kind: "published", message: { invite_link: "https://chat.whatsapp.com/L2" } });
+    expect(r2).toMatchObject({
+      kind: "published",
+      message: { invite_link: "https://chat.whatsapp.com/L2_abcdefghij" },
+    });
     // R3: its DELETE times out and does not land; it is in back-off (or failed for good). Mark set.
     g.deletes.push("unsure-not-landed");
     await expect(rotateGroup(s.job("R3"), s.deps, { owner: "r3" })).rejects.toThrow();

@@ -33,7 +33,7 @@ function input(overrides: Partial<PublishInput> = {}): PublishInput {
   return {
     rotationId: "rot-1",
     groupId: "120363025246125486",
-    inviteLink: "https://chat.whatsapp.com/AbC123",
+    inviteLink: "https://chat.whatsapp.com/AbC123dEfG",
     createdAt: CREATED_AT,
     policy: "nightly",
     account: "default",
@@ -74,7 +74,7 @@ describe("publisher", () => {
       schema: 1,
       rotation_id: "rot-1",
       group_id: "120363025246125486",
-      invite_link: "https://chat.whatsapp.com/AbC123",
+      invite_link: "https://chat.whatsapp.com/AbC123dEfG",
       rotated_at: "2026-03-04T05:06:07.089Z",
       sequence: 1,
       policy: "nightly",

@@ -35,7 +35,7 @@ function scriptedGraph(script: { delete?: Array<Error | null>; create?: Array<Er
       calls.push(`POST ${groupId}`);
       const next = script.create?.shift();
       if (next instanceof Error) throw next;
-      return next ?? `https://chat.whatsapp.com/LINK${++links}`;
+      return next ?? `https://chat.whatsapp.com/LINK${++links}_abcdefghij`;
     },
   };
   return { graph, calls };
@@ -106,7 +106,7 @@ describe("rotation saga", () => {
     expect(outcome).toMatchObject({ kind: "published", resumedAt: "delete" });
     expect(rec.published).toEqual([
       expect.objectContaining({
-        inviteLink: "https://chat.whatsapp.com/LINK1",
+        inviteLink: "https://chat.whatsapp.com/LINK1_abcdefghij",
         rotationId: "r-1",
         policy: "nightly",
       }),
@@ -128,13 +128,13 @@ describe("rotation saga", () => {
     const { deps } = setup(graph);
     // The earlier attempt got as far as persisting the created link, then its process died.
     await deps.state.markDeleted("r-1", "G1", 1);
-    await deps.state.markCreated("r-1", "G1", "https://chat.whatsapp.com/CREATED", 2);
+    await deps.state.markCreated("r-1", "G1", "https://chat.whatsapp.com/CREATED_abcdefghij", 2);
     const rec = recordingPublisher();
     const outcome = await rotateGroup(job(), { ...deps, publisher: rec.publisher }, { owner: "b" });
     expect(calls).toEqual([]);
     expect(outcome).toMatchObject({ kind: "published", resumedAt: "publish" });
     expect(rec.published.map((p) => [p.inviteLink, p.createdAt])).toEqual([
-      ["https://chat.whatsapp.com/CREATED", 2],
+      ["https://chat.whatsapp.com/CREATED_abcdefghij", 2],
     ]);
   });
 
@@ -164,13 +164,13 @@ describe("rotation saga", () => {
     const { deps } = setup(graph, rec.publisher);
     // r-1 created a link, then its process died before publishing.
     await deps.state.markDeleted("r-1", "G1", 1);
-    await deps.state.markCreated("r-1", "G1", "https://chat.whatsapp.com/MINE", 2);
+    await deps.state.markCreated("r-1", "G1", "https://chat.whatsapp.com/MINE_abcdefghij", 2);
     // r-2 deleted the group's link (r-1's) and failed at POST: nothing was published.
     await expect(rotateGroup(job("G1", "r-2"), deps, { owner: "b" })).rejects.toThrow("boom");
     // r-1 resumes: its link is dead, so publishing it would hand out a dead link. It starts over.
     const outcome = await rotateGroup(job("G1", "r-1"), deps, { owner: "c" });
     expect(outcome).toMatchObject({ kind: "published", resumedAt: "delete" });
-    expect(rec.published.map((p) => p.inviteLink)).toEqual(["https://chat.whatsapp.com/LINK1"]);
+    expect(rec.published.map((p) => p.inviteLink)).toEqual(["https://chat.whatsapp.com/LINK1_abcdefghij"]);
     expect(calls).toEqual(["DELETE G1", "POST G1", "DELETE G1", "POST G1"]);
   });
 
@@ -180,7 +180,7 @@ describe("rotation saga", () => {
     const { deps, keys } = setup(graph, rec.publisher);
     // r-1 created a link, then its process died before publishing.
     await deps.state.markDeleted("r-1", "G1", 1);
-    await deps.state.markCreated("r-1", "G1", "https://chat.whatsapp.com/MINE", 2);
+    await deps.state.markCreated("r-1", "G1", "https://chat.whatsapp.com/MINE_abcdefghij", 2);
     // r-2 deleted the group's link (r-1's) and failed at POST: nothing was published.
     await expect(rotateGroup(job("G1", "r-2"), deps, { owner: "b" })).rejects.toThrow("boom");
     // r-1 starts over: its DELETE succeeds, its POST fails.
@@ -190,7 +190,7 @@ describe("rotation saga", () => {
     // r-1's next retry resumes at POST; publishing MINE would hand out a link Graph deleted twice.
     const outcome = await rotateGroup(job("G1", "r-1"), deps, { owner: "d" });
     expect(outcome).toMatchObject({ kind: "published", resumedAt: "create" });
-    expect(rec.published.map((p) => p.inviteLink)).toEqual(["https://chat.whatsapp.com/LINK1"]);
+    expect(rec.published.map((p) => p.inviteLink)).toEqual(["https://chat.whatsapp.com/LINK1_abcdefghij"]);
     expect(calls).toEqual(["DELETE G1", "POST G1", "DELETE G1", "POST G1", "POST G1"]);
   });
 
@@ -270,7 +270,10 @@ describe("rotation saga fenced by the group lock", () => {
     expect(calls).toEqual(["DELETE G1", "POST G1", "DELETE G1", "POST G1"]);
     // LINK1 (A's) was reset by B's DELETE: C:latest keeps B's LINK2, and A published nothing.
     const latest = JSON.parse((await redis.hget(`${prefix}:links:latest`, "G1")) ?? "{}") as RotationMessage;
-    expect(latest).toMatchObject({ rotation_id: "r-b", invite_link: "https://chat.whatsapp.com/LINK2" });
+    expect(latest).toMatchObject({
+      rotation_id: "r-b",
+      invite_link: "https://chat.whatsapp.com/LINK2_abcdefghij",
+    });
     expect(await redis.xlen(`${prefix}:links:stream`)).toBe(1);
     expect(await redis.hget(keys.rotation("r-a"), "message")).toBeNull();
   });

@@ -39,7 +39,7 @@ function message(groupId: string, sequence: number, extra: Partial<RotationMessa
     schema: 1,
     rotation_id: `rot-${groupId}-${sequence}`,
     group_id: groupId,
-    invite_link: `https://chat.whatsapp.com/${groupId}${sequence}`,
+    invite_link: `https://chat.whatsapp.com/Link${groupId}x${sequence}abcdefgh`,
     rotated_at: new Date(Date.UTC(2026, 0, 1, 0, 0, sequence % 86_400)).toISOString(),
     sequence,
     policy: "nightly",
@@ -58,7 +58,7 @@ function input(groupId: string, rotationId: string): PublishInput {
   return {
     rotationId,
     groupId,
-    inviteLink: `https://chat.whatsapp.com/${rotationId}`,
+    inviteLink: `https://chat.whatsapp.com/Link${rotationId.replace(/[^\w-]/g, "")}abcdefgh`,
     createdAt: Date.UTC(2026, 0, 1),
     policy: "nightly",
     account: "default",
@@ -110,7 +110,7 @@ describe("subscribe", () => {
     const rec = recorder();
     subscription = await subscribe({ redis: testRedisUrl(), channel, secret: SECRET, ...rec });
     const good = signed(message("A", 1));
-    const tampered = { ...signed(message("A", 2)), invite_link: "https://chat.whatsapp.com/evil" };
+    const tampered = { ...signed(message("A", 2)), invite_link: "https://chat.whatsapp.com/EvilEvilEvil1" };
     const unsignedMsg = message("A", 3);
     const wrongSecret = { ...message("A", 4), signature: signMessage(message("A", 4), "other", channel) };
     await redis.publish(channel, serializeMessage(tampered));
@@ -148,7 +148,7 @@ describe("subscribe", () => {
     const nextSigned = { ...next, signature: signMessage(next, SECRET, channel) };
     await redis.publish(
       channel,
-      JSON.stringify({ ...nextSigned, invite_link: "https://chat.whatsapp.com/evil" }),
+      JSON.stringify({ ...nextSigned, invite_link: "https://chat.whatsapp.com/EvilEvilEvil1" }),
     );
     await redis.publish(channel, JSON.stringify({ ...nextSigned, v: 3 }));
     await flush(rec);

@@ -258,21 +258,55 @@ describe("success bodies", () => {
   });
 
   it("POST: a chat.whatsapp.com link, also from the mangled sample; missing or wrong prefix is bad", () => {
-    expect(parseInviteLinkResponse({ invite_link: "https://chat.whatsapp.com/AbC123" })).toEqual({
+    expect(parseInviteLinkResponse({ invite_link: "https://chat.whatsapp.com/AbC123dEfG" })).toEqual({
       ok: true,
-      value: "https://chat.whatsapp.com/AbC123",
+      value: "https://chat.whatsapp.com/AbC123dEfG",
     });
     const mangled: unknown = JSON.parse(
-      '{"messaging_product": "\\"whatsapp\\"", "invite_link": "\\"https:\\\\/\\\\/chat.whatsapp.com\\\\/LINK_ID\\""}',
+      '{"messaging_product": "\\"whatsapp\\"", "invite_link": "\\"https:\\\\/\\\\/chat.whatsapp.com\\\\/LINK_ID_abc\\""}',
     );
     expect(parseInviteLinkResponse(mangled)).toEqual({
       ok: true,
-      value: "https://chat.whatsapp.com/LINK_ID",
+      value: "https://chat.whatsapp.com/LINK_ID_abc",
     });
     expect(parseInviteLinkResponse({ messaging_product: "whatsapp" }).ok).toBe(false);
     expect(parseInviteLinkResponse({ invite_link: "https://evil.example/AbC" }).ok).toBe(false);
     expect(parseInviteLinkResponse({ invite_link: "https://chat.whatsapp.com/" }).ok).toBe(false);
     expect(parseInviteLinkResponse({ invite_link: 42 }).ok).toBe(false);
+  });
+
+  it("POST: only the contract's form is a link; anything else is garbled, and the problem never echoes it", () => {
+    const garbled = [
+      "https://chat.whatsapp.com/short",
+      `https://chat.whatsapp.com/${"A".repeat(65)}`,
+      `https://chat.whatsapp.com/${"A".repeat(900_000)}`,
+      "https://chat.whatsapp.com/AbCdEfGhIj12?x=1",
+      "https://chat.whatsapp.com/AbCdEfGhIj12#frag",
+      "https://chat.whatsapp.com/AbCd\u0000EfGhIj12",
+      "https://chat.whatsapp.com/AbCd\u001b[31mEfGhIj12",
+      "https://chat.whatsapp.com/AbCd\u202eEfGhIj12",
+      "http://chat.whatsapp.com/AbCdEfGhIj12",
+      "https://chat.whatsapp.com.evil.example/AbCdEfGhIj12",
+    ];
+    for (const link of garbled) {
+      const parsed = parseInviteLinkResponse({ invite_link: link });
+      expect(parsed.ok, JSON.stringify(link.slice(0, 60))).toBe(false);
+      if (!parsed.ok) expect(parsed.problem.length).toBeLessThan(150);
+    }
+    for (const link of [
+      `https://chat.whatsapp.com/${"a".repeat(10)}`,
+      `https://chat.whatsapp.com/${"Z_-9".repeat(16)}`,
+    ])
+      expect(parseInviteLinkResponse({ invite_link: link })).toEqual({ ok: true, value: link });
+    // Classified like every other garbled answer: GRAPH_BAD_RESPONSE, retried.
+    const error = classifyGraphFailure({
+      operation: "create-invite-link",
+      groupId: "G1",
+      status: 200,
+      body: "{}",
+      badResponse: "x",
+    });
+    expect([error.code, error.action]).toEqual(["GRAPH_BAD_RESPONSE", "retry"]);
   });
 
   it("groups page: next page only with paging.next; cursor from cursors.after or next's query", () => {

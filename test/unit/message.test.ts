@@ -15,16 +15,16 @@ import {
 
 const SECRET = "test-secret";
 // Derived independently with:
-// printf '%s' 'rot-1.120363025246125486.https://chat.whatsapp.com/AbC123.2026-01-02T03:04:05.678Z.7' \
+// printf '%s' 'rot-1.120363025246125486.https://chat.whatsapp.com/AbC123dEfG.2026-01-02T03:04:05.678Z.7' \
 //   | openssl dgst -sha256 -hmac 'test-secret'
-const KNOWN_SIGNATURE = "v1=b810b7f7820498bacdd968cd6faf82a85014a17e8d57a3fa7ab7785b6fbee8f4";
+const KNOWN_SIGNATURE = "v1=76180bd09ec142104620501effe23e3c598f2e693c63028f52fe8061de2abdf0";
 
 const base: RotationMessage = {
   event: "invite_link.rotated",
   schema: 1,
   rotation_id: "rot-1",
   group_id: "120363025246125486",
-  invite_link: "https://chat.whatsapp.com/AbC123",
+  invite_link: "https://chat.whatsapp.com/AbC123dEfG",
   rotated_at: "2026-01-02T03:04:05.678Z",
   sequence: 7,
   policy: "nightly",
@@ -52,7 +52,7 @@ describe("rotationMessageSchema", () => {
     ["group_id empty", { group_id: "" }],
     ["group_id number", { group_id: 12036302 }],
     ["invite_link other host", { invite_link: "https://example.com/AbC123" }],
-    ["invite_link http", { invite_link: "http://chat.whatsapp.com/AbC123" }],
+    ["invite_link http", { invite_link: "http://chat.whatsapp.com/AbC123dEfG" }],
     ["invite_link without code", { invite_link: "https://chat.whatsapp.com/" }],
     ["rotated_at without ms", { rotated_at: "2026-01-02T03:04:05Z" }],
     ["rotated_at with offset", { rotated_at: "2026-01-02T03:04:05.678+01:00" }],
@@ -152,10 +152,10 @@ describe("signature v2", () => {
 
   it("reads v1 only when asked to", () => {
     // Derived independently with:
-    // printf '%s' 'rot-1.120363025246125486.https://chat.whatsapp.com/AbC123.2026-01-02T03:04:05.678Z.7' \
+    // printf '%s' 'rot-1.120363025246125486.https://chat.whatsapp.com/AbC123dEfG.2026-01-02T03:04:05.678Z.7' \
     //   | openssl dgst -sha256 -hmac 'test-secret'
     expect(signaturePayloadV1(base)).toBe(
-      "rot-1.120363025246125486.https://chat.whatsapp.com/AbC123.2026-01-02T03:04:05.678Z.7",
+      "rot-1.120363025246125486.https://chat.whatsapp.com/AbC123dEfG.2026-01-02T03:04:05.678Z.7",
     );
     expect(signMessageV1(base, SECRET)).toBe(KNOWN_SIGNATURE);
     const v1 = { ...base, signature: KNOWN_SIGNATURE };
