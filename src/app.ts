@@ -1,15 +1,15 @@
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "./infra/redis.js";
 import type { Queue } from "bullmq";
 import { createGraphClient, type GraphClient } from "./graph/client.js";
 import { createGroupLock } from "./rotation/group-lock.js";
 import { createAccountGate } from "./accounts/gate.js";
 import { createAccountProbe } from "./accounts/probe.js";
 import { systemClock, type AccountContext, type RotationJobData } from "./core/interfaces.js";
-import { createKeys, type Keys } from "./core/keys.js";
+import { channelKeys, type Keys } from "./core/keys.js";
 import type { Logger } from "./infra/logger.js";
 import { createPublisher } from "./publish/publisher.js";
 import { createRotationQueue } from "./rotation/queue.js";
-import { createRedis, onceEvery } from "./infra/redis.js";
+import { createRedis, onceEvery, projectKeys, redisDeployment } from "./infra/redis.js";
 import { createRotationStateStore } from "./rotation/state.js";
 import type { Settings } from "./config/settings.js";
 import { createRotationWorker } from "./rotation/worker.js";
@@ -77,10 +77,11 @@ export function createApp(options: {
   roles: AppRoles;
 }): App {
   const { settings, logger, roles } = options;
-  const keys = createKeys(settings.ROTATOR_PREFIX);
+  const deployment = redisDeployment(settings);
+  const keys = projectKeys(settings.ROTATOR_PREFIX, deployment);
   const config: ConfigHolder = { current: options.config };
-  const redis = createRedis(settings.REDIS_URL, "commands", logger);
-  const bullConnection = createRedis(settings.REDIS_URL, "queue", logger);
+  const redis = createRedis(deployment, "commands", logger);
+  const bullConnection = createRedis(deployment, "queue", logger);
   const queue = createRotationQueue(keys, bullConnection);
   queue.on("error", onceEvery(logger, "rotation queue error"));
   const metrics = createMetrics({ logger });
@@ -118,7 +119,10 @@ export function createApp(options: {
       }
     },
   });
-  const redisOk = redisReadiness(redis);
+  // In a Cluster: ready only while the slots of the project's keys and of every channel are served.
+  const redisOk = redisReadiness(redis, {
+    slotKeys: () => [keys.groupsIndex, ...channelsOf(config.current).map((c) => channelKeys(c).latest)],
+  });
   const ready = async () => (await redisOk()) && config.current !== undefined;
   let health: HealthServer | undefined;
 
@@ -335,4 +339,9 @@ export function resolveAccount(config: ResolvedConfig, name: string): AccountCon
     const code = error instanceof RotatorError ? error.code : "E_NO_TOKEN";
     throw new StopError(code, error instanceof Error ? error.message : String(error));
   }
+}
+
+/** The channels the policies publish on, each once. */
+function channelsOf(config: ResolvedConfig): string[] {
+  return [...new Set(config.policies.map((p) => p.channel))];
 }

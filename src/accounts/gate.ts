@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import { StopError } from "../core/errors.js";
 import type { GraphError } from "../graph/errors.js";
 import type { AccountContext, Step } from "../core/interfaces.js";

@@ -1,5 +1,5 @@
 import type { Queue } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { AccountGate } from "./gate.js";
 import { isTokenFailure, tokenFingerprint } from "./gate.js";
 import type { ResolvedConfig } from "../config/config.js";

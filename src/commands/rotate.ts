@@ -3,10 +3,11 @@ import { checkGroupId } from "../config/checks.js";
 import { parseDuration } from "../core/durations.js";
 import { UsageError } from "../core/errors.js";
 import type { RotationJobData } from "../core/interfaces.js";
-import { createKeys, DEFAULT_CHANNEL } from "../core/keys.js";
+import { DEFAULT_CHANNEL, hashTag } from "../core/keys.js";
+import { clusterChannelProblem } from "../config/config.js";
 import { serializeMessage } from "../publish/message.js";
 import { createRotationQueue, enqueueRotations, manualRotationId } from "../rotation/queue.js";
-import { connectOneShot, createRedis, onceEvery } from "../infra/redis.js";
+import { connectOneShot, createRedis, onceEvery, projectKeys, redisDeployment } from "../infra/redis.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
 import type { RotationJobResult } from "../rotation/worker.js";
@@ -46,14 +47,17 @@ const command: Command = {
       };
     });
 
-    const keys = createKeys(settings.ROTATOR_PREFIX);
-    const connection = await connectOneShot(settings.REDIS_URL, "rotate", logger);
+    const deployment = redisDeployment(settings);
+    if (deployment.kind === "cluster") {
+      const untagged = rotations.find((r) => hashTag(r.channel) === undefined);
+      if (untagged) throw new UsageError(clusterChannelProblem(untagged.channel));
+    }
+    const keys = projectKeys(settings.ROTATOR_PREFIX, deployment);
+    const connection = await connectOneShot(deployment, "rotate", logger);
     const queue = createRotationQueue(keys, connection);
     queue.on("error", onceEvery(logger, "rotation queue error"));
     // QueueEvents blocks on its stream: it gets a connection of its own.
-    const eventsConnection = values.wait
-      ? createRedis(settings.REDIS_URL, "rotate-events", logger)
-      : undefined;
+    const eventsConnection = values.wait ? createRedis(deployment, "rotate-events", logger) : undefined;
     const events = eventsConnection
       ? new QueueEvents(keys.rotationQueue, { connection: eventsConnection, prefix: keys.prefix })
       : undefined;

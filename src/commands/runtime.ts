@@ -32,5 +32,8 @@ export function learnTokens(config: ResolvedConfig, scrub: Scrubber, io: Command
 
 /** Loads and validates the policy file the settings name (also what a reload calls). */
 export function loadPolicyFile(settings: Settings): Promise<ResolvedConfig> {
-  return loadConfig(settings.ROTATOR_CONFIG, settings.env, { graphApiVersion: settings.GRAPH_API_VERSION });
+  return loadConfig(settings.ROTATOR_CONFIG, settings.env, {
+    graphApiVersion: settings.GRAPH_API_VERSION,
+    cluster: settings.REDIS_CLUSTER_NODES !== undefined,
+  });
 }

@@ -1,5 +1,4 @@
-import { createKeys } from "../core/keys.js";
-import { connectOneShot } from "../infra/redis.js";
+import { connectOneShot, projectKeys, redisDeployment } from "../infra/redis.js";
 import { listGroupIds, readGroupStatuses, type GroupStatus } from "../ops/status.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
@@ -15,8 +14,9 @@ const command: Command = {
   async run(args, io) {
     const json = parse(args);
     const { settings, logger, config, scrub } = await loadRuntime(io, { logLevel: "warn" });
-    const keys = createKeys(settings.ROTATOR_PREFIX);
-    const redis = await connectOneShot(settings.REDIS_URL, "status", logger);
+    const deployment = redisDeployment(settings);
+    const keys = projectKeys(settings.ROTATOR_PREFIX, deployment);
+    const redis = await connectOneShot(deployment, "status", logger);
     try {
       const now = Date.now();
       const ids = await listGroupIds(redis, keys, config);

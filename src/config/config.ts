@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { checkPolicies, type CheckedGroups } from "./checks.js";
 import { ConfigError, RotatorError, type ConfigIssue } from "../core/errors.js";
 import type { AccountContext } from "../core/interfaces.js";
-import { DEFAULT_CHANNEL } from "../core/keys.js";
+import { DEFAULT_CHANNEL, hashTag } from "../core/keys.js";
 import { createScrubber } from "../infra/redact.js";
 import {
   formatPath,
@@ -62,6 +62,16 @@ export interface ConfigDefaults {
   readonly graphApiVersion: string;
   /** The instant schedules are checked from (jitter against gaps); default now. */
   readonly now?: number;
+  /** Redis Cluster mode (REDIS_CLUSTER_NODES): every channel needs a hash tag. */
+  readonly cluster?: boolean;
+}
+
+/** Why a channel cannot be used on a Redis Cluster, for messages. */
+export function clusterChannelProblem(channel: string): string {
+  return (
+    `channel ${JSON.stringify(channel)} has no hash tag: on a Redis Cluster, C, C:latest and ` +
+    `C:stream must share one hash slot; name it with one, for example "{wa}:invite-links"`
+  );
 }
 
 export const DEFAULT_ACCOUNT = "default";
@@ -120,6 +130,14 @@ export function parseConfigText(
       if (!taken.has(issue.path)) issues.push(issue);
     },
   );
+  if (defaults.cluster && schema.data) {
+    schema.data.policies.forEach((policy, i) => {
+      const channel = policy.channel ?? DEFAULT_CHANNEL;
+      if (hashTag(channel) !== undefined) return;
+      const issue = located(read.document!, ["policies", i, "channel"], clusterChannelProblem(channel));
+      if (!taken.has(issue.path)) issues.push(issue);
+    });
+  }
   if (issues.length > 0 || !schema.data) throw fail(inFileOrder(issues));
   return resolve(file, schema.data, checked, env, defaults);
 }

@@ -35,8 +35,39 @@ const intString = (fallback: number, min: number, max: number) =>
       return n;
     });
 
+/** `host:port,host:port,…` (IPv6 hosts in brackets): the seed nodes of a Cluster, or the Sentinels. */
+const hostPortList = z
+  .string()
+  .optional()
+  .transform((text, ctx) => {
+    if (text === undefined) return undefined;
+    const nodes: { host: string; port: number }[] = [];
+    for (const item of text
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(item);
+      const port = Number(match?.[3]);
+      if (!match || port < 1 || port > 65535) {
+        ctx.addIssue({ code: "custom", message: `not host:port: ${JSON.stringify(item.slice(0, 80))}` });
+        return z.NEVER;
+      }
+      nodes.push({ host: match[1] ?? match[2]!, port });
+    }
+    if (nodes.length === 0) {
+      ctx.addIssue({ code: "custom", message: "names no host:port" });
+      return z.NEVER;
+    }
+    return nodes;
+  });
+
 export const settingsSchema = z.object({
   REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
+  /** Cluster mode: seed nodes (credentials and TLS still come from REDIS_URL). */
+  REDIS_CLUSTER_NODES: hostPortList,
+  /** Sentinel mode: the Sentinels, and the name of the master they watch. */
+  REDIS_SENTINELS: hostPortList,
+  REDIS_SENTINEL_MASTER: z.string().regex(/^\S+$/, "a master name without whitespace").optional(),
   ROTATOR_CONFIG: z.string().default("config/rotation.yaml"),
   ROTATOR_PREFIX: z
     .string()
@@ -92,7 +123,24 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
   for (const [key, value] of Object.entries(env)) {
     if (value !== undefined && value !== "") cleaned[key] = value;
   }
-  const result = settingsSchema.safeParse(cleaned);
+  const result = settingsSchema
+    .superRefine((s, ctx) => {
+      if (s.REDIS_CLUSTER_NODES && (s.REDIS_SENTINELS || s.REDIS_SENTINEL_MASTER)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["REDIS_CLUSTER_NODES"],
+          message: "set either REDIS_CLUSTER_NODES (Cluster) or REDIS_SENTINELS (Sentinel), not both",
+        });
+      }
+      if (!s.REDIS_SENTINELS !== !s.REDIS_SENTINEL_MASTER) {
+        ctx.addIssue({
+          code: "custom",
+          path: [s.REDIS_SENTINELS ? "REDIS_SENTINEL_MASTER" : "REDIS_SENTINELS"],
+          message: "Sentinel mode needs both REDIS_SENTINELS and REDIS_SENTINEL_MASTER",
+        });
+      }
+    })
+    .safeParse(cleaned);
   if (!result.success) {
     throw new ConfigError(
       "environment",

@@ -65,3 +65,14 @@ export function channelKeys(channel: string): ChannelKeys {
 }
 
 export const DEFAULT_CHANNEL = "whatsapp:invite-links";
+
+/**
+ * A key's hash tag (Redis Cluster): the text between its first `{` and the next `}`, when that is
+ * not empty. Keys with the same tag share a hash slot, so one transaction or script may hold them.
+ */
+export function hashTag(key: string): string | undefined {
+  const open = key.indexOf("{");
+  if (open < 0) return undefined;
+  const close = key.indexOf("}", open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
+}

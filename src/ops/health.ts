@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Redis } from "ioredis";
+import { Cluster } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { Logger } from "../infra/logger.js";
 import type { Metrics } from "../infra/metrics.js";
 import { toError } from "../core/errors.js";
@@ -124,10 +125,23 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
 
 /**
  * A readiness check of one Redis connection: false unless the client is connected (`status` is
- * `ready`) and answers PING within `timeoutMs`. Connections made with `maxRetriesPerRequest: null`
- * queue commands while down, so the status check keeps the PING from waiting on that queue.
+ * `ready`) and answers within `timeoutMs`. Connections made with `maxRetriesPerRequest: null`
+ * queue commands while down, so the status check keeps the probe from waiting on that queue.
+ *
+ * On one node (or a Sentinel-managed master) the probe is a PING. In a Cluster, a PING proves only
+ * that some node answers: the probe reads one key of every hash slot the project needs (`slotKeys`:
+ * its own keys' slot and each channel's), so a slot that no node serves makes the process not ready.
  */
-export function redisReadiness(redis: Redis, timeoutMs = 500): () => Promise<boolean> {
+export function redisReadiness(
+  redis: Redis,
+  options: { timeoutMs?: number; slotKeys?: () => readonly string[] } = {},
+): () => Promise<boolean> {
+  const timeoutMs = options.timeoutMs ?? 500;
+  const probe = async (): Promise<boolean> => {
+    if (!(redis instanceof Cluster) || !options.slotKeys) return (await redis.ping()) === "PONG";
+    await Promise.all(options.slotKeys().map((key) => redis.exists(key)));
+    return true;
+  };
   return async () => {
     if (redis.status !== "ready") return false;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -135,8 +149,7 @@ export function redisReadiness(redis: Redis, timeoutMs = 500): () => Promise<boo
       timer = setTimeout(() => resolve(false), timeoutMs);
     });
     try {
-      const answer = await Promise.race([redis.ping().then((reply) => reply === "PONG"), timeout]);
-      return answer;
+      return await Promise.race([probe(), timeout]);
     } catch {
       return false;
     } finally {

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import { LockLostError } from "./group-lock.js";
 import type { Keys } from "../core/keys.js";
 import type { RotationMessage } from "../core/interfaces.js";

@@ -1,5 +1,5 @@
 import type { Queue } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { ResolvedConfig, ResolvedPolicy } from "../config/config.js";
 import { nextFires } from "../config/cron.js";
 import type { GraphClient } from "../graph/client.js";

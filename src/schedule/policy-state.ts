@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { FireTrigger } from "./fire.js";
 import type { Keys } from "../core/keys.js";
 

@@ -190,7 +190,7 @@ describe("redisReadiness", () => {
   it("is false when PING does not answer within the timeout", async () => {
     const stuck = { status: "ready", ping: () => new Promise<string>(() => {}) } as unknown as Redis;
     const started = Date.now();
-    expect(await redisReadiness(stuck, 100)()).toBe(false);
+    expect(await redisReadiness(stuck, { timeoutMs: 100 })()).toBe(false);
     expect(Date.now() - started).toBeLessThan(1_000);
 
     const failing = { status: "ready", ping: () => Promise.reject(new Error("LOADING")) } as unknown as Redis;
