@@ -97,6 +97,13 @@ export interface PublisherPort {
    * second call for a rotation already published returns the stored message and publishes nothing.
    */
   publish(input: PublishInput): Promise<RotationMessage>;
+  /**
+   * Where the publish is fenced apart from the group's lock (a Redis Cluster keeps the channel's
+   * keys in another slot): names `owner` the group's publisher on `channel`. The saga calls it
+   * right after taking the lock and before any Graph call, so a stalled older owner can no longer
+   * publish, and a channel that cannot be written fails the rotation before it deletes anything.
+   */
+  claim?(groupId: string, channel: string, owner: string): Promise<void>;
 }
 
 export interface PublishInput {

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 import { RotatorError } from "../core/errors.js";
 import { LockLostError } from "../rotation/group-lock.js";
 import {
@@ -9,6 +9,8 @@ import {
   type RotationMessage,
 } from "../core/interfaces.js";
 import { channelKeys, type Keys } from "../core/keys.js";
+import { claimChannel, publishFenced } from "./fenced-publish.js";
+import type { RedisClient } from "../infra/redis.js";
 import { parseMessage, serializeMessage, signMessage, type UnsignedRotationMessage } from "./message.js";
 import { ROTATION_STATE_TTL_MS, throwOnTransactionError } from "../rotation/state.js";
 
@@ -29,7 +31,7 @@ export class PublishConflictError extends RotatorError {
 }
 
 export interface PublisherDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: Keys;
   /** When set, every message carries `signature`. Never logged. */
   readonly signingSecret?: string | undefined;
@@ -55,8 +57,40 @@ export interface PublisherDeps {
 export function createPublisher(deps: PublisherDeps): PublisherPort {
   const { redis, keys, signingSecret } = deps;
   const clock = deps.clock ?? systemClock;
+  const serialised = serialiser();
+  const compose = (input: PublishInput, sequence: number) => {
+    const unsigned: UnsignedRotationMessage = {
+      event: "invite_link.rotated",
+      schema: 1,
+      rotation_id: input.rotationId,
+      group_id: input.groupId,
+      invite_link: input.inviteLink,
+      rotated_at: new Date(input.createdAt).toISOString(),
+      sequence,
+      policy: input.policy,
+      account: input.account,
+      trigger: input.trigger,
+    };
+    const message: RotationMessage = signingSecret
+      ? { ...unsigned, signature: signMessage(unsigned, signingSecret, input.channel) }
+      : unsigned;
+    return { message, json: serializeMessage(message) };
+  };
+  // A Cluster keeps the channel's keys and the project's in different slots: see fenced-publish.ts.
+  if (redis instanceof Cluster) {
+    const fenced = { redis, keys, maxlen: STREAM_MAXLEN, now: () => clock.now(), compose, groupFields };
+    return {
+      claim: (groupId, channel, owner) => claimChannel(redis, channel, groupId, owner),
+      publish: (input) =>
+        serialised(input, () =>
+          retrying(input, async () => {
+            const result = await publishFenced(fenced, input);
+            return result === "lost" ? LOCK_LOST : result;
+          }),
+        ),
+    };
+  }
   const pool = connectionPool(redis);
-  const groupQueues = new Map<string, Promise<unknown>>();
 
   const attempt = async (
     conn: Redis,
@@ -87,23 +121,7 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
       return LOCK_LOST;
     }
     const [groupCount, channelCount] = counters;
-    const sequence = nextChannelSequence(channelCount ?? null, latestOnChannel);
-    const unsigned: UnsignedRotationMessage = {
-      event: "invite_link.rotated",
-      schema: 1,
-      rotation_id: input.rotationId,
-      group_id: input.groupId,
-      invite_link: input.inviteLink,
-      rotated_at: new Date(input.createdAt).toISOString(),
-      sequence,
-      policy: input.policy,
-      account: input.account,
-      trigger: input.trigger,
-    };
-    const message: RotationMessage = signingSecret
-      ? { ...unsigned, signature: signMessage(unsigned, signingSecret, input.channel) }
-      : unsigned;
-    const json = serializeMessage(message);
+    const { message, json } = compose(input, nextChannelSequence(channelCount ?? null, latestOnChannel));
     const results = await conn
       .multi()
       .hset(c.latest, input.groupId, json)
@@ -113,15 +131,7 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
         // The group's publishes on every channel (the saga compares it); the message's `sequence`
         // counts per channel, so each channel's stream is gap-free.
         sequence: String((Number(groupCount ?? 0) || 0) + 1),
-        [channelSequenceField(input.channel)]: String(sequence),
-        last_sequence: String(sequence),
-        last_rotation_id: message.rotation_id,
-        last_rotated_at: message.rotated_at,
-        last_trigger: message.trigger,
-        last_policy: message.policy ?? "",
-        last_account: message.account,
-        last_channel: input.channel,
-        last_message: json,
+        ...groupFields(message, json, input.channel),
       })
       .hdel(groupKey, "without_link_since")
       .srem(keys.withoutLinkIndex, input.groupId)
@@ -134,28 +144,57 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
     return message;
   };
 
-  const publishNow = async (input: PublishInput): Promise<RotationMessage> => {
-    for (let i = 0; i < MAX_ATTEMPTS; i++) {
-      const message = await pool.use((conn) => attempt(conn, input));
-      if (message === LOCK_LOST) throw new LockLostError(input.groupId, "lost the lock before publishing");
-      if (message) return message;
-      await sleep(Math.random() * 20 * (i + 1));
-    }
-    throw new PublishConflictError(input.groupId);
-  };
-
   return {
-    publish(input) {
-      const previous = groupQueues.get(input.groupId) ?? Promise.resolve();
-      const run = previous.catch(() => undefined).then(() => publishNow(input));
-      groupQueues.set(input.groupId, run);
-      void run
-        .catch(() => undefined)
-        .finally(() => {
-          if (groupQueues.get(input.groupId) === run) groupQueues.delete(input.groupId);
-        });
-      return run;
-    },
+    publish: (input) =>
+      serialised(input, () => retrying(input, () => pool.use((conn) => attempt(conn, input)))),
+  };
+}
+
+/** Optimistic attempts until one publishes: null means a concurrent writer won, try again. */
+async function retrying(
+  input: PublishInput,
+  attempt: () => Promise<RotationMessage | typeof LOCK_LOST | null>,
+): Promise<RotationMessage> {
+  for (let i = 0; i < MAX_ATTEMPTS; i++) {
+    const message = await attempt();
+    if (message === LOCK_LOST) throw new LockLostError(input.groupId, "lost the lock before publishing");
+    if (message) return message;
+    await sleep(Math.random() * 20 * (i + 1));
+  }
+  throw new PublishConflictError(input.groupId);
+}
+
+/** Publishes of one group are queued in-process, so they never race each other. */
+function serialiser() {
+  const groupQueues = new Map<string, Promise<unknown>>();
+  return <T>(input: PublishInput, publish: () => Promise<T>): Promise<T> => {
+    const previous = groupQueues.get(input.groupId) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(publish);
+    groupQueues.set(input.groupId, run);
+    void run
+      .catch(() => undefined)
+      .finally(() => {
+        if (groupQueues.get(input.groupId) === run) groupQueues.delete(input.groupId);
+      });
+    return run;
+  };
+}
+
+/**
+ * The group state hash's fields a published message sets, but for `sequence` (the group's
+ * publishes on every channel), which each publish path counts up itself.
+ */
+function groupFields(message: RotationMessage, json: string, channel: string): Record<string, string> {
+  return {
+    [channelSequenceField(channel)]: String(message.sequence),
+    last_sequence: String(message.sequence),
+    last_rotation_id: message.rotation_id,
+    last_rotated_at: message.rotated_at,
+    last_trigger: message.trigger,
+    last_policy: message.policy ?? "",
+    last_account: message.account,
+    last_channel: channel,
+    last_message: json,
   };
 }
 
@@ -184,13 +223,13 @@ function nextChannelSequence(counter: string | null, latestOnChannel: string | n
  * group's as a map by group id. Entries that are not valid messages are left out of the map.
  */
 export async function readLatest(
-  redis: Redis,
+  redis: RedisClient,
   channel: string,
   groupId: string,
 ): Promise<RotationMessage | null>;
-export async function readLatest(redis: Redis, channel: string): Promise<Map<string, RotationMessage>>;
+export async function readLatest(redis: RedisClient, channel: string): Promise<Map<string, RotationMessage>>;
 export async function readLatest(
-  redis: Redis,
+  redis: RedisClient,
   channel: string,
   groupId?: string,
 ): Promise<RotationMessage | null | Map<string, RotationMessage>> {

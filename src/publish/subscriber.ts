@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 import { toError } from "../core/errors.js";
 import type { RotationMessage } from "../core/interfaces.js";
 import { channelKeys, DEFAULT_CHANNEL } from "../core/keys.js";
@@ -15,9 +15,10 @@ export interface SubscribeOptions {
   /**
    * Where to connect: an ioredis client (it is duplicated for the subscription and used as is for
    * the `C:latest` reads, so it must not be in subscriber mode; it is never closed), ioredis
-   * options, or a `redis://` / `rediss://` URL.
+   * options, or a `redis://` / `rediss://` URL. On a Redis Cluster, pass an ioredis `Cluster`:
+   * `C:latest` is read from the node serving its slot, and PUBLISH reaches every node.
    */
-  redis: Redis | RedisOptions | string;
+  redis: Redis | Cluster | RedisOptions | string;
   /** The channel `C` a policy publishes on. Default `whatsapp:invite-links`. */
   channel?: string;
   /**
@@ -301,12 +302,15 @@ export async function subscribe(options: SubscribeOptions): Promise<Subscription
   };
 }
 
-function openConnections(target: Redis | RedisOptions | string): {
-  sub: Redis;
-  reader: Redis;
+type Client = Redis | Cluster;
+
+function openConnections(target: Client | RedisOptions | string): {
+  sub: Client;
+  reader: Client;
   ownsReader: boolean;
 } {
   const subOverrides: RedisOptions = { autoResubscribe: false, lazyConnect: false };
+  if (target instanceof Cluster) return { sub: target.duplicate(), reader: target, ownsReader: false };
   if (isClient(target)) return { sub: target.duplicate(subOverrides), reader: target, ownsReader: false };
   const sub =
     typeof target === "string" ? new Redis(target, subOverrides) : new Redis({ ...target, ...subOverrides });
@@ -314,12 +318,12 @@ function openConnections(target: Redis | RedisOptions | string): {
 }
 
 // Duck-typed, so a client from another copy of ioredis works too.
-function isClient(target: Redis | RedisOptions | string): target is Redis {
+function isClient(target: Client | RedisOptions | string): target is Redis {
   return typeof target === "object" && typeof (target as Partial<Redis>).duplicate === "function";
 }
 
 // QUIT politely when connected; a connection that is down or reconnecting is just dropped.
-async function shut(client: Redis): Promise<void> {
+async function shut(client: Client): Promise<void> {
   if (client.status !== "ready") return client.disconnect();
   await client.quit().catch(() => client.disconnect());
 }

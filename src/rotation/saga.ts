@@ -124,6 +124,7 @@ export async function rotateGroup(
   const attempt = linkSignals(context.signal ? [held.signal, context.signal] : [held.signal]);
   const signal = attempt.signal;
   try {
+    await deps.publisher.claim?.(groupId, data.channel, context.owner);
     // Re-read under the lock: a previous owner may have advanced the saga meanwhile.
     const state = await deps.state.read(rotationId);
     if (state.message) return { kind: "published", message: state.message, resumedAt: "publish" };

@@ -1,0 +1,154 @@
+import type { RedisClient } from "../infra/redis.js";
+import type { PublishInput, RotationMessage } from "../core/interfaces.js";
+import { channelKeys, type Keys } from "../core/keys.js";
+import { parseMessage } from "./message.js";
+import { RotatorError } from "../core/errors.js";
+import { ROTATION_STATE_TTL_MS } from "../rotation/state.js";
+
+/**
+ * The publish of a Redis Cluster, where a channel's keys and the project's keys live in different
+ * hash slots, so no one transaction can span them (contract, "Redis deployments").
+ *
+ * 1. The channel's step is one Lua script in the channel's slot: it checks the fence, checks that
+ *    the group's newest message on the channel still has the sequence the message was signed
+ *    with, then HSETs `C:latest`, XADDs `C:stream` and PUBLISHes: atomic per channel.
+ * 2. The project's record (group and rotation state) follows in the project's slot, fenced by the
+ *    group's lock. A crash between the two is resumed: the retry finds its rotation id in
+ *    `C:latest` and records that message instead of publishing again.
+ *
+ * The fence: `C:fence` (under the channel's hash tag) names, per group, the lock owner of the
+ * rotation allowed to publish. A rotation claims it right after taking the group's lock and before
+ * any Graph call (`claim`), so once a newer owner has claimed, a stalled older one can no longer
+ * publish, and the newer one has not touched Graph before the older one is shut out. The claim is
+ * also the rotation's check that the channel's slot is served: a channel the worker cannot publish
+ * on fails the rotation before it deletes anything.
+ */
+
+/** KEYS: latest, stream, fence. ARGV: group, owner ("" = unfenced), rotation id, message, prev sequence, channel, maxlen. */
+const PUBLISH_ON_CHANNEL = `
+if ARGV[2] ~= "" and redis.call("HGET", KEYS[3], ARGV[1]) ~= ARGV[2] then return {0} end
+local current = redis.call("HGET", KEYS[1], ARGV[1])
+local sequence = 0
+if current then
+  local ok, message = pcall(cjson.decode, current)
+  if ok and type(message) == "table" then
+    if message.rotation_id == ARGV[3] then return {2, current} end
+    sequence = tonumber(message.sequence) or 0
+  end
+end
+if sequence ~= tonumber(ARGV[5]) then return {3} end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[4])
+redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[7], "*", "message", ARGV[4])
+redis.call("PUBLISH", ARGV[6], ARGV[4])
+return {1}`;
+
+/** KEYS: group, rotation, lock, without-link index, groups index. ARGV: owner ("" = unfenced), group id, message, published at, ttl, then field/value pairs. */
+const RECORD = `
+if ARGV[1] ~= "" and redis.call("GET", KEYS[3]) ~= ARGV[1] then return 0 end
+if redis.call("HEXISTS", KEYS[2], "message") == 1 then return 1 end
+redis.call("HINCRBY", KEYS[1], "sequence", 1)
+redis.call("HSET", KEYS[1], unpack(ARGV, 6))
+redis.call("HDEL", KEYS[1], "without_link_since")
+redis.call("SREM", KEYS[4], ARGV[2])
+redis.call("SADD", KEYS[5], ARGV[2])
+redis.call("HSET", KEYS[2], "message", ARGV[3], "published_at", ARGV[4])
+redis.call("PEXPIRE", KEYS[2], ARGV[5])
+return 1`;
+
+export interface FencedPublishDeps {
+  readonly redis: RedisClient;
+  readonly keys: Keys;
+  readonly maxlen: number;
+  readonly now: () => number;
+  /** Builds and signs the message with the given sequence and serialises it. */
+  readonly compose: (input: PublishInput, sequence: number) => { message: RotationMessage; json: string };
+  /** The fields of the group's state hash that a published message sets (RECORD counts `sequence` up). */
+  readonly groupFields: (message: RotationMessage, json: string, channel: string) => Record<string, string>;
+}
+
+/** The fence's key of a channel: under the channel's hash tag, next to `C:latest`. */
+export const fenceKey = (channel: string) => `${channel}:fence`;
+
+/** Names `owner` the group's publisher on `channel`: done under the group's lock, before any Graph call. */
+export async function claimChannel(
+  redis: RedisClient,
+  channel: string,
+  groupId: string,
+  owner: string,
+): Promise<void> {
+  await redis.hset(fenceKey(channel), groupId, owner);
+}
+
+/** One attempt: the message published (or found published), "lost" (fence or lock), or null (a newer message raced in: try again). */
+export async function publishFenced(
+  deps: FencedPublishDeps,
+  input: PublishInput,
+): Promise<RotationMessage | "lost" | null> {
+  const { redis, keys } = deps;
+  const rotationKey = keys.rotation(input.rotationId);
+  const stored = await redis.hget(rotationKey, "message");
+  if (stored !== null) return parseMessage(stored);
+
+  const c = channelKeys(input.channel);
+  const owner = input.lockOwner ?? "";
+  const raw = await redis.hget(c.latest, input.groupId);
+  let previous: RotationMessage | undefined;
+  try {
+    previous = raw === null ? undefined : parseMessage(raw);
+  } catch {
+    previous = undefined; // not ours to interpret: the script counts it as sequence 0 as well
+  }
+  let json: string;
+  let message: RotationMessage;
+  if (previous?.rotation_id === input.rotationId) {
+    // Published on an earlier attempt that stopped before its record: record it, publish nothing.
+    message = previous;
+    json = raw!;
+  } else {
+    ({ message, json } = deps.compose(input, (previous?.sequence ?? 0) + 1));
+    const reply = (await redis.eval(
+      PUBLISH_ON_CHANNEL,
+      3,
+      c.latest,
+      c.stream,
+      fenceKey(input.channel),
+      input.groupId,
+      owner,
+      input.rotationId,
+      json,
+      String(previous?.sequence ?? 0),
+      c.channel,
+      String(deps.maxlen),
+    )) as [number, string?];
+    if (reply[0] === 0) return "lost";
+    if (reply[0] === 3) return null;
+    if (reply[0] === 2) {
+      json = reply[1]!;
+      message = parseMessage(json);
+    }
+  }
+  const fields = Object.entries(deps.groupFields(message, json, input.channel)).flat();
+  const recorded = await redis.eval(
+    RECORD,
+    5,
+    keys.group(input.groupId),
+    rotationKey,
+    keys.groupLock(input.groupId),
+    keys.withoutLinkIndex,
+    keys.groupsIndex,
+    owner,
+    input.groupId,
+    json,
+    String(deps.now()),
+    String(ROTATION_STATE_TTL_MS),
+    ...fields,
+  );
+  if (Number(recorded) !== 1) {
+    // Published, not recorded: like a lost lock, the rotation tries again, and the retry records.
+    throw new RotatorError(
+      "E_LOCK_LOST",
+      `group ${input.groupId}: lost the lock after publishing on ${input.channel}; a retry records the publish`,
+    );
+  }
+  return message;
+}
