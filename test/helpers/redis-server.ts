@@ -42,8 +42,15 @@ export async function waitForRedis(url: string, timeoutMs = 10_000): Promise<voi
 }
 
 /** Starts a private redis-server on a free port. `appendonly` makes the data survive kill/restart. */
-export async function startOwnedRedis(options: { appendonly?: boolean } = {}): Promise<OwnedRedis> {
-  const port = await freePort();
+export async function startOwnedRedis(
+  options: {
+    appendonly?: boolean;
+    args?: readonly string[];
+    port?: number;
+    ready?: (url: string) => Promise<void>;
+  } = {},
+): Promise<OwnedRedis> {
+  const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), "wa-rotator-redis-"));
   const url = `redis://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
@@ -66,6 +73,7 @@ export async function startOwnedRedis(options: { appendonly?: boolean } = {}): P
       "no",
       "--logfile",
       join(dir, "redis.log"),
+      ...(options.args ?? []),
     ];
     const proc = spawn("redis-server", args, { stdio: "ignore" });
     child = proc;
@@ -73,7 +81,7 @@ export async function startOwnedRedis(options: { appendonly?: boolean } = {}): P
       proc.once("error", reject);
       proc.once("spawn", () => resolve());
     });
-    await waitForRedis(url);
+    await (options.ready ?? waitForRedis)(url);
   };
 
   const exited = (proc: ChildProcess) =>
