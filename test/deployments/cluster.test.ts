@@ -97,7 +97,7 @@ describe("Redis Cluster", () => {
       await sub.close();
       client.disconnect();
     }
-  });
+  }, 120_000);
 
   it("validate rejects a channel without a hash tag, naming its path (exit 2)", async () => {
     const bad = join(dir, "untagged.yaml");
