@@ -25,7 +25,7 @@ export interface OptionHelp {
   readonly default?: string;
 }
 
-const DURATION_NOTE = "durations: 500ms, 30s, 15m, 2h, 1d";
+const DURATION_NOTE = "durations: 500ms, 30s, 15m, 2h, 1d, or compound from the largest unit down: 1h30m";
 
 export const COMMANDS: readonly CommandSpec[] = [
   {

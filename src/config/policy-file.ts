@@ -19,7 +19,7 @@ const durationField = z.union([z.string(), z.number()]).transform((value, ctx) =
     if (value === 0) return 0;
     ctx.addIssue({
       code: "custom",
-      message: `a duration needs a unit: write 500ms, 30s, 15m, 2h or 1d, not ${value}`,
+      message: `a duration needs a unit: write 500ms, 30s, 15m, 2h, 1d or 1h30m, not ${value}`,
     });
     return z.NEVER;
   }
@@ -27,7 +27,7 @@ const durationField = z.union([z.string(), z.number()]).transform((value, ctx) =
   if (ms === undefined) {
     ctx.addIssue({
       code: "custom",
-      message: `not a duration (write 500ms, 30s, 15m, 2h, 1d or 0): "${value}"`,
+      message: `not a duration (write 500ms, 30s, 15m, 2h, 1d, 1h30m or 0): "${value}"`,
     });
     return z.NEVER;
   }

@@ -1,3 +1,4 @@
+import { DURATION_PATTERN } from "../core/durations.js";
 import { z } from "zod";
 import { policyFileSchema } from "./policy-file.js";
 
@@ -17,7 +18,7 @@ type JsonSchema = Record<string, unknown>;
 
 const DURATION: JsonSchema = {
   anyOf: [
-    { type: "string", pattern: "^\\s*(0|\\d+(\\.\\d+)?(ms|s|m|h|d))\\s*$" },
+    { type: "string", pattern: DURATION_PATTERN },
     { type: "integer", const: 0 },
   ],
 };
@@ -77,7 +78,8 @@ const EXTRAS: readonly [path: string, extra: JsonSchema][] = [
   [
     "policies[].jitter",
     {
-      description: "Spread the group starts of one fire over this window: 500ms, 30s, 15m, 2h, 1d or 0.",
+      description:
+        "Spread the group starts of one fire over this window: 500ms, 30s, 15m, 2h, 1d, 1h30m or 0.",
       type: undefined,
       ...DURATION,
     },

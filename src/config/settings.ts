@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ConfigError } from "../core/errors.js";
+import { EnvironmentError } from "../core/errors.js";
 import { parseDuration } from "../core/durations.js";
 
 /**
@@ -15,7 +15,7 @@ const durationString = (fallback: string) =>
       if (ms === undefined) {
         ctx.addIssue({
           code: "custom",
-          message: `not a duration (write 500ms, 30s, 15m, 2h or 1d): ${text}`,
+          message: `not a duration (write 500ms, 30s, 15m, 2h, 1d or 1h30m): ${text}`,
         });
         return z.NEVER;
       }
@@ -117,7 +117,7 @@ export type Settings = Readonly<z.infer<typeof settingsSchema>> & {
   readonly env: Readonly<Record<string, string | undefined>>;
 };
 
-/** Parses the environment. Empty strings count as unset. Throws ConfigError (exit 2). */
+/** Parses the environment. Empty strings count as unset. Throws EnvironmentError (exit 2). */
 export function loadSettings(env: Record<string, string | undefined> = process.env): Settings {
   const cleaned: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
@@ -142,8 +142,7 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     })
     .safeParse(cleaned);
   if (!result.success) {
-    throw new ConfigError(
-      "environment",
+    throw new EnvironmentError(
       result.error.issues.map((issue) => ({ path: issue.path.join("."), message: issue.message })),
     );
   }

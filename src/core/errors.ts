@@ -35,11 +35,18 @@ export interface ConfigIssue {
 export class ConfigError extends RotatorError {
   readonly file: string;
   readonly issues: readonly ConfigIssue[];
-  constructor(file: string, issues: readonly ConfigIssue[]) {
+  constructor(file: string, issues: readonly ConfigIssue[], heading = `invalid policy file ${file}`) {
     const lines = issues.map((i) => `  ${i.path ? `${i.path}: ` : ""}${i.message}`);
-    super("E_CONFIG", `invalid policy file ${file}:\n${lines.join("\n")}`);
+    super("E_CONFIG", `${heading}:\n${lines.join("\n")}`);
     this.file = file;
     this.issues = issues;
+  }
+}
+
+/** An invalid environment variable: exit code 2. Each issue's path is the variable's name. */
+export class EnvironmentError extends ConfigError {
+  constructor(issues: readonly ConfigIssue[]) {
+    super("environment", issues, "invalid environment");
   }
 }
 

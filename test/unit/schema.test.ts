@@ -155,6 +155,7 @@ describe("config/rotation.schema.json", () => {
     ["a bad policy name", { policies: [{ ...policy, name: "no spaces" }] }],
     ["a duration without a unit", { policies: [{ ...policy, jitter: 15 }] }],
     ["a duration in words", { policies: [{ ...policy, jitter: "15 minutes" }] }],
+    ["a compound duration with its units out of order", { policies: [{ ...policy, jitter: "30m1h" }] }],
     ["an empty group list", { policies: [{ ...policy, groups: [] }] }],
     ["groups neither a list nor all", { policies: [{ ...policy, groups: "some" }] }],
     ["a group id with whitespace", { policies: [{ ...policy, groups: ["a b"] }] }],
@@ -173,6 +174,7 @@ describe("config/rotation.schema.json", () => {
       policies: [
         { ...policy, account: "main", jitter: "1.5m", catch_up: 0, groups: [120363025246125, "Y2Fw"] },
         { ...policy, name: "all", account: "main", groups: "all", catch_up: "0", channel: "x:links" },
+        { ...policy, name: "compound", account: "main", groups: ["G2"], catch_up: "1h30m" },
       ],
     };
     expect(check(schema, document)).toEqual([]);
