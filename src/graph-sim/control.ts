@@ -1,6 +1,7 @@
 import type { ServerResponse } from "node:http";
 import { faultFromJson, type FaultBook } from "./faults.js";
 import { decodeSegment, parseJson, send, sendText } from "./http.js";
+import type { HiddenLimit, HiddenLimits } from "./limits.js";
 import type { SimGroupInput, SimState } from "./state.js";
 import type { SimCall } from "./simulator.js";
 
@@ -11,6 +12,7 @@ export interface ControlContext {
   readonly state: SimState;
   /** TCP connections accepted so far. */
   readonly connections: () => number;
+  readonly limits: HiddenLimits;
 }
 
 /** The simulator's control API under `/__sim/` (routes listed in simulator.ts). */
@@ -21,7 +23,7 @@ export function handleControl(
   text: string,
   res: ServerResponse,
 ): void {
-  const { calls, faults, state } = ctx;
+  const { calls, faults, state, limits } = ctx;
   const json = parseJson(text);
   if (route === "calls" && method === "GET") return send(res, 200, { calls });
   if (route === "calls" && method === "DELETE") {
@@ -37,6 +39,19 @@ export function handleControl(
   if (route === "faults" && method === "POST") {
     try {
       return send(res, 201, { id: faults.inject(faultFromJson(json)) });
+    } catch (error) {
+      return send(res, 400, { error: { message: (error as Error).message } });
+    }
+  }
+  if (route === "limits" && method === "GET") return send(res, 200, { limits: limits.list() });
+  if (route === "limits" && method === "DELETE") {
+    limits.clear();
+    return sendText(res, 204, undefined, "");
+  }
+  if (route === "limits" && method === "POST") {
+    try {
+      limits.set((json ?? {}) as HiddenLimit);
+      return sendText(res, 201, undefined, "");
     } catch (error) {
       return send(res, 400, { error: { message: (error as Error).message } });
     }

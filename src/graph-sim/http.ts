@@ -33,6 +33,16 @@ export function groupUnknown(): GraphErrorBody {
   return body;
 }
 
+/** 131208: too many group operations from this phone number (Graph answers it with HTTP 429). */
+export function groupRateLimited(): GraphErrorBody {
+  const body = graphError(131208, "Rate limit hit");
+  body.error.error_data = {
+    messaging_product: "whatsapp",
+    details: "Too many group operations from this phone number",
+  };
+  return body;
+}
+
 export const HTML_502 =
   "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>";
 

@@ -2,10 +2,12 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo, Socket } from "node:net";
 import { handleControl } from "./control.js";
 import { FaultBook, type Fault, type StoredFault } from "./faults.js";
+import { HiddenLimits, type HiddenLimit } from "./limits.js";
 import {
   HTML_502,
   decodeSegment,
   graphError,
+  groupRateLimited,
   groupUnknown,
   parseJson,
   pickHeaders,
@@ -42,6 +44,11 @@ import {
  *   GET    /__sim/groups         {groups}                  GET /__sim/groups/{id}  one group or 404
  *   GET    /__sim/connections    {accepted}: TCP connections accepted so far
  *   POST   /__sim/groups         body: {id, subject?, phoneNumberId?} → 201 the group
+ *   GET    /__sim/limits         {limits}                  DELETE /__sim/limits  clear them
+ *   POST   /__sim/limits         body: a HiddenLimit {phoneNumberId?, ratePerSec, burst?} → 201
+ *
+ * A hidden limit (`limits.ts`) is a token bucket per phone number that answers invite-link calls
+ * over it with 131208 / HTTP 429, as Graph does; such calls are logged with `limited: true`.
  */
 
 export interface SimulatorOptions {
@@ -58,6 +65,8 @@ export interface SimulatorOptions {
   latencyMs?: number;
   /** A path prefix the Graph routes also live under, e.g. `/graph`; part of `url`. */
   basePath?: string;
+  /** Hidden per-phone-number limits from the start (see `setHiddenLimit`). */
+  hiddenLimits?: HiddenLimit[];
 }
 
 /** One Graph request as the simulator saw it. Never holds the token. */
@@ -76,6 +85,8 @@ export interface SimCall {
   /** Undefined while unanswered (a hang), 0 for a reset. */
   status?: number;
   fault?: FaultKindName;
+  /** Refused (131208) because the phone number went over its hidden limit. */
+  limited?: true;
 }
 
 type FaultKindName = Fault["kind"];
@@ -91,6 +102,12 @@ export interface GraphSimulator {
   clearCalls(): void;
   group(id: string): SimGroupView | undefined;
   addGroup(group: SimGroupInput): SimGroupView;
+  /**
+   * Sets or changes (also mid-run) a hidden per-phone-number limit: invite-link calls of a number
+   * over it are answered 131208 / HTTP 429. Without `phoneNumberId` it applies to every number.
+   */
+  setHiddenLimit(limit: HiddenLimit): void;
+  clearHiddenLimits(): void;
   /** Closes the server and every socket, including hung ones. Idempotent. */
   close(): Promise<void>;
 }
@@ -101,6 +118,8 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
   const state = new SimState(options.tokens, options.autoCreateGroups ?? true);
   for (const group of options.groups ?? []) state.addGroup(group);
   const faults = new FaultBook((token) => state.account(token)?.name);
+  const limits = new HiddenLimits();
+  for (const limit of options.hiddenLimits ?? []) limits.set(limit);
   const basePath = (options.basePath ?? "").replace(/\/+$/, "");
   const calls: SimCall[] = [];
   const sockets = new Set<Socket>();
@@ -132,7 +151,7 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
     const text = await readBody(req);
     if (path.startsWith("/__sim/")) {
       return handleControl(
-        { calls, faults, state, connections: () => accepted },
+        { calls, faults, state, connections: () => accepted, limits },
         req.method ?? "GET",
         path.slice("/__sim/".length),
         text,
@@ -174,11 +193,19 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
       if (fault.kind === "latency") await sleep(fault.ms);
       else return applyFault(fault, call, req, res);
     }
+    // Over the number's hidden limit: refused like Graph does, after the same latency.
+    const number =
+      account && isLink && id ? (state.view(id)?.phoneNumberId ?? account.phoneNumberId) : undefined;
+    const limited = isLink && account !== undefined && !limits.take(number ?? `account:${account.name}`);
     if (options.latencyMs) await sleep(options.latencyMs);
     if (closed) return;
 
     if (!account)
       return reply(401, graphError(190, "Invalid OAuth access token - Cannot parse access token"));
+    if (limited) {
+      call.limited = true;
+      return reply(429, groupRateLimited());
+    }
     if (version === undefined || !VERSION.test(version) || segments.some((s) => s === undefined)) {
       return reply(400, graphError(100, `Unknown path components: ${path}`));
     }
@@ -313,6 +340,8 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
     },
     group: (id) => state.view(id),
     addGroup: (group) => state.addGroup(group),
+    setHiddenLimit: (limit) => limits.set(limit),
+    clearHiddenLimits: () => limits.clear(),
     close() {
       closing ??= new Promise<void>((resolve) => {
         closed = true;

@@ -187,6 +187,34 @@ describe("Graph simulator: control API over HTTP", () => {
     await sim.close();
     expect(await pending).toBe("closed");
   });
+
+  it("a hidden per-number limit answers 131208 / 429 over it, set and cleared by the control API", async () => {
+    // A rate so low that no token comes back during the test: the burst is all there is.
+    const set = await fetch(`${sim.url}/__sim/limits`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ phoneNumberId: "42", ratePerSec: 0.001, burst: 2 }),
+    });
+    expect(set.status).toBe(201);
+    expect((await graph("GET", "/__sim/limits")).json).toEqual({
+      limits: [{ phoneNumberId: "42", ratePerSec: 0.001, burst: 2 }],
+    });
+    expect((await graph("DELETE", "/v23.0/G1/invite_link", WA)).status).toBe(200);
+    expect((await graph("POST", "/v23.0/G1/invite_link", WA)).status).toBe(200);
+    const refused = await graph("POST", "/v23.0/G1/invite_link", WA);
+    expect(refused.status).toBe(429);
+    expect(refused.json.error.code).toBe(131208);
+    expect(sim.calls.at(-1)).toMatchObject({ status: 429, limited: true });
+    // Refused: the link the last successful POST made is still the group's.
+    expect(sim.group("G1")?.links).toHaveLength(2);
+    // Another number is not limited.
+    sim.setHiddenLimit({ phoneNumberId: "other", ratePerSec: 0.001, burst: 1 });
+    expect((await graph("POST", "/v23.0/G1/invite_link", WA)).status).toBe(429);
+    expect((await graph("DELETE", "/__sim/limits")).status).toBe(204);
+    expect((await graph("POST", "/v23.0/G1/invite_link", WA)).status).toBe(200);
+    const bad = await fetch(`${sim.url}/__sim/limits`, { method: "POST", body: '{"ratePerSec":-1}' });
+    expect(bad.status).toBe(400);
+  });
 });
 
 describe("graph-sim command", () => {
