@@ -6,6 +6,7 @@
  * 2. A fire of 10,000 groups is enqueued within 2 s — the scheduler's path (one Lua call and one
  *    addBulk per 1,000 groups) against a naive one (a pending check, a mark and an add per group).
  * 3. drain (bench/drain.ts): the worker against a raw loop of the same Graph calls and publish.
+ * 4. throttle (bench/throttle.ts): rotations of one phone number against a hidden limit.
  *
  * Uses the Redis at REDIS_URL (default 127.0.0.1:6379) under a private key prefix it deletes after.
  */
@@ -22,6 +23,7 @@ import { createLogger } from "../src/infra/logger.js";
 import { createRotationQueue, scheduledRotationId } from "../src/rotation/queue.js";
 import { benchCliHelp } from "./cli-help.js";
 import { benchDrain } from "./drain.js";
+import { benchThrottle } from "./throttle.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const GOAL_MS = 2_000;
@@ -181,6 +183,7 @@ const scenarios: Record<string, () => Promise<void>> = {
       latenciesMs: [0, 50],
       countedRotations: 300,
     }),
+  throttle: () => benchThrottle(REDIS_URL),
 };
 const chosen = process.argv.slice(2);
 for (const name of chosen) if (!scenarios[name]) throw new Error(`unknown scenario ${name}`);

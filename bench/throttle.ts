@@ -1,0 +1,217 @@
+/**
+ * Throttle scenario of `npm run bench`: N groups of one phone number rotated by 1 or 2 `worker`
+ * processes against the simulator with a hidden token-bucket limit on the number (burst 10).
+ *
+ * - efficiency = floor time / actual time, floor = 2 × N / limit (one DELETE and one POST per group
+ *   at exactly the hidden limit); actual = enqueue → the last group's link published;
+ * - refused = the share of Graph calls the simulator refused with 131208;
+ * - settle: the limit halves and later doubles back mid-run; the time until the calls follow the
+ *   new limit (every later 1 s window has ≤ 10 % refused and at least 80 % of the limit done).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import { startGraphSimulator, type GraphSimulator, type SimCall } from "../src/graph-sim/simulator.js";
+import { createKeys } from "../src/core/keys.js";
+import { createRotationQueue, enqueueRotations, manualRotationId } from "../src/rotation/queue.js";
+
+const CLI = fileURLToPath(new URL("../src/cli.js", import.meta.url));
+const TOKEN = "bench-throttle-token-0123456789";
+const NUMBER = "15550001";
+const BURST = 10;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Run {
+  sim: GraphSimulator;
+  redis: Redis;
+  channel: string;
+  startedAt: number;
+  close(): Promise<void>;
+}
+
+function startWorker(env: Record<string, string>): { child: ChildProcess; ready: Promise<void> } {
+  const child = spawn(process.execPath, [CLI, "worker"], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  // Node's warnings (one per process) would bury the figures; anything else goes through.
+  child.stderr!.on("data", (chunk: Buffer) => {
+    const text = chunk
+      .toString()
+      .split("\n")
+      .filter((l) => l !== "" && !/MaxListenersExceededWarning|--trace-warnings/.test(l));
+    if (text.length > 0) process.stderr.write(`${text.join("\n")}\n`);
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`worker exited with ${code}`)));
+    child.stdout!.on("data", (chunk: Buffer) => {
+      if (chunk.toString().includes('"service":"worker"')) resolve();
+    });
+  });
+  return { child, ready };
+}
+
+/** Starts the simulator and `processes` workers, enqueues `groups` manual rotations. */
+async function start(redisUrl: string, groups: number, limit: number, processes: number): Promise<Run> {
+  const sim = await startGraphSimulator({
+    tokens: { [TOKEN]: { name: "bench", phoneNumberId: NUMBER } },
+    hiddenLimits: [{ phoneNumberId: NUMBER, ratePerSec: limit, burst: BURST }],
+  });
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const prefix = `bench-throttle-${randomBytes(4).toString("hex")}`;
+  const channel = `${prefix}-links`;
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-bench-"));
+  const config = join(dir, "rotation.yaml");
+  writeFileSync(
+    config,
+    [
+      "accounts:",
+      "  default:",
+      "    token_env: WHATSAPP_ACCESS_TOKEN",
+      `    phone_number_id: "${NUMBER}"`,
+      "policies:",
+      "  - name: bench",
+      '    schedule: "0 3 * * *"',
+      `    channel: "${channel}"`,
+      '    groups: ["BENCH-PLACEHOLDER"]',
+      "",
+    ].join("\n"),
+  );
+  const env = {
+    REDIS_URL: redisUrl,
+    ROTATOR_PREFIX: prefix,
+    ROTATOR_CONFIG: config,
+    GRAPH_API_BASE_URL: sim.url,
+    WHATSAPP_ACCESS_TOKEN: TOKEN,
+    HEALTH_PORT: "0",
+    ROTATOR_CONCURRENCY: "64",
+  };
+  const workers = Array.from({ length: processes }, () => startWorker(env));
+  const connection = redis.duplicate();
+  const queue = createRotationQueue(createKeys(prefix), connection);
+  const close = async () => {
+    for (const w of workers) w.child.kill("SIGKILL");
+    await queue.close();
+    connection.disconnect();
+    await sim.close();
+    for (const pattern of [`${prefix}*`, `${channel}*`]) {
+      let cursor = "0";
+      do {
+        const [next, found] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 5000);
+        cursor = next;
+        if (found.length > 0) await redis.unlink(...found);
+      } while (cursor !== "0");
+    }
+    redis.disconnect();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(workers.map((w) => w.ready));
+    const startedAt = Date.now();
+    const rotations = Array.from({ length: groups }, (_, i) => ({
+      rotationId: manualRotationId(),
+      groupId: `BENCH-${String(i).padStart(5, "0")}`,
+      account: "default",
+      policy: null,
+      channel,
+      trigger: "manual" as const,
+      requestedAt: startedAt,
+    }));
+    await enqueueRotations(queue, rotations);
+    return { sim, redis, channel, startedAt, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** Waits until every group's link is published; returns when the last was (ms since start). */
+async function finished(run: Run, groups: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await run.redis.hlen(`${run.channel}:latest`)) < groups) {
+    if (Date.now() > deadline) throw new Error(`not all ${groups} groups published within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+  const lastPost = Math.max(
+    ...run.sim.calls.filter((c) => c.method === "POST" && c.status === 200).map((c) => c.at),
+  );
+  return lastPost - run.startedAt;
+}
+
+const refusedShare = (calls: SimCall[]) => calls.filter((c) => c.limited).length / Math.max(1, calls.length);
+
+async function steady(redisUrl: string, limit: number, processes: number): Promise<void> {
+  const groups = limit * 5; // floor 10 s
+  const floorMs = ((2 * groups) / limit) * 1000;
+  const run = await start(redisUrl, groups, limit, processes);
+  try {
+    const actualMs = await finished(run, groups, floorMs * 12);
+    const calls = run.sim.calls;
+    console.log(
+      `  limit ${String(limit).padStart(3)}/s  ${processes} process${processes > 1 ? "es" : "  "}  ${String(groups).padStart(4)} groups` +
+        `  floor ${(floorMs / 1000).toFixed(1).padStart(5)} s  actual ${(actualMs / 1000).toFixed(1).padStart(5)} s` +
+        `  efficiency ${(floorMs / actualMs).toFixed(2)}  refused ${(refusedShare(calls) * 100).toFixed(1).padStart(4)} %` +
+        ` (${calls.filter((c) => c.limited).length} of ${calls.length} calls)`,
+    );
+  } finally {
+    await run.close();
+  }
+}
+
+/**
+ * When the calls follow a new limit set at `from` (ms since start) until `to`: the start of the
+ * first 1 s window after which every window up to `to` has ≤ 10 % refused and ≥ 80 % of the limit
+ * done. Undefined when it never settles.
+ */
+function settledAfter(calls: SimCall[], startedAt: number, from: number, to: number, limit: number) {
+  for (let w = from; w + 1000 <= to; w += 250) {
+    let ok = true;
+    for (let s = w; s + 1000 <= to && ok; s += 250) {
+      const window = calls.filter((c) => c.at - startedAt >= s && c.at - startedAt < s + 1000);
+      const done = window.filter((c) => c.status === 200).length;
+      ok = refusedShare(window) <= 0.1 && done >= 0.8 * limit;
+    }
+    if (ok) return w - from;
+  }
+  return undefined;
+}
+
+async function changing(redisUrl: string, limit: number, processes: number): Promise<void> {
+  // limit for 10 s, half of it for 15 s, the limit again for 15 s, then the rest.
+  const phases = [10_000, 15_000, 15_000];
+  const groups = Math.round((limit * 10 + (limit / 2) * 15 + limit * 15 + limit * 5) / 2);
+  const run = await start(redisUrl, groups, limit, processes);
+  try {
+    await sleep(phases[0]! - (Date.now() - run.startedAt));
+    run.sim.setHiddenLimit({ phoneNumberId: NUMBER, ratePerSec: limit / 2, burst: BURST });
+    const halvedAt = Date.now() - run.startedAt;
+    await sleep(phases[0]! + phases[1]! - (Date.now() - run.startedAt));
+    run.sim.setHiddenLimit({ phoneNumberId: NUMBER, ratePerSec: limit, burst: BURST });
+    const doubledAt = Date.now() - run.startedAt;
+    await sleep(phases[0]! + phases[1]! + phases[2]! - (Date.now() - run.startedAt));
+    const calls = [...run.sim.calls];
+    const down = settledAfter(calls, run.startedAt, halvedAt, doubledAt, limit / 2);
+    const up = settledAfter(calls, run.startedAt, doubledAt, doubledAt + phases[2]!, limit);
+    const fmt = (ms: number | undefined) =>
+      ms === undefined ? "not settled" : `${(ms / 1000).toFixed(1)} s`;
+    console.log(
+      `  limit ${limit}/s → ${limit / 2}/s → ${limit}/s, ${processes} process${processes > 1 ? "es" : ""}:` +
+        `  settled after halving ${fmt(down)}, after doubling ${fmt(up)}` +
+        `  (refused ${(refusedShare(calls) * 100).toFixed(1)} % of ${calls.length} calls)`,
+    );
+  } finally {
+    await run.close();
+  }
+}
+
+export async function benchThrottle(redisUrl: string): Promise<void> {
+  console.log(
+    `\nthrottle: one phone number, hidden limit (token bucket, burst ${BURST}), worker concurrency 64; floor = 2 × groups / limit`,
+  );
+  for (const limit of [10, 40, 200]) for (const processes of [1, 2]) await steady(redisUrl, limit, processes);
+  for (const processes of [1, 2]) await changing(redisUrl, 40, processes);
+}
