@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { realpathSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ConfigError, UsageError } from "./core/errors.js";
 import type { CommandIO } from "./commands/command.js";
@@ -65,6 +65,25 @@ function unknownCommand(name: string, io: CommandIO): number {
   return 2;
 }
 
+/**
+ * Reads `.env` of the working directory into the environment when there is one (Node's own parser;
+ * a variable the real environment sets, even to "", wins). Returns true, or the reason it failed.
+ */
+function loadDotEnv(): true | string {
+  if (!existsSync(".env")) return true;
+  try {
+    process.loadEnvFile(".env");
+    return true;
+  } catch (error) {
+    return `invalid environment: cannot read .env: ${(error as Error).message}`;
+  }
+}
+
+function fail(message: string): number {
+  process.stderr.write(`${message}\n`);
+  return 2;
+}
+
 function isEntryPoint(): boolean {
   const entry = process.argv[1];
   if (!entry) return false;
@@ -83,13 +102,14 @@ if (isEntryPoint()) {
     if (error.code !== "EPIPE") throw error;
     stdoutOpen = false;
   });
+  const dotEnv = loadDotEnv();
   const io: CommandIO = {
     env: process.env,
     secrets: new Set(),
     out: (line) => void (stdoutOpen && process.stdout.write(`${line}\n`)),
     err: (line) => process.stderr.write(`${line}\n`),
   };
-  main(process.argv.slice(2), io).then(
+  (dotEnv === true ? main(process.argv.slice(2), io) : Promise.resolve(fail(dotEnv))).then(
     (code) => {
       process.exitCode = code;
     },

@@ -147,7 +147,7 @@ export function overviewHelp(): string {
     "  wa-invite-rotator help <command>   options, defaults and exit codes of one command",
     "  wa-invite-rotator --version        print the version",
     "",
-    "Environment: see README.md.",
+    "Environment: see README.md; a .env file in the working directory is read (real variables win).",
   ].join("\n");
 }
 
