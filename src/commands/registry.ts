@@ -90,17 +90,21 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "validate",
-    usage: "validate [--check-graph]",
+    usage: "validate [--check-graph] [--allow-missing-tokens]",
     summary: "check the policy file; --check-graph also asks Graph whether each token sees its groups",
     options: [
       {
         flag: "--check-graph",
         text: "also ask Graph (read-only) whether each account's token can see its groups",
       },
+      {
+        flag: "--allow-missing-tokens",
+        text: "a policy's account without its token warns instead of exit 2 (checks the file alone, for CI without secrets)",
+      },
     ],
     notes: [
-      "exit: 0 valid; 2 invalid (a fault in the file, or with --check-graph a group its token",
-      "      cannot see); 1 Graph could not be asked",
+      "exit: 0 valid; 2 invalid: a fault in the file, a policy whose account's token variable is",
+      "      unset, or with --check-graph a group its token cannot see; 1 Graph could not be asked",
     ],
     load: () => import("./validate.js"),
   },

@@ -1,4 +1,6 @@
 import { createApp, type AppRoles } from "../app.js";
+import type { ResolvedConfig } from "../config/config.js";
+import type { Logger } from "../infra/logger.js";
 import { createConfigReloader } from "../config/reload.js";
 import { handleShutdownSignals } from "../ops/signals.js";
 import { parseCommandArgs } from "./args.js";
@@ -48,6 +50,7 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
     },
     "wa-invite-rotator starting",
   );
+  warnMissingTokens(config, logger);
   reloader.start();
   try {
     // A signal during a start that waits (for Redis, say) ends the wait: shutdown goes on regardless.
@@ -64,4 +67,17 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
   const code = await exit;
   exitSoon(code);
   return code;
+}
+
+/** An account without its token fails every rotation: say so at start, not at the first rotation. */
+function warnMissingTokens(config: ResolvedConfig, logger: Logger): void {
+  for (const account of config.accounts.values()) {
+    if (account.tokenPresent) continue;
+    const policies = config.policies.filter((p) => p.account === account.name).map((p) => p.name);
+    logger.warn(
+      { account: account.name, tokenEnv: account.tokenEnv, policies },
+      `account ${account.name} has no token: the environment variable ${account.tokenEnv} is not set; ` +
+        (policies.length > 0 ? "its rotations will fail until it is" : "no policy uses it"),
+    );
+  }
 }

@@ -1,14 +1,15 @@
 import type { ResolvedConfig } from "../config/config.js";
 import { formatDuration } from "../core/durations.js";
-import { RotatorError } from "../core/errors.js";
+import { ConfigError, RotatorError, type ConfigIssue } from "../core/errors.js";
 import { loadSettings, type Settings } from "../config/settings.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
 import { loadPolicyFile } from "./runtime.js";
 
 /**
- * `validate [--check-graph]`: loads the environment and the policy file and prints a summary.
- * An invalid file throws ConfigError (exit 2, naming file and path). `--check-graph` runs a
+ * `validate [--check-graph] [--allow-missing-tokens]`: loads the environment and the policy file and
+ * prints a summary. An invalid file throws ConfigError (exit 2, naming file and path); so does a
+ * policy whose account's token variable is unset, unless `--allow-missing-tokens` (CI without secrets). `--check-graph` runs a
  * read-only Graph check through the `checkGraph` hook: a group a token cannot see makes the file
  * invalid (exit 2); Graph being unreachable, slow, failing (5xx) or throttling is an outside
  * failure (exit 1).
@@ -46,6 +47,8 @@ export function createValidateCommand(options: ValidateOptions = {}): Command {
       const values = parse(args);
       const settings = loadSettings(io.env);
       const config = await loadPolicyFile(settings);
+      const missing = missingTokens(config);
+      if (missing.length > 0 && !values["allow-missing-tokens"]) throw new ConfigError(config.file, missing);
       for (const line of summary(config)) io.out(line);
       for (const warning of config.warnings) io.err(`warning: ${warning}`);
       if (!values["check-graph"]) return 0;
@@ -74,6 +77,25 @@ export function graphCheckExitCode(result: GraphCheckResult, io?: CommandIO): nu
   return 0;
 }
 
+/**
+ * A policy whose account has no token cannot rotate anything: one issue per such policy, at its
+ * `account` path. (An account no policy uses only warns.)
+ */
+export function missingTokens(config: ResolvedConfig): ConfigIssue[] {
+  return config.policies.flatMap((policy, index) => {
+    const account = config.accounts.get(policy.account);
+    if (!account || account.tokenPresent) return [];
+    return [
+      {
+        path: `policies[${index}].account`,
+        message:
+          `account ${account.name} has no token: the environment variable ${account.tokenEnv} is not set ` +
+          "(set it, or run validate --allow-missing-tokens to check the file alone)",
+      },
+    ];
+  });
+}
+
 /** The summary lines `validate` prints for a valid file. */
 export function summary(config: ResolvedConfig): string[] {
   const listed = config.policyByGroup.size;
@@ -97,12 +119,15 @@ function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-function parse(args: string[]): { "check-graph": boolean } {
+function parse(args: string[]): { "check-graph": boolean; "allow-missing-tokens": boolean } {
   const { values } = parseCommandArgs({
     args,
-    options: { "check-graph": { type: "boolean", default: false } },
+    options: {
+      "check-graph": { type: "boolean", default: false },
+      "allow-missing-tokens": { type: "boolean", default: false },
+    },
   });
-  return { "check-graph": values["check-graph"] };
+  return { "check-graph": values["check-graph"], "allow-missing-tokens": values["allow-missing-tokens"] };
 }
 
 // The Graph check is loaded only when asked for: plain `validate` needs no HTTP client.

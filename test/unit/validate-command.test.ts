@@ -70,6 +70,25 @@ describe("validate", () => {
     expect(`${out}${io.stderr.join("")}`).not.toContain(TOKEN);
   });
 
+  it("exits 2 when a policy's account has no token, naming the policy's path and the variable", async () => {
+    const io = fakeIO({ ROTATOR_CONFIG: file("valid.yaml"), SPARE_TOKEN: TOKEN });
+    expect(await main(["validate"], io)).toBe(2);
+    const err = io.stderr.join("\n");
+    expect(err).toContain(`invalid policy file ${file("valid.yaml")}:`);
+    expect(err).toContain(
+      "policies[0].account: account main has no token: the environment variable MAIN_TOKEN is not set",
+    );
+    expect(io.stdout).toEqual([]);
+    expect(err).not.toContain(TOKEN);
+  });
+
+  it("with --allow-missing-tokens checks the file alone: a missing token only warns", async () => {
+    const io = fakeIO({ ROTATOR_CONFIG: file("valid.yaml") });
+    expect(await main(["validate", "--allow-missing-tokens"], io)).toBe(0);
+    expect(io.stdout.join("\n")).toContain(`${file("valid.yaml")}: valid`);
+    expect(io.stderr).toContain("warning: account main: the environment variable MAIN_TOKEN is not set");
+  });
+
   it("exits 2 naming the file and the path for a bad schedule", async () => {
     const io = fakeIO({ ROTATOR_CONFIG: file("bad-cron.yaml") });
     expect(await main(["validate"], io)).toBe(2);

@@ -1,0 +1,52 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect, it } from "vitest";
+import { spawnCli } from "../helpers/cli.js";
+import { freePort } from "../helpers/redis-server.js";
+import { uniquePrefix } from "../helpers/redis.js";
+
+it("worker warns at start, once per account, when an account has no token", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-token-"));
+  try {
+    const file = join(dir, "policy.yaml");
+    writeFileSync(
+      file,
+      [
+        "accounts:",
+        "  main: { token_env: MAIN_TOKEN }",
+        "  partner: { token_env: PARTNER_TOKEN }",
+        "policies:",
+        "  - { name: a, account: main, schedule: '0 3 * * *', groups: ['G1'] }",
+        "  - { name: b, account: partner, schedule: '0 3 * * *', groups: ['G2'] }",
+      ].join("\n"),
+    );
+    // No Redis answers: the warning must not wait for one.
+    const proc = spawnCli(["worker"], {
+      ROTATOR_CONFIG: file,
+      MAIN_TOKEN: "main-token-present-123",
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+      ROTATOR_PREFIX: uniquePrefix("token"),
+      HEALTH_PORT: "0",
+      ROTATOR_SHUTDOWN_TIMEOUT: "1s",
+    });
+    try {
+      await proc.waitFor("has no token");
+      await proc.waitFor("wa-invite-rotator starting");
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+    const warnings = proc
+      .stdout()
+      .split("\n")
+      .filter((line) => line.includes("has no token"))
+      .map((line) => JSON.parse(line) as { level: string; account: string; tokenEnv: string; msg: string });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ level: "warn", account: "partner", tokenEnv: "PARTNER_TOKEN" });
+    expect(warnings[0]!.msg).toContain("PARTNER_TOKEN is not set; its rotations will fail");
+    expect(proc.stdout()).not.toContain("main-token-present-123");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
