@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { checkPolicies, type CheckedGroups } from "./checks.js";
+import { checkLinks, resolveLinks, type ResolvedLink } from "./links.js";
 import { ConfigError, RotatorError, type ConfigIssue } from "../core/errors.js";
 import type { AccountContext } from "../core/interfaces.js";
 import { DEFAULT_CHANNEL, hashTag } from "../core/keys.js";
@@ -53,6 +54,8 @@ export interface ResolvedConfig {
   readonly policies: readonly ResolvedPolicy[];
   /** Every explicitly listed group → its policy (groups of `all` policies are not listed). */
   readonly policyByGroup: ReadonlyMap<string, ResolvedPolicy>;
+  /** The join links of the `links:` section (served by the `gateway` command). */
+  readonly links: readonly ResolvedLink[];
   /** Problems that do not make the file invalid, such as an unset token variable. */
   readonly warnings: readonly string[];
 }
@@ -138,6 +141,10 @@ export function parseConfigText(
       if (!taken.has(issue.path)) issues.push(issue);
     });
   }
+  checkLinks(value as Record<string, unknown>, (path, message) => {
+    const issue = located(read.document!, path, message);
+    if (!taken.has(issue.path)) issues.push(issue);
+  });
   if (issues.length > 0 || !schema.data) throw fail(inFileOrder(issues));
   return resolve(file, schema.data, checked, env, defaults);
 }
@@ -220,12 +227,14 @@ function resolve(
     }
     if (!used.has(account.name)) warnings.push(`account ${account.name} is not used by any policy`);
   }
+  const links = resolveLinks(data.links ?? [], policies, policyByGroup, warnings);
 
   return Object.freeze({
     file,
     accounts: frozenMap(accounts),
     policies: Object.freeze(policies),
     policyByGroup: frozenMap(policyByGroup),
+    links: Object.freeze(links),
     warnings: Object.freeze(warnings),
   });
 }

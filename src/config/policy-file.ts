@@ -85,12 +85,32 @@ export const policySchema = z
   })
   .strict();
 
+/** Join link slugs: they appear in URLs, Redis keys and metric labels. */
+export const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** A stable join URL (`/join/{slug}` on the gateway) over a pool of groups; checked in links.ts. */
+export const linkSchema = z
+  .object({
+    slug: z.string().regex(SLUG, "1 to 63 lowercase letters, digits and - (starting with a letter or digit)"),
+    /** The pool: group ids the project rotates, or `policy` for all groups of one policy. */
+    groups: z.array(z.unknown()).min(1, "list at least one group").optional(),
+    policy: z.string().min(1).optional(),
+    /** Participants per group before it counts as full (8 is the Cloud API maximum). */
+    capacity: z.number().int().min(1).max(1024).optional(),
+    /** Only URLs made by `link` (with exp and sig) are admitted. */
+    signed: z.boolean().optional(),
+    /** How often the worker reads each pool group's `total_participant_count` from Graph; 0 = never. */
+    participants_poll: durationField.optional(),
+  })
+  .strict();
+
 export const policyFileSchema = z
   .object({
     /** For editor completion; ignored. */
     $schema: z.string().optional(),
     accounts: z.record(z.string(), accountSchema).optional(),
     policies: z.array(policySchema).min(1, "list at least one policy"),
+    links: z.array(linkSchema).optional(),
   })
   .strict();
 
@@ -98,6 +118,7 @@ export const policyFileSchema = z
 export type PolicyFile = z.infer<typeof policyFileSchema>;
 export type RawAccount = z.infer<typeof accountSchema>;
 export type RawPolicy = z.infer<typeof policySchema>;
+export type RawLink = z.infer<typeof linkSchema>;
 
 /** Where an issue is: path segments as in the document (keys and array indexes). */
 export type IssuePath = readonly (string | number)[];

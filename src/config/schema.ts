@@ -120,6 +120,42 @@ const EXTRAS: readonly [path: string, extra: JsonSchema][] = [
       ],
     },
   ],
+  ["links", { description: "Stable join URLs (served by the gateway command) over pools of groups." }],
+  ["links[]", { description: "One join URL, /join/{slug}: a pool named by groups or by policy." }],
+  ["links[].slug", { description: "The URL's name: lowercase letters, digits and -, unique." }],
+  [
+    "links[].groups",
+    {
+      description: "The pool: group ids the project rotates (or name a policy instead).",
+      items: {
+        anyOf: [
+          { type: "string", pattern: "^\\S+$", maxLength: 256 },
+          { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+        ],
+      },
+    },
+  ],
+  ["links[].policy", { description: "The pool: every group of this policy (instead of groups)." }],
+  [
+    "links[].capacity",
+    {
+      description: "Participants per group before it counts as full; default 8 (the Cloud API maximum).",
+      default: 8,
+    },
+  ],
+  [
+    "links[].signed",
+    { description: "Admit only URLs made by the link command (with exp and sig).", default: false },
+  ],
+  [
+    "links[].participants_poll",
+    {
+      description:
+        "How often workers read each pool group's participant count from Graph; 0 (default) never.",
+      type: undefined,
+      ...DURATION,
+    },
+  ],
 ];
 
 /** The policy file's JSON Schema as an object. */

@@ -110,6 +110,26 @@ export const settingsSchema = z.object({
   WHATSAPP_APP_SECRET: z.string().min(1).optional(),
   /** Answers Meta's webhook verification handshake. Never logged. */
   WHATSAPP_VERIFY_TOKEN: z.string().min(1).optional(),
+  /** The `gateway` command: its port and interface, and its public origin (for signed join URLs). */
+  GATEWAY_PORT: intString(8090, 0, 65535),
+  GATEWAY_HOST: z.string().default("0.0.0.0"),
+  GATEWAY_PUBLIC_URL: z
+    .url({ protocol: /^https?$/ })
+    .default("http://localhost:8090")
+    .transform((url) => url.replace(/\/+$/, "")),
+  /** HMAC key of signed join URLs (`link`); without it the gateway admits no signed URL. */
+  ROTATOR_LINK_SECRET: z.string().min(16, "use at least 16 characters").optional(),
+  /** Visits per client on `/join`: `N/duration` (e.g. `60/1m`), or `0` for no limit. */
+  GATEWAY_RATE_LIMIT: z
+    .string()
+    .default("60/1m")
+    .refine((text) => text.trim() === "0" || /^\d+\/\d+(\.\d+)?(ms|s|m|h|d)$/.test(text.trim()), {
+      message: "write N/duration, such as 60/1m, or 0 for no limit",
+    }),
+  /** Proxies in front of the gateway whose X-Forwarded-For it trusts for the client address. */
+  GATEWAY_TRUSTED_PROXIES: intString(0, 0, 10),
+  /** How long a visit may wait for a rotating group's new link before 503. */
+  GATEWAY_ROTATION_WAIT: durationString("2s"),
 });
 
 export type Settings = Readonly<z.infer<typeof settingsSchema>> & {

@@ -32,6 +32,13 @@ export interface Keys {
   readonly webhookConsumerGroup: string;
   /** String: a delivery already recorded (by the SHA-256 of its body), so a redelivery is not. */
   webhookDelivery(digest: string): string;
+  /**
+   * Hash: group id → its known participant count (the gateway's choice of group). Written by the
+   * worker's participant poll (absolute counts) and by the webhook consumer.
+   */
+  readonly groupParticipants: string;
+  /** String: visits of one signed join URL so far (INCR), expiring with the URL. */
+  linkVisits(slug: string, sig: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -51,6 +58,8 @@ export function createKeys(prefix: string): Keys {
     webhookStream: `${prefix}:webhooks:whatsapp`,
     webhookConsumerGroup: "group-events",
     webhookDelivery: (digest) => `${prefix}:webhooks:whatsapp:seen:${digest}`,
+    groupParticipants: `${prefix}:groups:participants`,
+    linkVisits: (slug, sig) => `${prefix}:link-visits:${slug}:${sig}`,
   };
 }
 
