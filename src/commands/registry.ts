@@ -133,6 +133,31 @@ export const COMMANDS: readonly CommandSpec[] = [
     notes: ["runs until SIGTERM/SIGINT"],
     load: () => import("./graph-sim.js"),
   },
+  {
+    name: "gateway",
+    usage: "gateway",
+    summary: "serve the stable join URLs (/join/{slug}) of the policy file's links, with probes and metrics",
+    notes: [
+      "needs Redis and the policy file, never a Graph token; listens on GATEWAY_PORT (default 8090)",
+      "exit: as for start",
+    ],
+    load: () => import("./gateway.js"),
+  },
+  {
+    name: "link",
+    usage: "link <slug> [--ttl <duration>] [--uses N]",
+    summary: "print a signed join URL of a link that expires after --ttl and admits at most N visits",
+    options: [
+      { flag: "--ttl <duration>", text: "how long the URL admits visits", default: "7d" },
+      { flag: "--uses N", text: "visits the URL admits in all", default: "no limit" },
+    ],
+    notes: [
+      "prints GATEWAY_PUBLIC_URL/join/<slug>?exp=…&uses=…&sig=… signed with ROTATOR_LINK_SECRET",
+      "exit: 0; 2 on an unknown slug, bad usage or no ROTATOR_LINK_SECRET",
+      DURATION_NOTE,
+    ],
+    load: () => import("./link.js"),
+  },
 ];
 
 export function findCommand(name: string): CommandSpec | undefined {

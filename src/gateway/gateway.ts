@@ -1,0 +1,142 @@
+import type { Redis } from "ioredis";
+import type { ResolvedConfig } from "../config/config.js";
+import type { ResolvedLink } from "../config/links.js";
+import type { Settings } from "../config/settings.js";
+import { parseDuration } from "../core/durations.js";
+import { systemClock, type Clock } from "../core/interfaces.js";
+import { createKeys, type Keys } from "../core/keys.js";
+import type { Logger } from "../infra/logger.js";
+import { createMetrics, type Metrics } from "../infra/metrics.js";
+import { createRedis } from "../infra/redis.js";
+import { joinRoute } from "./join.js";
+import { createLinkStore, type LinkStore } from "./link-store.js";
+import { createGatewayMetrics, type GatewayMetrics, type PoolState } from "./metrics.js";
+import { createRateLimiter, parseRateLimit } from "./rate-limit.js";
+import { probeRoutes } from "./probes.js";
+import { startGatewayServer, type GatewayRoute, type GatewayServer } from "./server.js";
+
+/**
+ * The `gateway` command's process: holds no Graph token. It builds one Redis command connection
+ * (the link store duplicates it for its subscriptions), the link store, the metrics and the HTTP
+ * server with its routes: `/join/{slug}`, `/healthz`, `/readyz`, `/metrics`, and whatever
+ * `extraRoutes` adds (the WhatsApp webhook receiver mounts itself there).
+ */
+
+/** What a mounted route may use: the gateway's connections, keys, config and metrics. */
+export interface GatewayContext {
+  readonly settings: Settings;
+  readonly config: ResolvedConfig;
+  readonly logger: Logger;
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly metrics: Metrics;
+}
+
+export interface GatewayOptions {
+  settings: Settings;
+  config: ResolvedConfig;
+  logger: Logger;
+  /** Routes to mount besides the gateway's own; tried before `/join/` and the probes. */
+  extraRoutes?: (context: GatewayContext) => readonly GatewayRoute[];
+  /** Port override (tests: 0); default GATEWAY_PORT. */
+  port?: number;
+  clock?: Clock;
+}
+
+export interface Gateway {
+  readonly context: GatewayContext;
+  readonly store: LinkStore;
+  readonly gatewayMetrics: GatewayMetrics;
+  /** The server, once started. */
+  server(): GatewayServer | undefined;
+  /** Subscribes, then listens. Idempotent. */
+  start(): Promise<void>;
+  /** Stops listening, then closes the subscriptions and the connection. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export function createGateway(options: GatewayOptions): Gateway {
+  const { settings, config, logger } = options;
+  const keys = createKeys(settings.ROTATOR_PREFIX);
+  const redis = createRedis(settings.REDIS_URL, "gateway", logger);
+  const metrics = createMetrics({ logger });
+  const store = createLinkStore({
+    redis,
+    keys,
+    links: config.links,
+    signingSecret: settings.ROTATOR_SIGNING_SECRET,
+    logger,
+  });
+  const links = new Map<string, ResolvedLink>(config.links.map((link) => [link.slug, link]));
+  const gatewayMetrics = createGatewayMetrics(metrics.registry, () => poolStates(store, config.links));
+  const rate = parseRateLimit(settings.GATEWAY_RATE_LIMIT, parseDuration);
+  const context: GatewayContext = { settings, config, logger, redis, keys, metrics };
+  let subscribed = false;
+  const routes: GatewayRoute[] = [
+    ...(options.extraRoutes?.(context) ?? []),
+    joinRoute({
+      links,
+      store,
+      redis,
+      keys,
+      linkSecret: settings.ROTATOR_LINK_SECRET,
+      limiter:
+        rate === "off" || rate === undefined ? undefined : createRateLimiter(rate.limit, rate.windowMs),
+      trustedProxies: settings.GATEWAY_TRUSTED_PROXIES,
+      rotationWaitMs: settings.GATEWAY_ROTATION_WAIT,
+      metrics: gatewayMetrics,
+      clock: options.clock ?? systemClock,
+      logger,
+    }),
+    ...probeRoutes({ redis, metrics, ready: () => subscribed }),
+  ];
+
+  let server: GatewayServer | undefined;
+  let starting: Promise<void> | undefined;
+  let stopping: Promise<void> | undefined;
+  return {
+    context,
+    store,
+    gatewayMetrics,
+    server: () => server,
+    start: () =>
+      (starting ??= (async () => {
+        await store.start();
+        subscribed = true;
+        if (stopping) return;
+        server = await startGatewayServer({
+          port: options.port ?? settings.GATEWAY_PORT,
+          host: settings.GATEWAY_HOST,
+          routes,
+          logger,
+        });
+        logger.info({ url: server.url, links: links.size }, "gateway listening");
+      })()),
+    stop: () =>
+      (stopping ??= (async () => {
+        await starting?.catch(() => undefined);
+        await server?.close();
+        await store.stop();
+        redis.disconnect();
+      })()),
+  };
+}
+
+/** Each link's pool groups by state, for the `gateway_pool_groups` gauge and `status`. */
+export async function poolStates(
+  store: LinkStore,
+  links: readonly ResolvedLink[],
+): Promise<Map<string, Record<PoolState, number>>> {
+  const states = new Map<string, Record<PoolState, number>>();
+  for (const link of links) {
+    const counts: Record<PoolState, number> = { room: 0, full: 0, rotating: 0, "no-link": 0 };
+    for (const view of await store.inspect(store.members(link))) {
+      if (view.rotating) counts.rotating++;
+      else if (view.link === undefined) counts["no-link"]++;
+      else if (view.participants >= link.capacity) counts.full++;
+      else counts.room++;
+    }
+    states.set(link.slug, counts);
+  }
+  return states;
+}

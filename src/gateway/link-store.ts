@@ -1,0 +1,186 @@
+import type { Redis } from "ioredis";
+import { toError } from "../core/errors.js";
+import type { RotationMessage } from "../core/interfaces.js";
+import { channelKeys, type Keys } from "../core/keys.js";
+import type { Logger } from "../infra/logger.js";
+import { subscribe, type Subscription } from "../publish/subscriber.js";
+import type { PoolMember, ResolvedLink } from "../config/links.js";
+
+/**
+ * What the gateway knows of the published links: every group's newest message on each channel it
+ * serves, kept by the project's own subscriber (C:latest on connect and every reconnect, then the
+ * channel), signature-checked when ROTATOR_SIGNING_SECRET is set.
+ *
+ * Before a visit is sent anywhere, `inspect` asks Redis, in one round trip, what memory cannot
+ * know for sure: whether a rotation of the group is under way (its lock is held: the DELETE may
+ * already have happened; or it is in the without-link index), whether memory still holds the newest
+ * published message (C:latest), and the group's participant count. A group whose newest message
+ * has not reached memory yet counts as rotating for that moment, so no visit ever gets a link older
+ * than the newest published one.
+ */
+
+/** A published invite link must be exactly this: no query, no fragment, nothing to smuggle. */
+export const INVITE_LINK = /^https:\/\/chat\.whatsapp\.com\/[A-Za-z0-9_-]{10,64}$/;
+
+/** One group of a pool at the moment of a visit. */
+export interface GroupView {
+  readonly groupId: string;
+  /** The current invite link, when published, verified and not being rotated. */
+  readonly link: string | undefined;
+  /** A rotation is under way (or its newest link has not reached this process yet). */
+  readonly rotating: boolean;
+  /** Known participants; 0 when nothing is known. */
+  readonly participants: number;
+}
+
+export interface LinkStore {
+  /** Subscribes to every channel the links use. Resolves once each has read C:latest. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** The pool of a link right now (a `groups: all` policy's pool is what it has published). */
+  members(link: ResolvedLink): PoolMember[];
+  /** The pool's groups as Redis and memory see them now, in pool order. */
+  inspect(members: readonly PoolMember[]): Promise<GroupView[]>;
+  /** Resolves on the next message stored, or after `ms`. */
+  changed(ms: number): Promise<void>;
+  /** Messages held, for tests and status. */
+  message(channel: string, groupId: string): RotationMessage | undefined;
+}
+
+export interface LinkStoreOptions {
+  /** A command connection (not in subscriber mode); the subscriptions duplicate it. */
+  redis: Redis;
+  keys: Keys;
+  links: readonly ResolvedLink[];
+  /** ROTATOR_SIGNING_SECRET: messages badly signed are never served. */
+  signingSecret?: string | undefined;
+  logger: Logger;
+}
+
+interface Held {
+  readonly message: RotationMessage;
+  /** The last C:latest text a visit found to be this message (saves parsing it again). */
+  raw?: string;
+}
+
+export function createLinkStore(options: LinkStoreOptions): LinkStore {
+  const { redis, keys, logger } = options;
+  const log = logger.child({ component: "link-store" });
+  const byChannel = new Map<string, Map<string, Held>>();
+  const subscriptions: Subscription[] = [];
+  let waiters: (() => void)[] = [];
+  for (const link of options.links) {
+    for (const member of link.members) byChannel.set(member.channel, new Map());
+    if (link.policyChannel !== undefined) byChannel.set(link.policyChannel, new Map());
+  }
+
+  const store = (channel: string, message: RotationMessage) => {
+    byChannel.get(channel)!.set(message.group_id, { message });
+    const woken = waiters;
+    waiters = [];
+    for (const wake of woken) wake();
+  };
+
+  return {
+    async start() {
+      for (const channel of byChannel.keys()) {
+        const subscription = await subscribe({
+          redis,
+          channel,
+          ...(options.signingSecret !== undefined ? { secret: options.signingSecret } : {}),
+          onMessage: (message) => store(channel, message),
+          onInvalid: (error) =>
+            log.warn({ channel, err: { message: error.message } }, "published message ignored"),
+          onError: (error) => log.warn({ channel, err: { message: error.message } }, "subscription error"),
+        });
+        subscriptions.push(subscription);
+      }
+    },
+    async stop() {
+      await Promise.all(subscriptions.splice(0).map((s) => s.close()));
+      for (const wake of waiters.splice(0)) wake();
+    },
+    members(link) {
+      if (link.members.length > 0 || link.policy === undefined) return [...link.members];
+      const channel = link.policyChannel!;
+      const held = byChannel.get(channel) ?? new Map<string, Held>();
+      return [...held.values()]
+        .filter((h) => h.message.policy === link.policy)
+        .map((h) => ({ groupId: h.message.group_id, channel }))
+        .sort((a, b) => (a.groupId < b.groupId ? -1 : a.groupId > b.groupId ? 1 : 0));
+    },
+    async inspect(members) {
+      if (members.length === 0) return [];
+      const ids = members.map((m) => m.groupId);
+      const channels = [...new Set(members.map((m) => m.channel))];
+      const pipeline = redis.pipeline();
+      for (const id of ids) pipeline.exists(keys.groupLock(id));
+      pipeline.smismember(keys.withoutLinkIndex, ...ids);
+      pipeline.hmget(keys.groupParticipants, ...ids);
+      for (const channel of channels) {
+        pipeline.hmget(
+          channelKeys(channel).latest,
+          ...members.filter((m) => m.channel === channel).map((m) => m.groupId),
+        );
+      }
+      const results = await pipeline.exec();
+      if (!results) throw new Error("redis pipeline aborted");
+      for (const [error] of results) if (error) throw toError(error);
+      const values = results.map(([, value]) => value);
+      const locked = values.slice(0, ids.length) as number[];
+      const withoutLink = values[ids.length] as number[];
+      const counts = values[ids.length + 1] as (string | null)[];
+      const latest = new Map<string, string | null>();
+      channels.forEach((channel, c) => {
+        const raws = values[ids.length + 2 + c] as (string | null)[];
+        members
+          .filter((m) => m.channel === channel)
+          .forEach((m, i) => latest.set(`${channel}\n${m.groupId}`, raws[i] ?? null));
+      });
+      return members.map((member, i) => {
+        const held = byChannel.get(member.channel)?.get(member.groupId);
+        const raw = latest.get(`${member.channel}\n${member.groupId}`) ?? null;
+        // Memory behind Redis: the newest message is on its way (or was refused); not servable now.
+        const current = held !== undefined && raw !== null && isHeld(held, raw);
+        const busy = locked[i] === 1 || withoutLink[i] === 1 || (raw !== null && !current);
+        const link =
+          current && !busy && INVITE_LINK.test(held.message.invite_link)
+            ? held.message.invite_link
+            : undefined;
+        return { groupId: member.groupId, link, rotating: busy, participants: participantCount(counts[i]) };
+      });
+    },
+    changed(ms) {
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        waiters.push(done);
+      });
+    },
+    message(channel, groupId) {
+      return byChannel.get(channel)?.get(groupId)?.message;
+    },
+  };
+}
+
+/** Whether C:latest's text `raw` is the message held (same rotation and sequence). */
+function isHeld(held: Held, raw: string): boolean {
+  if (held.raw === raw) return true;
+  let parsed: { rotation_id?: unknown; sequence?: unknown };
+  try {
+    parsed = JSON.parse(raw) as typeof parsed;
+  } catch {
+    return false;
+  }
+  const same = parsed.rotation_id === held.message.rotation_id && parsed.sequence === held.message.sequence;
+  if (same) held.raw = raw;
+  return same;
+}
+
+function participantCount(raw: string | null | undefined): number {
+  const n = Number(raw ?? 0);
+  return Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
+}
