@@ -45,6 +45,8 @@ export interface ResolvedPolicy {
   readonly catchUpMs: number;
   readonly channel: string;
   readonly groups: readonly string[] | "all";
+  /** Rotate a group (trigger `joins`) once this many joined through its current link; unset = never. */
+  readonly rotateAfterJoins?: number | undefined;
 }
 
 /** The whole policy file, resolved and frozen. */
@@ -213,6 +215,7 @@ function resolve(
       jitterMs: raw.jitter ?? 0,
       catchUpMs: raw.catch_up ?? DEFAULT_CATCH_UP_MS,
       channel: raw.channel ?? DEFAULT_CHANNEL,
+      ...(raw.rotate_after_joins === undefined ? {} : { rotateAfterJoins: raw.rotate_after_joins }),
       groups: groups === "all" ? "all" : Object.freeze(groups ?? []),
     });
     policies.push(policy);

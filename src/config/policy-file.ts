@@ -78,6 +78,13 @@ export const policySchema = z
     /** How late a missed fire may still run after a restart; 0 turns catch-up off. */
     catch_up: durationField.optional(),
     channel: z.string().regex(/^\S+$/, "a non-empty channel name without whitespace").optional(),
+    /** Rotate a group once this many people joined through its current link (WhatsApp webhooks). */
+    rotate_after_joins: z
+      .number()
+      .refine(Number.isInteger, "a whole number of joins")
+      .min(1, "at least 1 join")
+      .max(100_000, "at most 100000 joins")
+      .optional(),
     /** Group ids, or "all" (every group of the account's phone number); checked in config.ts. */
     groups: z.union([z.literal("all"), z.array(z.unknown())], {
       error: (issue) => (issue.input === undefined ? "required" : 'a list of group ids, or "all"'),

@@ -101,6 +101,13 @@ const EXTRAS: readonly [path: string, extra: JsonSchema][] = [
     },
   ],
   [
+    "policies[].rotate_after_joins",
+    {
+      description:
+        "Also rotate a group's link once this many people joined through it (read from WhatsApp's group webhooks on the gateway); trigger joins.",
+    },
+  ],
+  [
     "policies[].groups",
     {
       description:

@@ -14,10 +14,11 @@
  *   `publish` it. The outcome of each step is persisted before the next begins.
  * - **publish**: one Redis transaction that stores the newest message per group, appends it to the
  *   channel's stream and PUBLISHes it on the channel.
- * - **trigger**: why a rotation happens: `schedule`, `manual` or `catch-up`.
+ * - **trigger**: why a rotation happens: `schedule`, `manual`, `catch-up`, or `joins` (N people
+ *   joined through the current link: the policy's `rotate_after_joins`).
  */
 
-export type Trigger = "schedule" | "manual" | "catch-up";
+export type Trigger = "schedule" | "manual" | "catch-up" | "joins";
 
 export type Step = "delete" | "create" | "publish";
 

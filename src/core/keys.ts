@@ -20,6 +20,8 @@ export interface Keys {
   readonly groupsIndex: string;
   /** Set: groups whose old link was deleted and whose new link is not yet published. */
   readonly withoutLinkIndex: string;
+  /** Set: groups that are suspended or deleted: neither rotated nor offered by the gateway. */
+  readonly groupsUnavailable: string;
   /** Set: groups WhatsApp suspended (a `group_suspend` webhook, not yet cleared). */
   readonly suspendedIndex: string;
   /** Set: groups WhatsApp deleted (a `group_delete` webhook). */
@@ -52,6 +54,7 @@ export function createKeys(prefix: string): Keys {
     policy: (policy) => `${prefix}:policy:${policy}`,
     groupsIndex: `${prefix}:groups`,
     withoutLinkIndex: `${prefix}:groups:without-link`,
+    groupsUnavailable: `${prefix}:groups:unavailable`,
     suspendedIndex: `${prefix}:groups:suspended`,
     deletedIndex: `${prefix}:groups:deleted`,
     groupMembers: (groupId) => `${prefix}:members:${groupId}`,

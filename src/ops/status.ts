@@ -234,5 +234,5 @@ function instant(value: string | undefined): string | null {
 }
 
 function isTrigger(value: string | undefined): value is Trigger {
-  return value === "schedule" || value === "manual" || value === "catch-up";
+  return value === "schedule" || value === "manual" || value === "catch-up" || value === "joins";
 }

@@ -25,7 +25,7 @@ export const rotationMessageSchema = z.object({
   sequence: z.int().positive(),
   policy: z.string().nullable(),
   account: z.string(),
-  trigger: z.enum(["schedule", "manual", "catch-up"]),
+  trigger: z.enum(["schedule", "manual", "catch-up", "joins"]),
   signature: z
     .string()
     .regex(/^v[12]=[0-9a-f]{64}$/, "signature must be v2= (or v1=) and 64 lowercase hex digits")

@@ -401,3 +401,22 @@ describe("a JSON policy file with a key written twice", () => {
     expect(parse(text, "rotation.json").policies.map((p) => p.name)).toEqual(["a", "b"]);
   });
 });
+
+describe("rotate_after_joins", () => {
+  const policy = (value: string) =>
+    `policies:\n  - name: p\n    schedule: "0 3 * * *"\n    groups: ["G1"]\n    rotate_after_joins: ${value}\n`;
+
+  it("resolves a whole number of joins, and stays unset without it", () => {
+    expect(parse(policy("3")).policies[0]!.rotateAfterJoins).toBe(3);
+    expect(
+      parse(`policies:\n  - name: p\n    schedule: "0 3 * * *"\n    groups: ["G1"]\n`).policies[0]!
+        .rotateAfterJoins,
+    ).toBeUndefined();
+  });
+
+  it("refuses 0, fractions and text, naming the path", () => {
+    expect(issueAt(policy("0"), "policies[0].rotate_after_joins")).toMatch(/at least 1/);
+    expect(issueAt(policy("2.5"), "policies[0].rotate_after_joins")).toMatch(/whole number/);
+    expect(issueAt(policy('"three"'), "policies[0].rotate_after_joins")).toBeTruthy();
+  });
+});
