@@ -1,4 +1,5 @@
 import { createGateway } from "../gateway/gateway.js";
+import { webhookRoutes } from "../gateway/webhook-receiver.js";
 import { handleShutdownSignals } from "../ops/signals.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
@@ -14,7 +15,7 @@ const command: Command = {
     const { settings, logger, config } = await loadRuntime(io);
     if (config.links.length === 0)
       logger.warn({ config: config.file }, "the policy file has no links: every /join answers 404");
-    const gateway = createGateway({ settings, config, logger });
+    const gateway = createGateway({ settings, config, logger, extraRoutes: webhookRoutes });
     const exit = handleShutdownSignals(() => gateway.stop(), logger);
     try {
       await Promise.race([gateway.start(), exit]);

@@ -117,6 +117,8 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
       for (const id of ids) pipeline.exists(keys.groupLock(id));
       pipeline.smismember(keys.withoutLinkIndex, ...ids);
       pipeline.hmget(keys.groupParticipants, ...ids);
+      // Suspended or deleted (WhatsApp's webhooks): never offered.
+      pipeline.smismember(keys.groupsUnavailable, ...ids);
       for (const channel of channels) {
         pipeline.hmget(
           channelKeys(channel).latest,
@@ -130,9 +132,10 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
       const locked = values.slice(0, ids.length) as number[];
       const withoutLink = values[ids.length] as number[];
       const counts = values[ids.length + 1] as (string | null)[];
+      const unavailable = values[ids.length + 2] as number[];
       const latest = new Map<string, string | null>();
       channels.forEach((channel, c) => {
-        const raws = values[ids.length + 2 + c] as (string | null)[];
+        const raws = values[ids.length + 3 + c] as (string | null)[];
         members
           .filter((m) => m.channel === channel)
           .forEach((m, i) => latest.set(`${channel}\n${m.groupId}`, raws[i] ?? null));
@@ -144,7 +147,7 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
         const current = held !== undefined && raw !== null && isHeld(held, raw);
         const busy = locked[i] === 1 || withoutLink[i] === 1 || (raw !== null && !current);
         const link =
-          current && !busy && INVITE_LINK.test(held.message.invite_link)
+          current && !busy && unavailable[i] !== 1 && INVITE_LINK.test(held.message.invite_link)
             ? held.message.invite_link
             : undefined;
         return { groupId: member.groupId, link, rotating: busy, participants: participantCount(counts[i]) };

@@ -1,8 +1,12 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { Counter } from "prom-client";
 import type { Redis } from "ioredis";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
+import { METRIC_PREFIX } from "../infra/metrics.js";
+import type { GatewayContext } from "./gateway.js";
+import { BodyTooLargeError, readBody, sendText, type GatewayRoute } from "./server.js";
 
 /**
  * The WhatsApp webhook endpoint (`/webhooks/whatsapp`) of the gateway.
@@ -63,15 +67,13 @@ export interface WebhookReceiver {
   serve(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
-const TEXT = { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" };
-
 export function createWebhookReceiver(options: WebhookReceiverOptions): WebhookReceiver {
   const { logger } = options;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const log = logger.child({ component: "webhook-receiver" });
   const done = (result: DeliveryResult, response: WebhookResponse): WebhookResponse => {
     options.onResult?.(result);
-    return { ...response, headers: { ...TEXT, ...response.headers } };
+    return response;
   };
 
   const handle = async (request: WebhookRequest): Promise<WebhookResponse> => {
@@ -119,29 +121,27 @@ export function createWebhookReceiver(options: WebhookReceiverOptions): WebhookR
   };
 
   const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? "/", "http://gateway");
+    const url = new URL(req.url ?? "/", "http://gateway.invalid");
     const method = req.method ?? "GET";
     let body: Buffer | undefined;
     if (method === "POST") {
-      const read = await readBody(req, maxBodyBytes);
-      if (read === "too_large") {
+      try {
+        body = await readBody(req, maxBodyBytes);
+      } catch (error) {
+        if (!(error instanceof BodyTooLargeError)) throw error;
         options.onResult?.("too_large");
         log.warn({ maxBodyBytes }, "webhook delivery refused: body too large");
-        res.writeHead(413, { ...TEXT, connection: "close" });
-        res.end("body too large\n");
-        return;
+        return sendText(res, 413, "body too large\n", { connection: "close" });
       }
-      body = read;
     }
     const header = req.headers["x-hub-signature-256"];
     const response = await handle({
-      method,
+      method: method === "HEAD" ? "GET" : method,
       query: url.searchParams,
       signature: Array.isArray(header) ? header[0] : header,
       ...(body ? { body } : {}),
     });
-    res.writeHead(response.status, response.headers);
-    res.end(response.body);
+    sendText(res, response.status, response.body, response.headers);
   };
 
   return { handle, serve };
@@ -187,26 +187,6 @@ function equalSecret(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | "too_large"> {
-  const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume();
-    return "too_large";
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    const buffer = chunk as Buffer;
-    size += buffer.length;
-    if (size > limit) {
-      req.resume();
-      return "too_large";
-    }
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
 /**
  * KEYS: the delivery's seen key, the stream. ARGV: ttl ms, body, received-at ms. Records the body
  * once: the seen key and the stream entry are written together, so a crash cannot leave one alone.
@@ -237,4 +217,36 @@ export function createDeliveryRecorder(
     );
     return added === 1 ? "accepted" : "duplicate";
   };
+}
+
+/**
+ * `GET` and `POST /webhooks/whatsapp` on the gateway, recording into the gateway's Redis and
+ * counting `wa_rotator_webhook_deliveries_total{result}` (a `DeliveryResult`).
+ */
+export function webhookRoutes(context: GatewayContext): GatewayRoute[] {
+  const deliveries = new Counter({
+    name: `${METRIC_PREFIX}webhook_deliveries_total`,
+    help: "WhatsApp webhook requests by result (accepted, duplicate, rejected, malformed, too_large, error, verified, verify_refused)",
+    labelNames: ["result"] as const,
+    registers: [context.metrics.registry],
+  });
+  const receiver = createWebhookReceiver({
+    appSecret: context.settings.WHATSAPP_APP_SECRET,
+    verifyToken: context.settings.WHATSAPP_VERIFY_TOKEN,
+    record: createDeliveryRecorder(context.redis, context.keys),
+    logger: context.logger,
+    onResult: (result) => deliveries.inc({ result }),
+  });
+  if (context.settings.WHATSAPP_APP_SECRET === undefined) {
+    context.logger.warn("WHATSAPP_APP_SECRET is not set: every webhook delivery is refused (401)");
+  }
+  return [
+    {
+      name: "webhooks",
+      methods: ["GET", "POST"],
+      match: (path) => path === WEBHOOK_PATH,
+      maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+      handle: (req, res) => receiver.serve(req, res),
+    },
+  ];
 }

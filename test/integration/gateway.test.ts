@@ -81,6 +81,14 @@ describe("/join/{slug}", () => {
     expect(res.headers.get("location")).toBe(fresh);
   });
 
+  it("never offers a suspended or deleted group (WhatsApp's webhooks)", async () => {
+    await fx.rotate("G1");
+    await redis.sadd(fx.keys.groupsUnavailable, "G1");
+    expect((await join("solo")).status).toBe(503);
+    await redis.srem(fx.keys.groupsUnavailable, "G1");
+    expect((await join("solo")).status).toBe(302);
+  });
+
   it("never offers a group in the without-link index", async () => {
     await fx.rotate("G1");
     await redis.sadd(fx.keys.withoutLinkIndex, "G1");

@@ -2,17 +2,21 @@ import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { parseConfigText } from "../../src/config/config.js";
+import { loadSettings } from "../../src/config/settings.js";
 import { createKeys, type Keys } from "../../src/core/keys.js";
+import { createGateway } from "../../src/gateway/gateway.js";
 import {
   createDeliveryRecorder,
   createWebhookReceiver,
   signDelivery,
   type DeliveryResult,
   type WebhookReceiver,
+  webhookRoutes,
 } from "../../src/gateway/webhook-receiver.js";
 import { groupSettingsUpdated, joinedByInviteLink } from "../helpers/meta-webhooks.js";
 import { capturingLogger, type LogLine } from "../helpers/rotator.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
+import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
 
 const APP_SECRET = "receiver-test-app-secret";
 const VERIFY_TOKEN = "receiver-test-verify-token";
@@ -212,5 +216,61 @@ describe("over HTTP", () => {
     expect(res.status).toBe(413);
     expect(await recorded()).toEqual([]);
     expect(results).toEqual(["too_large"]);
+  });
+});
+
+describe("mounted on the gateway", () => {
+  it("answers the handshake and records signed deliveries at /webhooks/whatsapp, counted in /metrics", async () => {
+    const gateway = createGateway({
+      settings: loadSettings({
+        REDIS_URL: testRedisUrl(),
+        ROTATOR_PREFIX: prefix,
+        GATEWAY_HOST: "127.0.0.1",
+        WHATSAPP_APP_SECRET: APP_SECRET,
+        WHATSAPP_VERIFY_TOKEN: VERIFY_TOKEN,
+      }),
+      config: parseConfigText(
+        'policies:\n  - name: p\n    schedule: "0 3 * * *"\n    groups: [G1]\n',
+        "t.yaml",
+        {},
+        {
+          graphApiVersion: "v23.0",
+        },
+      ),
+      logger: capturingLogger([]),
+      extraRoutes: webhookRoutes,
+      port: 0,
+    });
+    await gateway.start();
+    try {
+      const base = `${gateway.server()!.url}/webhooks/whatsapp`;
+      const hello = await fetch(
+        `${base}?hub.mode=subscribe&hub.verify_token=${VERIFY_TOKEN}&hub.challenge=abc123`,
+      );
+      expect(hello.status).toBe(200);
+      expect(await hello.text()).toBe("abc123");
+      const body = JSON.stringify(joinedByInviteLink("G1", "16505551234", 1739321024));
+      const ok = await fetch(base, {
+        method: "POST",
+        body,
+        headers: {
+          "content-type": "application/json",
+          "x-hub-signature-256": signDelivery(body, APP_SECRET),
+        },
+      });
+      expect(ok.status).toBe(200);
+      const bad = await fetch(base, {
+        method: "POST",
+        body,
+        headers: { "x-hub-signature-256": "sha256=00" },
+      });
+      expect(bad.status).toBe(401);
+      expect(await recorded()).toEqual([body]);
+      const metrics = await (await fetch(`${gateway.server()!.url}/metrics`)).text();
+      expect(metrics).toMatch(/wa_rotator_webhook_deliveries_total\{result="accepted"\} 1/);
+      expect(metrics).toMatch(/wa_rotator_webhook_deliveries_total\{result="rejected"\} 1/);
+    } finally {
+      await gateway.stop();
+    }
   });
 });
