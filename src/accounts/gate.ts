@@ -6,6 +6,7 @@ import type { AccountContext, Step } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import type { Metrics } from "../infra/metrics.js";
+import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
 
 /**
  * The account gate: consulted before every Graph call of a rotation (`beforeGraphCall`), it keeps
@@ -90,7 +91,7 @@ export interface AccountGateOptions {
   readonly rateOf?: (accountName: string) => number | undefined;
   /** First throttle back-off without Retry-After; later ones grow 4×. Default 1 s. */
   readonly throttleBaseMs?: number;
-  /** Longest throttle back-off. Default 15 min. */
+  /** Longest wait any Graph answer or back-off imposes (ROTATOR_THROTTLE_MAX). Default 15 min. */
   readonly throttleMaxMs?: number;
   /** Default 60 s (the probe interval). */
   readonly recheckMs?: number;
@@ -137,29 +138,31 @@ end
 return {wait, 0, recovering, f[1] or "", f[2] or ""}`;
 
 /**
- * KEYS: subject hash, account hash. ARGV: retry-after ms (-1 none), base ms, max ms. Returns the
- * wait and 1 when this answer set a pause, 2 when it lengthened one, 0 when it only saw one.
+ * KEYS: subject hash, account hash. ARGV: retry-after ms (-1 none), base ms, max ms, all whole
+ * numbers with retry-after ≤ max (bounded in JS). Returns the wait and 1 when this answer set a
+ * pause, 2 when it lengthened one, 0 when it only saw one. Every value is computed (and bounded
+ * by max again) before the first write, so the script cannot stop half-way through its writes.
  */
 const THROTTLE = `${NOW}
+local max = math.floor(tonumber(ARGV[3]))
+local asked = math.min(math.floor(tonumber(ARGV[1])), max)
 local h = redis.call("HMGET", KEYS[1], "paused_until", "throttle_level")
 local paused = tonumber(h[1]) or 0
-local asked = tonumber(ARGV[1])
 if paused > now then
   -- A pause is on: a later, longer Retry-After lengthens it (the pause is the max of both); a
   -- back-off without one does not grow it again (the first answer of the storm set it).
-  if asked >= 0 and now + math.floor(asked) > paused then
-    paused = now + math.floor(asked)
+  if asked >= 0 and now + asked > paused then
+    paused = now + asked
     redis.call("HSET", KEYS[1], "paused_until", paused)
-    redis.call("PEXPIRE", KEYS[1], paused - now + 86400000)
+    redis.call("PEXPIRE", KEYS[1], asked + 86400000)
     redis.call("HSET", KEYS[2], "paused_until", paused)
-    return {paused - now, 2}
+    return {asked, 2}
   end
   return {paused - now, 0}
 end
 local level = math.min(tonumber(h[2]) or 0, 12)
-local wait = tonumber(ARGV[1])
-if wait < 0 then wait = math.min(tonumber(ARGV[2]) * 4 ^ level, tonumber(ARGV[3])) end
-wait = math.floor(wait)
+local wait = asked
+if wait < 0 then wait = math.min(math.floor(tonumber(ARGV[2]) * 4 ^ level), max) end
 redis.call("HSET", KEYS[1], "paused_until", now + wait, "throttle_level", level + 1)
 redis.call("HDEL", KEYS[1], "probe_until")
 redis.call("PEXPIRE", KEYS[1], wait + 86400000)
@@ -185,7 +188,8 @@ const FAILING_FIELDS = [
 export function createAccountGate(options: AccountGateOptions): AccountGate {
   const { redis, keys, logger } = options;
   const base = options.throttleBaseMs ?? 1_000;
-  const max = options.throttleMaxMs ?? 15 * 60_000;
+  const maxOption = options.throttleMaxMs ?? DEFAULT_THROTTLE_MAX_MS;
+  const max = Number.isFinite(maxOption) && maxOption >= 0 ? Math.floor(maxOption) : DEFAULT_THROTTLE_MAX_MS;
   const recheckMs = options.recheckMs ?? 60_000;
   const maxInline = options.maxInlineWaitMs ?? 2_000;
   // Subjects this process saw in back-off: a success of their account resets them.
@@ -238,12 +242,13 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
 
     async throttled(account, error) {
       const subject = error.scope === "number" ? numberSubject(account) : tokenSubject(account);
+      const asked = error.retryAfterMs === undefined ? undefined : boundWait(error.retryAfterMs, max);
       const [wait, set] = (await redis.eval(
         THROTTLE,
         2,
         subject,
         keys.account(account.name),
-        String(error.retryAfterMs ?? -1),
+        String(asked?.ms ?? -1),
         String(base),
         String(max),
       )) as [number, number];
@@ -254,6 +259,12 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
         graphCode: error.graphCode,
         waitMs: wait,
       };
+      if (asked?.clamped) {
+        logger.warn(
+          { ...fields, askedMs: error.retryAfterMs, maxMs: max },
+          `graph asked account ${account.name} to wait longer than ROTATOR_THROTTLE_MAX; waiting ${max} ms`,
+        );
+      }
       if (set === 2) {
         logger.warn(
           fields,

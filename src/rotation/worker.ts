@@ -2,6 +2,7 @@ import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type 
 import { randomUUID } from "node:crypto";
 import { rotateGroup, type RotateGroupDeps, type RotationOutcome } from "./saga.js";
 import { AccountFailingError, isTokenFailure, type AccountGate } from "../accounts/gate.js";
+import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
 import { toError } from "../core/errors.js";
 import { isGraphError } from "../graph/errors.js";
 import { LockLostError } from "./group-lock.js";
@@ -112,7 +113,10 @@ export function createRotationWorker(
       // Throttle waits pause the whole account and never use up an attempt.
       if (isGraphError(error) && error.action === "throttle") {
         const account = accountOf(data);
-        const wait = gate && account ? await gate.throttled(account, error) : (error.retryAfterMs ?? 1_000);
+        const wait =
+          gate && account
+            ? await gate.throttled(account, error)
+            : boundWait(error.retryAfterMs ?? 1_000, DEFAULT_THROTTLE_MAX_MS).ms;
         logger.warn(
           { ...ids, code: error.code, ...graphFields(error), waitMs: wait },
           "graph throttled the rotation; waiting",

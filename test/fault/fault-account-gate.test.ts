@@ -1,6 +1,7 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createAccountGate, tokenFingerprint } from "../../src/accounts/gate.js";
 import { GraphError } from "../../src/graph/errors.js";
+import { retryAfterMs } from "../../src/graph/usage.js";
 import type { AccountContext } from "../../src/core/interfaces.js";
 import { createKeys } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
@@ -14,7 +15,7 @@ const logger = createLogger("silent");
 afterEach(async () => deleteKeys(redis, ...prefixes.splice(0)));
 afterAll(async () => redis.quit());
 
-function gateFor(options: { rate?: number; base?: number } = {}) {
+function gateFor(options: { rate?: number; base?: number; max?: number } = {}) {
   const prefix = uniquePrefix("gate");
   prefixes.push(prefix);
   const keys = createKeys(prefix);
@@ -24,6 +25,7 @@ function gateFor(options: { rate?: number; base?: number } = {}) {
     logger,
     rateOf: () => options.rate,
     throttleBaseMs: options.base ?? 200,
+    ...(options.max !== undefined && { throttleMaxMs: options.max }),
     recheckMs: 5_000,
   });
   return { gate, keys };
@@ -122,6 +124,37 @@ describe("account gate", () => {
     expect(await gate.throttled(a, throttle(4, "account", 5_000))).toBe(5_000);
     expect(await gate.beforeGraphCall(a, "delete", "G")).toBeGreaterThan(4_500);
     expect(Number(await redis.hget(keys.account("a"), "paused_until"))).toBeGreaterThan(Date.now() + 4_500);
+  });
+
+  it("an absurd Retry-After is cut to ROTATOR_THROTTLE_MAX, logged at warn, and leaves whole state", async () => {
+    const lines: string[] = [];
+    const prefix = uniquePrefix("gate");
+    prefixes.push(prefix);
+    const keys = createKeys(prefix);
+    const gate = createAccountGate({
+      redis,
+      keys,
+      logger: createLogger("warn", { write: (line: string) => lines.push(line) }),
+      throttleMaxMs: 60_000,
+    });
+    const a = account("a", "tok-a-123456", "111");
+    // Retry-After: 99999999999999 (seconds), as classify reads it.
+    const huge = retryAfterMs({ "retry-after": "99999999999999" })!;
+    expect(await gate.throttled(a, throttle(131208, "number", huge))).toBe(60_000);
+    // A pause in progress is not lengthened past the maximum either.
+    expect(await gate.throttled(a, throttle(131208, "number", Infinity))).toBeLessThanOrEqual(60_000);
+    const number = await redis.hgetall(keys.account("number:111"));
+    expect(number.throttle_level).toBe("1");
+    expect(Number.isSafeInteger(Number(number.paused_until))).toBe(true);
+    expect(Number(number.paused_until)).toBeLessThanOrEqual(Date.now() + 60_000 + 1_000);
+    expect(await redis.pttl(keys.account("number:111"))).toBeGreaterThan(0);
+    expect(Number.isSafeInteger(Number(await redis.hget(keys.account("a"), "paused_until")))).toBe(true);
+    const wait = await gate.beforeGraphCall(a, "delete", "G");
+    expect(wait).toBeGreaterThan(55_000);
+    expect(wait).toBeLessThanOrEqual(60_000);
+    const warned = lines.map((l) => JSON.parse(l) as { level: string; msg: string; maxMs?: number });
+    expect(warned.filter((l) => l.level === "warn" && l.maxMs === 60_000)).toHaveLength(2);
+    expect(warned[0]?.msg).toContain("ROTATOR_THROTTLE_MAX");
   });
 
   it("holds an account to its steady rate across callers", async () => {
