@@ -2,6 +2,7 @@
 import { existsSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ConfigError, UsageError } from "./core/errors.js";
+import { printable } from "./core/printable.js";
 import type { CommandIO } from "./commands/command.js";
 import { commandHelp, findCommand, nearestCommand, overviewHelp } from "./commands/registry.js";
 import { redactSecrets } from "./infra/redact.js";
@@ -106,8 +107,10 @@ if (isEntryPoint()) {
   const io: CommandIO = {
     env: process.env,
     secrets: new Set(),
-    out: (line) => void (stdoutOpen && process.stdout.write(`${line}\n`)),
-    err: (line) => process.stderr.write(`${line}\n`),
+    // Control and bidi characters the CLI did not make (a link, a group id, a reason from Redis or
+    // Graph) reach the terminal escaped, whichever command printed them.
+    out: (line) => void (stdoutOpen && process.stdout.write(`${printable(line, { keepNewlines: true })}\n`)),
+    err: (line) => process.stderr.write(`${printable(line, { keepNewlines: true })}\n`),
   };
   (dotEnv === true ? main(process.argv.slice(2), io) : Promise.resolve(fail(dotEnv))).then(
     (code) => {

@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from "pino";
+import { printable } from "../core/printable.js";
 import { createScrubber } from "./redact.js";
 
 export type { Logger };
@@ -39,7 +40,8 @@ export function createLogger(
 ): Logger {
   return pino(
     {
-      hooks: { streamWrite: scrub },
+      // Scrubbed, and the control and bidi characters JSON leaves raw escaped (still the same JSON).
+      hooks: { streamWrite: (line) => printable(scrub(line), { keepNewlines: true }) },
       name: "wa-invite-rotator",
       level,
       base: { pid: process.pid },
