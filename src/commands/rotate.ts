@@ -111,7 +111,7 @@ function fail(io: { err(line: string): void }, rotation: RotationJobData, reason
   return false;
 }
 
-/** The policy file's own check of group ids (empty, whitespace, too long), on the command line's. */
+/** The contract's group-id rule (core/group-id.ts), as the policy file checks it, on the command line's. */
 function badGroupIds(groups: readonly string[]): string[] {
   return groups.flatMap((id) => {
     const checked = checkGroupId(id);

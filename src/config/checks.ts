@@ -1,3 +1,4 @@
+import { groupIdProblem } from "../core/group-id.js";
 import { formatDuration, parseDuration } from "../core/durations.js";
 import { isValidTimeZone, parseSchedule, shortestGap } from "./cron.js";
 import { GAP_SHARE, maxJitterWindow } from "./jitter.js";
@@ -22,7 +23,6 @@ export type AddIssue = (path: IssuePath, message: string) => void;
 const DEFAULT_ACCOUNT = "default";
 /** How many upcoming fires the jitter is compared against. */
 const GAP_SAMPLE = 12;
-const MAX_GROUP_ID = 256;
 
 type Raw = Record<string, unknown>;
 
@@ -161,10 +161,8 @@ export function checkGroupId(item: unknown): string | { error: string } {
   }
   if (typeof item !== "string")
     return { error: `a group id is a string, got ${item === null ? "null" : typeof item}` };
-  if (item === "") return { error: "an empty group id" };
-  if (/\s/.test(item)) return { error: `the group id "${item}" contains whitespace` };
-  if (item.length > MAX_GROUP_ID) return { error: `a group id longer than ${MAX_GROUP_ID} characters` };
-  return item;
+  const problem = groupIdProblem(item);
+  return problem === undefined ? item : { error: problem };
 }
 
 function knownAccounts(document: Raw, add: AddIssue): Map<string, { hasPhoneNumberId: boolean }> {

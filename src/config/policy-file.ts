@@ -190,11 +190,14 @@ export function readDocument(text: string, file: string): { document?: RawDocume
     let value: unknown;
     try {
       value = JSON.parse(text);
-    } catch (error) {
+    } catch {
+      // Node's own message quotes the text around the fault, and with it whatever was pasted
+      // there (a token): the position and a reason of our own say enough.
       const offset = jsonErrorOffset(text);
       const where = offset === undefined ? "" : ` at ${lineColumn(text, offset)}`;
-      const detail = error instanceof Error ? error.message.split("\n")[0]! : String(error);
-      return { issues: [{ path: "", message: `JSON syntax error${where}: ${detail}` }] };
+      return {
+        issues: [{ path: "", message: `JSON syntax error${where}: ${jsonErrorReason(text, offset)}` }],
+      };
     }
     // JSON.parse keeps the last of two equal keys without a word; YAML rejects them, so does this.
     const duplicates = jsonDuplicateKeys(text);
@@ -261,6 +264,20 @@ function lineColumn(text: string, offset: number): string {
 }
 
 const JSON_NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/** What is wrong at `offset`, in words that never quote the text. */
+function jsonErrorReason(text: string, offset: number | undefined): string {
+  if (offset === undefined) return "not valid JSON";
+  const c = text[offset];
+  if (c === undefined) return "the file ends before the JSON does";
+  if (c === '"') return "a string that is not closed, or holds a character JSON does not allow unescaped";
+  if (c === "}" || c === "]") return "a closing bracket where a value or a key was expected";
+  if (c === ",") return "a comma where a value or a key was expected";
+  if (c === ":") return "a colon where a value or a key was expected";
+  if (c === "'") return "a single quote: JSON strings use double quotes";
+  if (/[A-Za-z0-9_$-]/.test(c)) return "text that is not a JSON value (a string without quotes?)";
+  return "an unexpected character";
+}
 
 /** The offset of the first JSON syntax error in `text` (Node 20's JSON.parse does not say). */
 function jsonErrorOffset(text: string): number | undefined {

@@ -119,7 +119,8 @@ const EXTRAS: readonly [path: string, extra: JsonSchema][] = [
           minItems: 1,
           items: {
             anyOf: [
-              { type: "string", pattern: "^\\S+$", maxLength: 256 },
+              // core/group-id.ts: printable ASCII without space, not `.` or `..`.
+              { type: "string", pattern: "^(?!\\.{1,2}$)[\\x21-\\x7e]{1,256}$", maxLength: 256 },
               { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
             ],
           },

@@ -1,3 +1,4 @@
+import { isGroupId } from "../core/group-id.js";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { handleControl } from "./control.js";
@@ -209,6 +210,9 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
     if (version === undefined || !VERSION.test(version) || segments.some((s) => s === undefined)) {
       return reply(400, graphError(100, `Unknown path components: ${path}`));
     }
+    // The contract's rule: `.`, `..` and ids with spaces or control characters are no groups.
+    if (id !== undefined && !isList && !isGroupId(id))
+      return reply(400, graphError(100, "(#100) Invalid group id"));
     if (isLink && id) return inviteLink(call.method, id, account, text, reply);
     if (isList && id && call.method === "GET")
       return listGroups(version, id, account, url.searchParams, reply);

@@ -1,6 +1,7 @@
 import { Pool, type Dispatcher } from "undici";
 import type { AccountContext, GraphPort } from "../core/interfaces.js";
 import { USER_AGENT } from "../core/version.js";
+import { groupIdProblem, isGroupId } from "../core/group-id.js";
 import { classifyGraphFailure } from "./classify.js";
 import { GraphError, type GraphOperation } from "./errors.js";
 import {
@@ -142,6 +143,19 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
       throw error;
     };
 
+    // The contract's group-id rule (core/group-id.ts): `..` would be a path step, not a group.
+    if (groupId !== undefined && !isGroupId(groupId)) {
+      return fail(
+        new GraphError({
+          ...context,
+          groupId: undefined,
+          code: "GRAPH_INVALID_REQUEST",
+          action: "stop",
+          scope: "request",
+          detail: `not a group id: ${groupIdProblem(groupId) ?? ""}`,
+        }),
+      );
+    }
     // A token with a space, quote or newline (a secret file's trailing newline) cannot be sent at
     // all: undici would throw an argument error that reads like a network fault and is retried.
     if (!/^[\x21-\x7e]+$/.test(account.token)) {

@@ -5,6 +5,7 @@
  * real responses may carry `true` or `"true"`: all of these are accepted, anything else is not.
  */
 
+import { isGroupId } from "../core/group-id.js";
 import { INVITE_LINK_FORM, isInviteLink } from "../core/invite-link.js";
 
 /** A group as the list and info calls return it. */
@@ -83,6 +84,7 @@ export function parseCurrentLinkResponse(body: unknown): Parsed<string | undefin
 function groupOf(value: unknown): GraphGroup | undefined {
   const id = field(value, "id");
   if (typeof id !== "string" && typeof id !== "number") return undefined;
+  if (!isGroupId(String(id))) return undefined;
   const subject = field(value, "subject");
   return typeof subject === "string" ? { id: String(id), subject } : { id: String(id) };
 }
@@ -105,7 +107,7 @@ export function parseGroupsPage(body: unknown): Parsed<GroupsPage> {
   const groups: GraphGroup[] = [];
   for (const item of list) {
     const group = groupOf(item);
-    if (!group) return bad("a group without an id");
+    if (!group) return bad("a group without an id, or with one that breaks the group-id rule");
     groups.push(group);
   }
   const paging = field(body, "paging");

@@ -14,9 +14,14 @@ const io = {
 describe("rotate command", () => {
   it.each([
     [[""], /group id "": an empty group id/],
-    [["a b"], /group id "a b": the group id "a b" contains whitespace/],
+    [["a b"], /group id "a b": a group id that contains whitespace/],
     [["G1", "x".repeat(257)], /a group id longer than 256 characters/],
     [["tab\there"], /contains whitespace/],
+    // The contract's rule: `.` and `..` would be sent as path steps (DELETE /v23.0/../invite_link).
+    [["."], /group id ".": the group id "." \(a path step/],
+    [["G1", ".."], /group id "..": the group id ".." \(a path step/],
+    [["caf\u00e9"], /printable ASCII/],
+    [["a\u0000b"], /printable ASCII/],
   ])("rejects %j as usage", async (groups, message) => {
     const run = rotate.run(groups, io);
     await expect(run).rejects.toBeInstanceOf(UsageError);

@@ -220,6 +220,15 @@ describe("an invalid policy file names the path of each fault", () => {
     expect(message).toContain("line 6");
   });
 
+  it("group ids that break the contract's rule: `.`, `..`, non-ASCII, control characters", () => {
+    const ids = [".", "..", "caf\u00e9", "a\u0007b", "x".repeat(257)];
+    const text = `policies:\n  - name: a\n    schedule: "0 3 * * *"\n    groups: ${JSON.stringify(["ok.1", ...ids])}\n`;
+    const error = failure(text);
+    expect(error.issues.map((i) => i.path)).toEqual(ids.map((_, j) => `policies[0].groups[${j + 1}]`));
+    expect(error.issues[0]!.message).toContain("a path step");
+    expect(error.issues[2]!.message).toContain("printable ASCII");
+  });
+
   it("a YAML syntax error, with its line", () => {
     const error = failure(`policies:\n  - name: a\n    groups: [a, b\n  - name: c\n`);
     expect(error.issues[0]!.path).toBe("");
@@ -229,6 +238,24 @@ describe("an invalid policy file names the path of each fault", () => {
   it("a JSON syntax error, with its position", () => {
     const error = failure(`{"policies": [\n  {"name": "x",, }]}`, "rotation.json");
     expect(error.issues[0]!.message).toMatch(/^JSON syntax error at line 2, column 16/);
+  });
+
+  it("a JSON syntax error never quotes the file: a token pasted there stays out of the message", () => {
+    const pasted = "EAAGpastedTokenNotInAnyEnv0123456789";
+    for (const [text, reason] of [
+      [`{"policies": [\n  {"name": ${pasted}}]}`, "not a JSON value"],
+      [`{"policies": [\n  {"name": "x", "token": "${pasted}\u0001"}]}`, "string that is not closed"],
+      [`{"policies": [\n  {"name": "x",, "t": "${pasted}"}]}`, "a comma"],
+      [`{"policies": [\n  {"name": "${pasted}"`, "ends before"],
+    ] as const) {
+      const error = failure(text, "rotation.json");
+      expect(error.issues).toHaveLength(1);
+      expect(error.issues[0]!.message).toMatch(/^JSON syntax error at line 2, column \d+: /);
+      expect(error.issues[0]!.message).toContain(reason);
+      expect(error.message).toContain("rotation.json");
+      for (let i = 0; i + 4 <= pasted.length; i++)
+        expect(error.message).not.toContain(pasted.slice(i, i + 4));
+    }
   });
 
   it("a missing file", async () => {
