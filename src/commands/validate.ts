@@ -1,9 +1,10 @@
 import type { ResolvedConfig } from "../config/config.js";
 import { formatDuration } from "../core/durations.js";
 import { ConfigError, RotatorError, type ConfigIssue } from "../core/errors.js";
-import { loadSettings, type Settings } from "../config/settings.js";
+import { loadSettings } from "../config/settings.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
+import type { CheckGraph, GraphCheckResult } from "../config/check-graph.js";
 import { loadPolicyFile } from "./runtime.js";
 
 /**
@@ -14,27 +15,6 @@ import { loadPolicyFile } from "./runtime.js";
  * invalid (exit 2); Graph being unreachable, slow, failing (5xx) or throttling is an outside
  * failure (exit 1).
  */
-
-/** What a Graph check gets: the loaded file and settings, and where to write. */
-export interface GraphCheckInput {
-  readonly config: ResolvedConfig;
-  readonly settings: Settings;
-  readonly io: CommandIO;
-}
-
-/** What a Graph check found. */
-export interface GraphCheckResult {
-  /**
-   * Groups (or group lists) Graph refused for good: bad token, no permission, unknown group, an
-   * account that cannot be resolved. The file names groups its tokens cannot see: exit 2.
-   */
-  readonly findings: number;
-  /** Checks Graph did not answer (network, timeout, 5xx, throttling): exit 1 if no finding. */
-  readonly unreachable: number;
-}
-
-/** Asks Graph (read-only) whether each account's token can see its groups, writing lines to `io`. */
-export type CheckGraph = (input: GraphCheckInput) => Promise<GraphCheckResult>;
 
 export interface ValidateOptions {
   /** The `--check-graph` implementation; without one, the flag fails with E_NOT_AVAILABLE. */

@@ -1,10 +1,10 @@
-import type { GraphCheckInput, GraphCheckResult } from "../commands/validate.js";
 import { accountContext, type ResolvedConfig } from "./config.js";
 import { toError } from "../core/errors.js";
 import { createGraphClient, type GraphClient } from "../graph/client.js";
 import { GraphError } from "../graph/errors.js";
 import type { AccountContext } from "../core/interfaces.js";
 import { accountTokens, createScrubber } from "../infra/redact.js";
+import type { Settings } from "./settings.js";
 
 /**
  * `validate --check-graph`: asks Graph, read-only, whether each account's token can see each
@@ -18,6 +18,27 @@ import { accountTokens, createScrubber } from "../infra/redact.js";
  * timeout, 5xx, throttling: action `retry` or `throttle`, or any other throwable): nothing was
  * learnt about the file (exit 1, unless there is also a finding).
  */
+
+/** What a Graph check gets: the loaded file and settings, and where to write. */
+export interface GraphCheckInput {
+  readonly config: ResolvedConfig;
+  readonly settings: Settings;
+  readonly io: { out(line: string): void };
+}
+
+/** What a Graph check found. */
+export interface GraphCheckResult {
+  /**
+   * Groups (or group lists) Graph refused for good: bad token, no permission, unknown group, an
+   * account that cannot be resolved. The file names groups its tokens cannot see: exit 2.
+   */
+  readonly findings: number;
+  /** Checks Graph did not answer (network, timeout, 5xx, throttling): exit 1 if no finding. */
+  readonly unreachable: number;
+}
+
+/** Asks Graph (read-only) whether each account's token can see its groups, writing lines to `io`. */
+export type CheckGraph = (input: GraphCheckInput) => Promise<GraphCheckResult>;
 
 /** Group checks in flight at once. */
 const CONCURRENCY = 8;

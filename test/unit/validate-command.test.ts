@@ -3,11 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli.js";
-import {
-  createValidateCommand,
-  type GraphCheckInput,
-  type GraphCheckResult,
-} from "../../src/commands/validate.js";
+import { createValidateCommand } from "../../src/commands/validate.js";
+import type { GraphCheckInput, GraphCheckResult } from "../../src/config/check-graph.js";
 import type { CommandIO } from "../../src/commands/command.js";
 
 const TOKEN = "validate-secret-token-7";
