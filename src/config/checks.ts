@@ -2,7 +2,8 @@ import { groupIdProblem } from "../core/group-id.js";
 import { formatDuration, parseDuration } from "../core/durations.js";
 import { isValidTimeZone, parseSchedule, shortestGap } from "./cron.js";
 import { GAP_SHARE, maxJitterWindow } from "./jitter.js";
-import { NAME, type IssuePath } from "./policy-file.js";
+import type { IssuePath } from "../core/errors.js";
+import { NAME } from "./policy-file.js";
 
 /**
  * Checks of the policy file that look at more than one field: unique policy names, one policy

@@ -1,4 +1,4 @@
-import type { IssuePath } from "./policy-file.js";
+import type { IssuePath } from "../core/errors.js";
 
 /**
  * Duplicate keys in JSON text. JSON.parse keeps the last of two equal keys without a word, so a

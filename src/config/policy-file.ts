@@ -1,7 +1,7 @@
 import { LineCounter, parseDocument, type Document } from "yaml";
 import { z } from "zod";
 import { parseDuration } from "../core/durations.js";
-import type { ConfigIssue } from "../core/errors.js";
+import type { ConfigIssue, IssuePath } from "../core/errors.js";
 import { JSON_STRING, jsonDuplicateKeys } from "./json-duplicates.js";
 
 /**
@@ -126,9 +126,6 @@ export type PolicyFile = z.infer<typeof policyFileSchema>;
 export type RawAccount = z.infer<typeof accountSchema>;
 export type RawPolicy = z.infer<typeof policySchema>;
 export type RawLink = z.infer<typeof linkSchema>;
-
-/** Where an issue is: path segments as in the document (keys and array indexes). */
-export type IssuePath = readonly (string | number)[];
 
 /** Formats a path the way messages name it: `policies[2].schedule`, `accounts.main.token_env`. */
 export function formatPath(path: readonly PropertyKey[]): string {

@@ -24,6 +24,9 @@ export class UsageError extends RotatorError {
   }
 }
 
+/** Where an issue is, before formatting: path segments as in the document (keys and array indexes). */
+export type IssuePath = readonly (string | number)[];
+
 /** One fault in a policy file. */
 export interface ConfigIssue {
   /** Path inside the file, for example `policies[2].schedule`; empty for the file as a whole. */
