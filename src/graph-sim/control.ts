@@ -1,9 +1,8 @@
 import type { ServerResponse } from "node:http";
 import { faultFromJson, type FaultBook } from "./faults.js";
-import { decodeSegment, parseJson, send, sendText } from "./http.js";
+import { decodeSegment, parseJson, send, sendText, type SimCall } from "./http.js";
 import type { HiddenLimit, HiddenLimits } from "./limits.js";
 import type { SimGroupInput, SimState } from "./state.js";
-import type { SimCall } from "./simulator.js";
 
 /** What the control API reads and changes. */
 export interface ControlContext {

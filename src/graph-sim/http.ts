@@ -1,10 +1,32 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { SimCall } from "./simulator.js";
+import type { Fault } from "./faults.js";
 
-/** Small HTTP helpers of the Graph simulator: Graph-shaped errors, sending, reading. */
+/** Small HTTP helpers of the Graph simulator: the call log entry, Graph-shaped errors, sending, reading. */
 
 const MAX_REQUEST_BODY = 64 * 1024;
+
+/** One Graph request as the simulator saw it. Never holds the token. */
+export interface SimCall {
+  method: string;
+  /** Raw path and query as sent (still percent-encoded). */
+  path: string;
+  groupId?: string;
+  phoneNumberId?: string;
+  account?: string;
+  tokenOk: boolean;
+  headers: { "user-agent"?: string; "content-type"?: string; accept?: string };
+  /** Parsed JSON body, the raw text when not JSON, undefined when empty. */
+  body?: unknown;
+  at: number;
+  /** Undefined while unanswered (a hang), 0 for a reset. */
+  status?: number;
+  fault?: FaultKindName;
+  /** Refused (131208) because the phone number went over its hidden limit. */
+  limited?: true;
+}
+
+type FaultKindName = Fault["kind"];
 
 export type Reply = (status: number, body: unknown, headers?: Record<string, string>) => void;
 

@@ -16,6 +16,7 @@ import {
   send,
   sendText,
   type Reply,
+  type SimCall,
 } from "./http.js";
 import {
   SimState,
@@ -70,27 +71,8 @@ export interface SimulatorOptions {
   hiddenLimits?: HiddenLimit[];
 }
 
-/** One Graph request as the simulator saw it. Never holds the token. */
-export interface SimCall {
-  method: string;
-  /** Raw path and query as sent (still percent-encoded). */
-  path: string;
-  groupId?: string;
-  phoneNumberId?: string;
-  account?: string;
-  tokenOk: boolean;
-  headers: { "user-agent"?: string; "content-type"?: string; accept?: string };
-  /** Parsed JSON body, the raw text when not JSON, undefined when empty. */
-  body?: unknown;
-  at: number;
-  /** Undefined while unanswered (a hang), 0 for a reset. */
-  status?: number;
-  fault?: FaultKindName;
-  /** Refused (131208) because the phone number went over its hidden limit. */
-  limited?: true;
-}
-
-type FaultKindName = Fault["kind"];
+/** The call log entry is defined with the HTTP helpers; callers may keep naming it from here. */
+export type { SimCall } from "./http.js";
 
 export interface GraphSimulator {
   /** Base URL, no trailing slash (includes basePath). */

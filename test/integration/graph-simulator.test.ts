@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../src/cli.js";
-import { startGraphSimulator, type GraphSimulator, type SimCall } from "../../src/graph-sim/simulator.js";
+import type { SimCall } from "../../src/graph-sim/http.js";
+import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 
 const TOKEN = "sim-token-0123456789abcdef";
 let sim: GraphSimulator;
