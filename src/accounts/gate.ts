@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import type { RedisClient as Redis } from "../infra/redis.js";
-import { StopError } from "../core/errors.js";
-import type { GraphError } from "../graph/errors.js";
+import { AccountFailingError } from "../core/errors.js";
 import type { AccountContext, Step } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import type { Metrics } from "../infra/metrics.js";
 import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
+import type { RotationGate } from "../rotation/ports.js";
 
 /**
  * The account gate: consulted before every Graph call of a rotation (`beforeGraphCall`), it keeps
@@ -35,41 +35,17 @@ import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
  * held for a failing account in the set `keys.account("held:<account>")` (account names cannot
  * contain `:`).
  */
-export interface AccountGate {
+export interface AccountGate extends RotationGate {
   /** Wait in ms before the call may go (the job is delayed), or undefined to go now. */
   beforeGraphCall(account: AccountContext, step: Step, groupId: string): Promise<number | undefined>;
-  /** Records a throttle answer; returns how long the rotation should wait. */
-  throttled(account: AccountContext, error: GraphError): Promise<number>;
-  /** Records a token failure: the account is failing until a new token or a probe succeeds. */
-  failed(account: AccountContext, error: GraphError, groupId: string): Promise<void>;
   /** A Graph call of the account succeeded (from the client's onCall hook). Never throws. */
   succeeded(accountName: string): void;
   /** The account's failing state, if failing. */
   failing(accountName: string): Promise<AccountFailing | undefined>;
   /** Clears the failing state; true when it was failing. */
   recover(accountName: string, reason: string): Promise<boolean>;
-  /** Records a rotation held for the failing account; true when it was not held yet. */
-  hold(accountName: string, rotationId: string): Promise<boolean>;
   /** The rotations held for the account (to promote once it recovered); forgets them. */
   takeHeld(accountName: string): Promise<string[]>;
-  /** How long a rotation that waits for a failing account sleeps between checks. */
-  readonly recheckMs: number;
-}
-
-/**
- * The account's token is failing, so the rotation stopped before DELETE: the group keeps its link.
- * The worker holds the rotation until the account recovers rather than fail it.
- */
-export class AccountFailingError extends StopError {
-  readonly account: string;
-  constructor(account: string, failingCode: string, groupId: string) {
-    super(
-      "E_ACCOUNT_FAILING",
-      `account ${account} is failing (${failingCode}); the rotation of group ${groupId} ` +
-        "is held before DELETE until the account recovers, so the group keeps its current link",
-    );
-    this.account = account;
-  }
 }
 
 /** Why an account is failing (the account hash's `failing_*` fields). */
@@ -97,11 +73,6 @@ export interface AccountGateOptions {
   readonly recheckMs?: number;
   /** Rate waits up to this are slept in place. Default 2 s. */
   readonly maxInlineWaitMs?: number;
-}
-
-/** Graph codes that mean the token itself is bad. */
-export function isTokenFailure(error: GraphError): boolean {
-  return error.code === "GRAPH_AUTH" || error.code === "GRAPH_PERMISSION";
 }
 
 /** A short, non-reversible name of a token: enough to notice it changed, useless to an attacker. */

@@ -1,12 +1,12 @@
 import type { Queue } from "bullmq";
 import type { RedisClient as Redis } from "../infra/redis.js";
 import type { AccountGate } from "./gate.js";
-import { isTokenFailure, tokenFingerprint } from "./gate.js";
+import { tokenFingerprint } from "./gate.js";
 import type { ResolvedConfig } from "../config/config.js";
 import { accountContext } from "../config/config.js";
 import { toError } from "../core/errors.js";
 import type { GraphClient } from "../graph/client.js";
-import { isGraphError } from "../graph/errors.js";
+import { isGraphError, isTokenFailure } from "../graph/errors.js";
 import type { RotationJobData } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";

@@ -17,6 +17,22 @@ export class StopError extends RotatorError {
   readonly retry = false;
 }
 
+/**
+ * The account's token is failing, so the rotation stopped before DELETE: the group keeps its link.
+ * The worker holds the rotation until the account recovers rather than fail it.
+ */
+export class AccountFailingError extends StopError {
+  readonly account: string;
+  constructor(account: string, failingCode: string, groupId: string) {
+    super(
+      "E_ACCOUNT_FAILING",
+      `account ${account} is failing (${failingCode}); the rotation of group ${groupId} ` +
+        "is held before DELETE until the account recovers, so the group keeps its current link",
+    );
+    this.account = account;
+  }
+}
+
 /** Bad command line usage: exit code 2. */
 export class UsageError extends RotatorError {
   constructor(message: string) {

@@ -87,6 +87,11 @@ export function isGraphError(value: unknown): value is GraphError {
   return value instanceof GraphError;
 }
 
+/** Graph codes that mean the token itself is bad. */
+export function isTokenFailure(error: GraphError): boolean {
+  return error.code === "GRAPH_AUTH" || error.code === "GRAPH_PERMISSION";
+}
+
 /** The one message format of every Graph failure. */
 function graphErrorMessage(init: GraphErrorInit): string {
   const target =

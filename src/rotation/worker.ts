@@ -1,16 +1,16 @@
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { randomUUID } from "node:crypto";
 import { rotateGroup, type RotateGroupDeps, type RotationOutcome } from "./saga.js";
-import { AccountFailingError, isTokenFailure, type AccountGate } from "../accounts/gate.js";
+import { AccountFailingError, toError } from "../core/errors.js";
+import { isGraphError, isTokenFailure } from "../graph/errors.js";
 import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
-import { toError } from "../core/errors.js";
-import { isGraphError } from "../graph/errors.js";
 import { LockLostError } from "./group-lock.js";
 import type { RotationJobData, RotationMessage } from "../core/interfaces.js";
 import type { ResolvedConfig } from "../config/config.js";
 import type { Keys } from "../core/keys.js";
 import { onceEvery } from "../infra/redis.js";
 import type { Logger } from "../infra/logger.js";
+import type { RotationGate } from "./ports.js";
 import { graphFields, recordFailure, withGroup } from "./failure.js";
 import type { RotationStateStore } from "./state.js";
 
@@ -40,7 +40,7 @@ export interface RotationWorkerOptions {
    * Throttle pauses and failing tokens, per account across processes. Without it a throttle waits
    * what Graph asked (or 1 s) for this rotation only.
    */
-  readonly gate?: AccountGate;
+  readonly gate?: RotationGate;
   /**
    * The live config (a reload swaps it). With it, a schedule or catch-up rotation whose group its
    * policy no longer lists is skipped; without it every rotation runs.
