@@ -4,7 +4,7 @@ import { createGraphClient, type GraphClient } from "./graph/client.js";
 import { createGroupLock } from "./rotation/group-lock.js";
 import { createAccountGate } from "./accounts/gate.js";
 import { createAccountProbe } from "./accounts/probe.js";
-import { systemClock, type AccountContext, type RotationJobData } from "./core/interfaces.js";
+import { systemClock, type RotationJobData } from "./core/interfaces.js";
 import { channelKeys, type Keys } from "./core/keys.js";
 import type { Logger } from "./infra/logger.js";
 import { createPublisher } from "./publish/publisher.js";
@@ -13,11 +13,10 @@ import { createRedis, onceEvery, projectKeys, redisDeployment } from "./infra/re
 import { createRotationStateStore } from "./rotation/state.js";
 import type { Settings } from "./config/settings.js";
 import { createRotationWorker } from "./rotation/worker.js";
-import { accountContext, type ResolvedConfig } from "./config/config.js";
+import { resolveAccount, type ResolvedConfig } from "./config/config.js";
 import { startHealthServer, redisReadiness, type HealthServer } from "./ops/health.js";
 import { createMetrics, policyLabel, type Metrics, type QueueDepth } from "./infra/metrics.js";
 import type { AttemptEvent } from "./rotation/worker.js";
-import { RotatorError, StopError } from "./core/errors.js";
 import { createFirer } from "./schedule/fire.js";
 import { createPolicyState } from "./schedule/policy-state.js";
 import { createScheduler, type Scheduler } from "./schedule/scheduler.js";
@@ -326,18 +325,6 @@ function countAttempt(metrics: Metrics, event: AttemptEvent): void {
     metrics.lastSuccess.set({ policy: policyLabel(data.policy) }, rotatedAt / 1000);
     if (event.linkGapMs !== undefined)
       metrics.linkGap.observe({ account: data.account }, event.linkGapMs / 1000);
-  }
-}
-
-/** The account a rotation uses, with its token; a missing account or token stops the rotation. */
-export function resolveAccount(config: ResolvedConfig, name: string): AccountContext {
-  const account = config.accounts.get(name);
-  if (!account) throw new StopError("E_UNKNOWN_ACCOUNT", `account ${name} is not in the policy file`);
-  try {
-    return accountContext(account);
-  } catch (error) {
-    const code = error instanceof RotatorError ? error.code : "E_NO_TOKEN";
-    throw new StopError(code, error instanceof Error ? error.message : String(error));
   }
 }
 

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { checkPolicies, type CheckedGroups } from "./checks.js";
 import { checkLinks, resolveLinks, type ResolvedLink } from "./links.js";
-import { ConfigError, RotatorError, type ConfigIssue } from "../core/errors.js";
+import { ConfigError, RotatorError, StopError, type ConfigIssue } from "../core/errors.js";
 import type { AccountContext } from "../core/interfaces.js";
 import { DEFAULT_CHANNEL, hashTag } from "../core/keys.js";
 import { createScrubber } from "../infra/redact.js";
@@ -175,6 +175,18 @@ export function accountContext(account: ResolvedAccount): AccountContext {
     graphApiVersion: account.graphApiVersion,
     phoneNumberId: account.phoneNumberId,
   };
+}
+
+/** The account a rotation uses, with its token; a missing account or token stops the rotation. */
+export function resolveAccount(config: ResolvedConfig, name: string): AccountContext {
+  const account = config.accounts.get(name);
+  if (!account) throw new StopError("E_UNKNOWN_ACCOUNT", `account ${name} is not in the policy file`);
+  try {
+    return accountContext(account);
+  } catch (error) {
+    const code = error instanceof RotatorError ? error.code : "E_NO_TOKEN";
+    throw new StopError(code, error instanceof Error ? error.message : String(error));
+  }
 }
 
 function resolve(

@@ -1,8 +1,8 @@
 import type { Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import { createAccountGate } from "../../src/accounts/gate.js";
-import { createApp, resolveAccount, type App, type AppRoles } from "../../src/app.js";
-import { parseConfigText, type ResolvedConfig } from "../../src/config/config.js";
+import { createApp, type App, type AppRoles } from "../../src/app.js";
+import { parseConfigText, resolveAccount, type ResolvedConfig } from "../../src/config/config.js";
 import { createGraphClient } from "../../src/graph/client.js";
 import { createGroupLock } from "../../src/rotation/group-lock.js";
 import { systemClock, type PublisherPort, type RotationJobData } from "../../src/core/interfaces.js";

@@ -1,8 +1,7 @@
 import type { Queue } from "bullmq";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { resolveAccount } from "../../src/app.js";
 import { catchUp } from "../../src/schedule/catch-up.js";
-import { parseConfigText, type ResolvedConfig } from "../../src/config/config.js";
+import { parseConfigText, resolveAccount, type ResolvedConfig } from "../../src/config/config.js";
 import { createFirer, type FirePolicy } from "../../src/schedule/fire.js";
 import type { GraphClient } from "../../src/graph/client.js";
 import type { RotationJobData } from "../../src/core/interfaces.js";

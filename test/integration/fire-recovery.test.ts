@@ -1,8 +1,7 @@
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { resolveAccount } from "../../src/app.js";
-import { parseConfigText, type ResolvedConfig } from "../../src/config/config.js";
+import { parseConfigText, resolveAccount, type ResolvedConfig } from "../../src/config/config.js";
 import { createFirer, type FirePolicy } from "../../src/schedule/fire.js";
 import { GraphError } from "../../src/graph/errors.js";
 import type { GraphClient } from "../../src/graph/client.js";

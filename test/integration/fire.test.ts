@@ -1,7 +1,11 @@
 import type { Queue } from "bullmq";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { resolveAccount } from "../../src/app.js";
-import { parseConfigText, type ResolvedConfig, type ResolvedPolicy } from "../../src/config/config.js";
+import {
+  parseConfigText,
+  resolveAccount,
+  type ResolvedConfig,
+  type ResolvedPolicy,
+} from "../../src/config/config.js";
 import { createFirer, type FireDeps } from "../../src/schedule/fire.js";
 import { createGraphClient, type GraphClient } from "../../src/graph/client.js";
 import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApp, resolveAccount, type App } from "../../src/app.js";
-import { parseConfigText } from "../../src/config/config.js";
+import { createApp, type App } from "../../src/app.js";
+import { parseConfigText, resolveAccount } from "../../src/config/config.js";
 import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { loadSettings } from "../../src/config/settings.js";

@@ -1,9 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { tokenFingerprint } from "../../src/accounts/gate.js";
-import { parseConfigText } from "../../src/config/config.js";
+import { parseConfigText, resolveAccount } from "../../src/config/config.js";
 import { createFirer } from "../../src/schedule/fire.js";
 import { startGraphSimulator } from "../../src/graph-sim/simulator.js";
-import { resolveAccount } from "../../src/app.js";
 import { createLogger } from "../../src/infra/logger.js";
 import type { RotationJobData } from "../../src/core/interfaces.js";
 import { enqueueRotations, scheduledRotationId } from "../../src/rotation/queue.js";

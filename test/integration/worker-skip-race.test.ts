@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { rotateGroup } from "../../src/rotation/saga.js";
-import { resolveAccount } from "../../src/app.js";
+import { resolveAccount } from "../../src/config/config.js";
 import { createGraphClient } from "../../src/graph/client.js";
 import { startGraphSimulator } from "../../src/graph-sim/simulator.js";
 import { createGroupLock } from "../../src/rotation/group-lock.js";
