@@ -33,6 +33,17 @@ export class AccountFailingError extends StopError {
   }
 }
 
+/**
+ * This attempt no longer holds (or can no longer be sure it holds) its group's lock, so it wrote
+ * nothing: another rotation of the group may be running. Retryable: a later attempt takes the lock
+ * again and resumes from the persisted state.
+ */
+export class LockLostError extends RotatorError {
+  constructor(groupId: string, detail = "lost the lock") {
+    super("E_LOCK_LOST", `group ${groupId}: ${detail}; nothing was written`);
+  }
+}
+
 /** Bad command line usage: exit code 2. */
 export class UsageError extends RotatorError {
   constructor(message: string) {

@@ -43,6 +43,9 @@ export interface Keys {
   linkVisits(slug: string, sig: string): string;
 }
 
+/** `rotation(id)` (saga state) lives a week: long enough for any retry, short enough not to pile up. */
+export const ROTATION_STATE_TTL_MS = 7 * 24 * 3600 * 1000;
+
 export function createKeys(prefix: string): Keys {
   return {
     prefix,

@@ -97,6 +97,12 @@ const baseOptions = (name: string): RedisOptions => ({
   retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
 });
 
+/** ioredis reports per-command errors inside EXEC's result; surface them. */
+export function throwOnTransactionError(results: [Error | null, unknown][] | null): void {
+  if (results === null) throw new Error("redis transaction aborted");
+  for (const [error] of results) if (error) throw error;
+}
+
 /**
  * Opens a Redis connection for the project. Commands wait across reconnects (no per-request retry
  * limit, as BullMQ requires), reconnects back off up to 2 s, and connection errors are logged at

@@ -1,9 +1,8 @@
 import type { RedisClient } from "../infra/redis.js";
 import type { PublishInput, RotationMessage } from "../core/interfaces.js";
-import { channelKeys, type Keys } from "../core/keys.js";
+import { channelKeys, ROTATION_STATE_TTL_MS, type Keys } from "../core/keys.js";
 import { parseMessage } from "./message.js";
 import { RotatorError } from "../core/errors.js";
-import { ROTATION_STATE_TTL_MS } from "../rotation/state.js";
 
 /**
  * The publish of a Redis Cluster, where a channel's keys and the project's keys live in different

@@ -1,6 +1,5 @@
 import { Cluster, type Redis } from "ioredis";
-import { RotatorError } from "../core/errors.js";
-import { LockLostError } from "../rotation/group-lock.js";
+import { LockLostError, RotatorError } from "../core/errors.js";
 import {
   systemClock,
   type Clock,
@@ -8,11 +7,11 @@ import {
   type PublishInput,
   type RotationMessage,
 } from "../core/interfaces.js";
-import { channelKeys, type Keys } from "../core/keys.js";
+import { channelKeys, ROTATION_STATE_TTL_MS, type Keys } from "../core/keys.js";
 import { claimChannel, publishFenced } from "./fenced-publish.js";
 import type { RedisClient } from "../infra/redis.js";
 import { parseMessage, serializeMessage, signMessage, type UnsignedRotationMessage } from "./message.js";
-import { ROTATION_STATE_TTL_MS, throwOnTransactionError } from "../rotation/state.js";
+import { throwOnTransactionError } from "../infra/redis.js";
 
 /** Entries kept in `C:stream` (approximately: `MAXLEN ~`). */
 export const STREAM_MAXLEN = 10_000;

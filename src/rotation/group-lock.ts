@@ -1,5 +1,5 @@
 import type { RedisClient as Redis } from "../infra/redis.js";
-import { RotatorError } from "../core/errors.js";
+import { LockLostError } from "../core/errors.js";
 import type { Keys } from "../core/keys.js";
 
 /**
@@ -16,17 +16,6 @@ export interface GroupLock {
   /** Releases the lock if `owner` still holds it. */
   release(groupId: string, owner: string): Promise<void>;
   readonly ttlMs: number;
-}
-
-/**
- * This attempt no longer holds (or can no longer be sure it holds) its group's lock, so it wrote
- * nothing: another rotation of the group may be running. Retryable: a later attempt takes the lock
- * again and resumes from the persisted state.
- */
-export class LockLostError extends RotatorError {
-  constructor(groupId: string, detail = "lost the lock") {
-    super("E_LOCK_LOST", `group ${groupId}: ${detail}; nothing was written`);
-  }
 }
 
 // Owning the lock already counts as taking it: a SET NX whose reply was lost and that the client

@@ -1,6 +1,7 @@
 import type { RedisClient as Redis } from "../infra/redis.js";
-import { LockLostError } from "./group-lock.js";
-import type { Keys } from "../core/keys.js";
+import { LockLostError } from "../core/errors.js";
+import { ROTATION_STATE_TTL_MS, type Keys } from "../core/keys.js";
+import { throwOnTransactionError } from "../infra/redis.js";
 import type { RotationMessage } from "../core/interfaces.js";
 
 /**
@@ -21,9 +22,6 @@ export interface RotationState {
   /** The published message (set by the publisher). */
   readonly message?: RotationMessage;
 }
-
-/** Saga state lives a week: long enough for any retry, short enough not to pile up. */
-export const ROTATION_STATE_TTL_MS = 7 * 24 * 3600 * 1000;
 
 /** What a resuming rotation checks on its group: has anyone changed or published it since? */
 export interface GroupLinkState {
@@ -253,10 +251,4 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
         .then(throwOnTransactionError);
     },
   };
-}
-
-/** ioredis reports per-command errors inside EXEC's result; surface them. */
-export function throwOnTransactionError(results: [Error | null, unknown][] | null): void {
-  if (results === null) throw new Error("redis transaction aborted");
-  for (const [error] of results) if (error) throw error;
 }

@@ -1,10 +1,9 @@
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { randomUUID } from "node:crypto";
 import { rotateGroup, type RotateGroupDeps, type RotationOutcome } from "./saga.js";
-import { AccountFailingError, toError } from "../core/errors.js";
+import { AccountFailingError, LockLostError, toError } from "../core/errors.js";
 import { isGraphError, isTokenFailure } from "../graph/errors.js";
 import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
-import { LockLostError } from "./group-lock.js";
 import type { RotationJobData, RotationMessage } from "../core/interfaces.js";
 import type { ResolvedConfig } from "../config/config.js";
 import type { Keys } from "../core/keys.js";

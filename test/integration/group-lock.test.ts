@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createGroupLock, holdLock, LockLostError, type GroupLock } from "../../src/rotation/group-lock.js";
+import { LockLostError } from "../../src/core/errors.js";
+import { createGroupLock, holdLock, type GroupLock } from "../../src/rotation/group-lock.js";
 import { createKeys } from "../../src/core/keys.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 

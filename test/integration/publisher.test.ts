@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { connect, createServer, type AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { PublishInput, RotationMessage } from "../../src/core/interfaces.js";
-import { LockLostError } from "../../src/rotation/group-lock.js";
+import { LockLostError } from "../../src/core/errors.js";
 import { channelKeys, createKeys, type Keys } from "../../src/core/keys.js";
 import { parseMessage, serializeMessage, verifySignature } from "../../src/publish/message.js";
 import { createPublisher, readLatest } from "../../src/publish/publisher.js";

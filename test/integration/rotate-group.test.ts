@@ -2,7 +2,8 @@ import type { Redis } from "ioredis";
 import { getEventListeners } from "node:events";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { rotateGroup, type RotateGroupDeps } from "../../src/rotation/saga.js";
-import { createGroupLock, LockLostError } from "../../src/rotation/group-lock.js";
+import { LockLostError } from "../../src/core/errors.js";
+import { createGroupLock } from "../../src/rotation/group-lock.js";
 import type {
   AccountContext,
   GraphPort,
