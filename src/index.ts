@@ -1,6 +1,7 @@
 /**
  * The package's library entry (`import ... from "wa-invite-rotator"`): what a subscriber or a test
- * of one needs. The rotator itself runs through the CLI (`wa-invite-rotator start`).
+ * of one needs. The rotator itself runs through the CLI (`wa-invite-rotator start`); the Graph
+ * simulator is served from `wa-invite-rotator/testing` (src/testing.ts).
  */
 export {
   subscribe,
@@ -22,5 +23,4 @@ export {
   type VerifyOptions,
 } from "./publish/message.js";
 export { channelKeys, DEFAULT_CHANNEL, type ChannelKeys } from "./core/keys.js";
-export { startGraphSimulator, type GraphSimulator, type SimulatorOptions } from "./graph-sim/simulator.js";
 export type { RotationMessage, Trigger } from "./core/interfaces.js";

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { expect, it } from "vitest";
@@ -25,17 +26,27 @@ it("names its bin wa-invite-rotator and every entry point exists once built", ()
   ).toBe(true);
 });
 
-it("exports the subscriber and message helpers from its main entry", async () => {
+it("exports the subscriber and message helpers from its main entry, and not the simulator", async () => {
   const lib = (await import(`${ROOT}/${pkg.main}`)) as Record<string, unknown>;
-  for (const name of [
-    "subscribe",
-    "parseMessage",
-    "verifySignature",
-    "canonicalPayload",
-    "signMessage",
-    "startGraphSimulator",
-  ]) {
+  for (const name of ["subscribe", "parseMessage", "verifySignature", "canonicalPayload", "signMessage"]) {
     expect(typeof lib[name], name).toBe("function");
   }
   expect(lib.DEFAULT_CHANNEL).toBe("whatsapp:invite-links");
+  expect(lib).not.toHaveProperty("startGraphSimulator");
+});
+
+it("serves the Graph simulator from the wa-invite-rotator/testing subpath, by package name", () => {
+  // A child node resolves the package by name through its `exports`, as an installed package is.
+  const script = [
+    'const t = await import("wa-invite-rotator/testing");',
+    "const sim = await t.startGraphSimulator();",
+    "const res = await fetch(`${sim.url}/__sim/groups`);",
+    "console.log(JSON.stringify({ status: res.status, faults: typeof t.simFaults.transient }));",
+    "await sim.close();",
+  ].join("\n");
+  const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  expect(JSON.parse(out)).toEqual({ status: 200, faults: "function" });
 });
