@@ -20,6 +20,10 @@ import type { AttemptEvent } from "./rotation/worker.js";
 import { createFirer } from "./schedule/fire.js";
 import { createPolicyState } from "./schedule/policy-state.js";
 import { createScheduler, type Scheduler } from "./schedule/scheduler.js";
+import { createGroupEventsConsumer } from "./groups/consumer.js";
+import { createJoinsTrigger } from "./groups/joins.js";
+import { createGroupMetrics } from "./groups/metrics.js";
+import { createGroupStateStore } from "./groups/state.js";
 
 /**
  * The composition root: builds the Redis connections, the Graph client, the queue, the workers
@@ -172,6 +176,32 @@ export function createApp(options: {
       probeTimeoutMs: settings.GRAPH_REQUEST_TIMEOUT,
     });
     services.push({ name: "account-probe", start: async () => probe.start(), stop: () => probe.stop() });
+    // WhatsApp's group webhooks, recorded by the gateway: participant counts, suspension and
+    // deletion, and rotate_after_joins.
+    const groupMetrics = createGroupMetrics({
+      registry: metrics.registry,
+      redis,
+      keys,
+      groups: () => [...config.current.policyByGroup.keys()],
+    });
+    const joinsTrigger = createJoinsTrigger({
+      queue,
+      config: () => config.current,
+      logger,
+      clock: systemClock,
+      onEnqueued: (policy) => groupMetrics.joinsRotations.inc({ policy }),
+    });
+    const groupEvents = createGroupEventsConsumer({
+      redis,
+      keys,
+      store: createGroupStateStore(redis, keys),
+      logger,
+      onJoined: (event, applied) => joinsTrigger(event.groupId, applied),
+      onEvent: (event, changed) =>
+        groupMetrics.events.inc({ event, result: changed ? "changed" : "duplicate" }),
+      onSkipped: (reason, n) => groupMetrics.skipped.inc({ reason }, n),
+    });
+    services.push({ name: "group-events", start: () => groupEvents.start(), stop: () => groupEvents.stop() });
   }
 
   let scheduler: Scheduler | undefined;

@@ -75,8 +75,8 @@ const command: Command = {
           if (!job) return fail(io, rotation, "the job vanished from the queue");
           try {
             const result = (await job.waitUntilFinished(events, timeoutMs)) as RotationJobResult;
-            // Manual rotations are never skipped; a result without a message is still no rotation.
-            if ("skipped" in result) return fail(io, rotation, `skipped: ${result.skipped}`);
+            // A manual rotation of a suspended or deleted group is skipped (no Graph call): no rotation.
+            if ("skipped" in result) return fail(io, rotation, `skipped: ${result.reason ?? result.skipped}`);
             io.out(serializeMessage(result));
             return true;
           } catch (error) {

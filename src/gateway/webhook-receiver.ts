@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Counter } from "prom-client";
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import { METRIC_PREFIX } from "../infra/metrics.js";

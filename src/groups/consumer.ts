@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import { readDelivery, type GroupEvent } from "./events.js";
@@ -182,7 +182,7 @@ export function createGroupEventsConsumer(options: GroupEventsConsumerOptions): 
       (starting ??= (async () => {
         await ensureGroup();
         if (stopped) return;
-        reader = redis.duplicate({ connectionName: "wa-invite-rotator:group-events" });
+        reader = redis.duplicate();
         loop = run(reader);
         log.info({ consumer: name }, "applying webhook deliveries");
       })()),

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { Keys } from "../core/keys.js";
 import type { GroupEvent } from "./events.js";
 

@@ -84,8 +84,15 @@ export type RotationOutcome =
    * (throttled), or (`code` E_UNSURE_SETTLE) an unsure call of the group may still land.
    */
   | { readonly kind: "paused"; readonly waitMs: number; readonly step: Step; readonly code?: string }
-  /** The rotation is no longer wanted (`RotationContext.notWanted`) and had not touched Graph. */
-  | { readonly kind: "skipped"; readonly reason: string };
+  /**
+   * The rotation is no longer wanted (`RotationContext.notWanted`), or WhatsApp suspended or deleted
+   * the group (`code`), and it had not touched Graph.
+   */
+  | {
+      readonly kind: "skipped";
+      readonly reason: string;
+      readonly code?: "E_GROUP_SUSPENDED" | "E_GROUP_DELETED";
+    };
 
 export interface RotationContext {
   /** Identifies this attempt as the lock owner (unique per delivery of the job). */
@@ -136,6 +143,18 @@ export async function rotateGroup(
     // Skipped only while it has not touched Graph: no DELETE confirmed, none unsure (an unsure call
     // makes this rotation the group's graph owner).
     const touched = deletedAt !== undefined || group.graphOwner === rotationId;
+    if (!touched && group.groupDeletedAt !== undefined) {
+      const since = new Date(group.groupDeletedAt).toISOString();
+      return { kind: "skipped", reason: `WhatsApp deleted the group at ${since}`, code: "E_GROUP_DELETED" };
+    }
+    if (!touched && group.suspendedAt !== undefined) {
+      const since = new Date(group.suspendedAt).toISOString();
+      return {
+        kind: "skipped",
+        reason: `WhatsApp suspended the group at ${since}`,
+        code: "E_GROUP_SUSPENDED",
+      };
+    }
     const unwanted = touched ? undefined : context.notWanted?.();
     if (unwanted !== undefined) return { kind: "skipped", reason: unwanted };
 

@@ -37,6 +37,10 @@ export interface GroupLinkState {
    * rotation of the group publishes next first waits until then and reads the link back.
    */
   readonly unsureUntil?: number;
+  /** WhatsApp suspended the group at this instant, epoch ms (a webhook; cleared with the suspension). */
+  readonly suspendedAt?: number;
+  /** WhatsApp deleted the group at this instant, epoch ms (a webhook). */
+  readonly groupDeletedAt?: number;
 }
 
 export interface RotationStateStore {
@@ -225,18 +229,22 @@ export function createRotationStateStore(redis: Redis, keys: Keys): RotationStat
       await redis.sadd(keys.groupsIndex, groupId);
     },
     async readGroup(groupId) {
-      const [sequence, graphOwner, lastMessage, unsureUntil] = await redis.hmget(
+      const [sequence, graphOwner, lastMessage, unsureUntil, suspendedAt, groupDeletedAt] = await redis.hmget(
         keys.group(groupId),
         "sequence",
         "graph_owner",
         "last_message",
         "unsure_until",
+        "suspended_at",
+        "deleted_at",
       );
       return {
         sequence: Number(sequence ?? 0) || 0,
         ...(graphOwner ? { graphOwner } : {}),
         ...(lastMessage ? { lastMessage: JSON.parse(lastMessage) as RotationMessage } : {}),
         ...(unsureUntil ? { unsureUntil: Number(unsureUntil) } : {}),
+        ...(suspendedAt ? { suspendedAt: Number(suspendedAt) } : {}),
+        ...(groupDeletedAt ? { groupDeletedAt: Number(groupDeletedAt) } : {}),
       };
     },
     async settle(groupId, rotationId) {

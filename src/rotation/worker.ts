@@ -51,7 +51,9 @@ export interface RotationWorkerOptions {
 
 /** What a rotation job returns when it ends without rotating. */
 export interface SkippedRotation {
-  readonly skipped: "removed from policy";
+  readonly skipped: "removed from policy" | "group suspended" | "group deleted";
+  /** The whole reason, for `rotate --wait` and logs. */
+  readonly reason?: string;
   readonly rotation_id: string;
   readonly group_id: string;
 }
@@ -220,12 +222,19 @@ export function createRotationWorker(
         await deps.state.settle(data.groupId, data.rotationId);
         // A rotation held while its account failed leaves that reason on the group: it is gone now.
         await deps.state.clearFailureOf(data.groupId, data.rotationId);
-        logger.info(
-          { ...ids, policy: data.policy },
-          `rotation skipped: removed from policy (${outcome.reason})`,
-        );
-        report("skipped", { code: "E_REMOVED_FROM_POLICY" });
-        return { skipped: "removed from policy", rotation_id: data.rotationId, group_id: data.groupId };
+        {
+          // Suspended or deleted (WhatsApp's webhooks), or no longer in its policy: no Graph call.
+          const skipped =
+            outcome.code === "E_GROUP_SUSPENDED"
+              ? "group suspended"
+              : outcome.code === "E_GROUP_DELETED"
+                ? "group deleted"
+                : "removed from policy";
+          logger.info({ ...ids, policy: data.policy }, `rotation skipped: ${skipped} (${outcome.reason})`);
+          report("skipped", { code: outcome.code ?? "E_REMOVED_FROM_POLICY" });
+          const { rotationId: rotation_id, groupId: group_id } = data;
+          return { skipped, reason: outcome.reason, rotation_id, group_id };
+        }
     }
   };
 

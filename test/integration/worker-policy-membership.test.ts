@@ -104,6 +104,7 @@ describe("worker and the live policy file", () => {
     const job = await tq.queue.getJob(gone.rotationId);
     expect(await job!.waitUntilFinished(tq.events, 10_000)).toEqual({
       skipped: "removed from policy",
+      reason: "policy test no longer lists group P1",
       rotation_id: gone.rotationId,
       group_id: "P1",
     });

@@ -1,0 +1,116 @@
+import type { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
+import type { RotationJobData } from "../../src/core/interfaces.js";
+import { createDeliveryRecorder } from "../../src/gateway/webhook-receiver.js";
+import { createGroupEventsConsumer } from "../../src/groups/consumer.js";
+import { createGroupStateStore } from "../../src/groups/state.js";
+import { enqueueRotations, manualRotationId, scheduledRotationId } from "../../src/rotation/queue.js";
+import { openTestQueue, type TestQueue } from "../helpers/faults.js";
+import { groupDeleted, groupSuspended, groupSuspensionCleared } from "../helpers/meta-webhooks.js";
+import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
+import {
+  capturingLogger,
+  policyYaml,
+  startTestWorker,
+  TEST_TOKEN,
+  type TestWorker,
+} from "../helpers/rotator.js";
+
+/** WhatsApp suspended or deleted a group (its webhooks say so): its rotations make no Graph call. */
+let sim: GraphSimulator;
+let redis: Redis;
+let tw: TestWorker | undefined;
+let tq: TestQueue | undefined;
+const cleanup: string[] = [];
+const T = 1_739_321_024;
+
+beforeAll(async () => {
+  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
+  redis = testRedis();
+});
+afterEach(async () => {
+  await tq?.close();
+  await tw?.close();
+  tq = tw = undefined;
+  sim.clearCalls();
+  await deleteKeys(redis, ...cleanup.splice(0));
+});
+afterAll(async () => {
+  await sim.close();
+  await redis.quit();
+});
+
+async function start(groups: string[]) {
+  const prefix = uniquePrefix("suspended");
+  const channel = `${prefix}-links`;
+  cleanup.push(prefix, channel);
+  tw = await startTestWorker({ graphUrl: sim.url, redis, prefix, yaml: policyYaml(groups, channel) });
+  tq = await openTestQueue(redis, prefix);
+  const consumer = createGroupEventsConsumer({
+    redis,
+    keys: tq.keys,
+    store: createGroupStateStore(redis, tq.keys),
+    logger: capturingLogger([]),
+  });
+  const webhook = async (payload: Record<string, unknown>) => {
+    await createDeliveryRecorder(redis, tq!.keys)(Buffer.from(JSON.stringify(payload)));
+    await consumer.drain();
+  };
+  return { tq, channel, webhook };
+}
+
+function fire(groupId: string, channel: string, at = Date.now()): RotationJobData {
+  return {
+    rotationId: scheduledRotationId("test", at, groupId),
+    groupId,
+    account: "default",
+    policy: "test",
+    channel,
+    trigger: "schedule",
+    fireAt: at,
+    requestedAt: at,
+  };
+}
+
+async function run(tq: TestQueue, data: RotationJobData): Promise<unknown> {
+  await enqueueRotations(tq.queue, [data]);
+  return (await tq.queue.getJob(data.rotationId))!.waitUntilFinished(tq.events, 10_000);
+}
+
+const callsOf = (groupId: string) => sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
+
+describe("suspended and deleted groups", () => {
+  it("a suspended group's fire ends skipped with the reason and no Graph call; once cleared it rotates", async () => {
+    const { tq, channel, webhook } = await start(["S1"]);
+    await webhook(groupSuspended("S1", T));
+    const skipped = await run(tq, fire("S1", channel));
+    expect(skipped).toMatchObject({
+      skipped: "group suspended",
+      reason: `WhatsApp suspended the group at ${new Date(T * 1000).toISOString()}`,
+      group_id: "S1",
+    });
+    expect(callsOf("S1")).toEqual([]);
+    // A manual rotation is skipped too: Graph would refuse it (131207).
+    const manual = {
+      ...fire("S1", channel),
+      rotationId: manualRotationId(),
+      trigger: "manual" as const,
+      policy: null,
+    };
+    expect(await run(tq, manual)).toMatchObject({ skipped: "group suspended" });
+    expect(callsOf("S1")).toEqual([]);
+    expect(tw!.logs.some((l) => /rotation skipped: group suspended/.test(l.msg))).toBe(true);
+
+    await webhook(groupSuspensionCleared("S1", T + 60));
+    expect(await run(tq, fire("S1", channel, Date.now() + 1))).toMatchObject({ group_id: "S1", sequence: 1 });
+    expect(callsOf("S1")).toEqual(["DELETE", "POST"]);
+  });
+
+  it("a deleted group is dropped: its fires end skipped as deleted, without a Graph call", async () => {
+    const { tq, channel, webhook } = await start(["D1"]);
+    await webhook(groupDeleted("D1", T));
+    expect(await run(tq, fire("D1", channel))).toMatchObject({ skipped: "group deleted" });
+    expect(callsOf("D1")).toEqual([]);
+  });
+});
