@@ -10,7 +10,6 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-COPY jobs ./jobs
 RUN npm run build
 
 FROM node:26-bookworm-slim AS runtime

@@ -14,7 +14,7 @@ import { graphFields, recordFailure, withGroup } from "./failure.js";
 import type { RotationStateStore } from "./state.js";
 
 /**
- * Runs rotation jobs from the queue: the BullMQ side of the rotation saga (`jobs/rotate-group.ts`).
+ * Runs rotation jobs from the queue: the BullMQ side of the rotation saga (`saga.ts`).
  *
  * Maps the saga's outcomes onto the queue: a busy group, a lost group lock, a paused account or a
  * failing one (the rotation is held, before DELETE or after) moves the job back to delayed without

@@ -12,6 +12,7 @@ const pkg = JSON.parse(
   main: string;
   types: string;
   exports: Record<string, string>;
+  files: string[];
   engines: { node: string };
 };
 
@@ -24,6 +25,16 @@ it("names its bin wa-invite-rotator and every entry point exists once built", ()
   expect(
     readFileSync(`${ROOT}/${pkg.bin["wa-invite-rotator"]}`, "utf8").startsWith("#!/usr/bin/env node"),
   ).toBe(true);
+});
+
+it("packs and copies into the image only paths that exist once built", () => {
+  for (const file of pkg.files)
+    expect(existsSync(`${ROOT}/${file}`), `package.json files: ${file}`).toBe(true);
+  const dockerfile = readFileSync(`${ROOT}/Dockerfile`, "utf8");
+  const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+  expect(sources).toContain("src");
+  for (const source of sources)
+    expect(existsSync(`${ROOT}/${source}`), `Dockerfile COPY ${source}`).toBe(true);
 });
 
 it("exports the subscriber and message helpers from its main entry, and not the simulator", async () => {
