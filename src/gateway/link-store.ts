@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { toError } from "../core/errors.js";
+import { isInviteLink } from "../core/invite-link.js";
 import type { RotationMessage } from "../core/interfaces.js";
 import { channelKeys, type Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
@@ -18,9 +19,6 @@ import type { PoolMember, ResolvedLink } from "../config/links.js";
  * has not reached memory yet counts as rotating for that moment, so no visit ever gets a link older
  * than the newest published one.
  */
-
-/** A published invite link must be exactly this: no query, no fragment, nothing to smuggle. */
-export const INVITE_LINK = /^https:\/\/chat\.whatsapp\.com\/[A-Za-z0-9_-]{10,64}$/;
 
 /** One group of a pool at the moment of a visit. */
 export interface GroupView {
@@ -146,11 +144,18 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
         // Memory behind Redis: the newest message is on its way (or was refused); not servable now.
         const current = held !== undefined && raw !== null && isHeld(held, raw);
         const busy = locked[i] === 1 || withoutLink[i] === 1 || (raw !== null && !current);
+        // WhatsApp suspended or deleted the group (webhooks): never offered, not worth a wait.
+        const closed = unavailable[i] === 1;
         const link =
-          current && !busy && unavailable[i] !== 1 && INVITE_LINK.test(held.message.invite_link)
+          current && !busy && !closed && isInviteLink(held.message.invite_link)
             ? held.message.invite_link
             : undefined;
-        return { groupId: member.groupId, link, rotating: busy, participants: participantCount(counts[i]) };
+        return {
+          groupId: member.groupId,
+          link,
+          rotating: busy && !closed,
+          participants: participantCount(counts[i]),
+        };
       });
     },
     changed(ms) {
