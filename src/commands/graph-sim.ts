@@ -19,6 +19,7 @@ const command: Command = {
         token: { type: "string", multiple: true },
         "phone-number-id": { type: "string" },
         group: { type: "string", multiple: true },
+        "webhook-url": { type: "string" },
       },
     });
     const port = Number(values.port);
@@ -40,6 +41,13 @@ const command: Command = {
       options.groups = values.group.map((id) => ({ id, ...(phoneNumberId && { phoneNumberId }) }));
     }
 
+    // Group webhooks (joins, leaves, suspensions) go to --webhook-url, signed with WHATSAPP_APP_SECRET.
+    const webhookUrl = values["webhook-url"];
+    if (webhookUrl !== undefined) {
+      const appSecret = io.env.WHATSAPP_APP_SECRET;
+      if (!appSecret) throw new UsageError("--webhook-url needs WHATSAPP_APP_SECRET to sign the deliveries");
+      options.webhook = { url: webhookUrl, appSecret };
+    }
     const sim = await startGraphSimulator(options);
     io.out(sim.url);
     io.out(`# point the worker at it: GRAPH_API_BASE_URL=${sim.url} wa-invite-rotator start`);

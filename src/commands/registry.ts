@@ -118,7 +118,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "graph-sim",
-    usage: "graph-sim [--port N] [--host H] [--token T]... [--phone-number-id ID] [--group ID]...",
+    usage:
+      "graph-sim [--port N] [--host H] [--token T]... [--phone-number-id ID] [--group ID]... [--webhook-url URL]",
     summary: "run a local WhatsApp Graph API simulator (for demos and tests); prints its base URL",
     options: [
       { flag: "--port N", text: "port to listen on; 0 picks a free one", default: "0" },
@@ -129,6 +130,10 @@ export const COMMANDS: readonly CommandSpec[] = [
       },
       { flag: "--phone-number-id ID", text: "the phone number the tokens' groups belong to" },
       { flag: "--group ID", text: "a group to create at start (repeatable)" },
+      {
+        flag: "--webhook-url URL",
+        text: "send signed group webhooks (joins, leaves, suspensions) here; needs WHATSAPP_APP_SECRET",
+      },
     ],
     notes: ["runs until SIGTERM/SIGINT"],
     load: () => import("./graph-sim.js"),

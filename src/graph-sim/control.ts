@@ -3,6 +3,7 @@ import { faultFromJson, type FaultBook } from "./faults.js";
 import { decodeSegment, parseJson, send, sendText, type SimCall } from "./http.js";
 import type { HiddenLimit, HiddenLimits } from "./limits.js";
 import type { SimGroupInput, SimState } from "./state.js";
+import { SimRefusal, type SimGroupEvents, type SimMember } from "./webhooks.js";
 
 /** What the control API reads and changes. */
 export interface ControlContext {
@@ -12,6 +13,7 @@ export interface ControlContext {
   /** TCP connections accepted so far. */
   readonly connections: () => number;
   readonly limits: HiddenLimits;
+  readonly groupEvents: SimGroupEvents;
 }
 
 /** The simulator's control API under `/__sim/` (routes listed in simulator.ts). */
@@ -60,6 +62,27 @@ export function handleControl(
     const input = json as Partial<SimGroupInput> | undefined;
     if (typeof input?.id !== "string") return send(res, 400, { error: { message: "id must be a string" } });
     return send(res, 201, state.addGroup(input as SimGroupInput));
+  }
+  const change = /^groups\/([^/]+)\/(join|leave|suspend|clear-suspension|delete)$/.exec(route);
+  if (change && method === "POST") {
+    const groupId = decodeSegment(change[1]!) ?? "";
+    const body = (json ?? {}) as { link?: string } & SimMember;
+    const events = ctx.groupEvents;
+    const run = {
+      join: () => events.join(groupId, body.link ?? "", body),
+      leave: () => events.leave(groupId, body),
+      suspend: () => events.suspend(groupId),
+      "clear-suspension": () => events.clearSuspension(groupId),
+      delete: () => events.deleteGroup(groupId),
+    }[change[2] as "join"];
+    void run().then(
+      (delivery) => send(res, 200, { delivery }),
+      (error: unknown) =>
+        error instanceof SimRefusal
+          ? send(res, 410, { error: { message: error.message } })
+          : send(res, 500, { error: { message: String(error) } }),
+    );
+    return;
   }
   if (route.startsWith("groups/") && method === "GET") {
     const group = state.view(decodeSegment(route.slice("groups/".length)) ?? "");

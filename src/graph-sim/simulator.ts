@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { handleControl } from "./control.js";
 import { FaultBook, type Fault, type StoredFault } from "./faults.js";
 import { HiddenLimits, type HiddenLimit } from "./limits.js";
+import { createSimGroupEvents, type SimGroupEvents, type SimWebhookTarget } from "./webhooks.js";
 import {
   HTML_502,
   decodeSegment,
@@ -48,6 +49,10 @@ import {
  *   POST   /__sim/groups         body: {id, subject?, phoneNumberId?} → 201 the group
  *   GET    /__sim/limits         {limits}                  DELETE /__sim/limits  clear them
  *   POST   /__sim/limits         body: a HiddenLimit {phoneNumberId?, ratePerSec, burst?} → 201
+ *   POST   /__sim/groups/{id}/join  body: {link, wa_id?, user_id?}: joins through `link` (410 unless
+ *                                it is the current one) and sends the signed group webhook → 200
+ *                                {delivery}; likewise /leave {wa_id?, user_id?}, /suspend,
+ *                                /clear-suspension, /delete (see webhooks.ts, `options.webhook`)
  *
  * A hidden limit (`limits.ts`) is a token bucket per phone number that answers invite-link calls
  * over it with 131208 / HTTP 429, as Graph does; such calls are logged with `limited: true`.
@@ -69,6 +74,8 @@ export interface SimulatorOptions {
   basePath?: string;
   /** Hidden per-phone-number limits from the start (see `setHiddenLimit`). */
   hiddenLimits?: HiddenLimit[];
+  /** Where group webhooks go (joins, leaves, suspensions, deletions: `webhooks.ts`), signed. */
+  webhook?: SimWebhookTarget;
 }
 
 /** The call log entry is defined with the HTTP helpers; callers may keep naming it from here. */
@@ -91,6 +98,8 @@ export interface GraphSimulator {
    */
   setHiddenLimit(limit: HiddenLimit): void;
   clearHiddenLimits(): void;
+  /** Group changes that send WhatsApp's webhooks to `options.webhook` (join, leave, suspend…). */
+  readonly groupEvents: SimGroupEvents;
   /** Closes the server and every socket, including hung ones. Idempotent. */
   close(): Promise<void>;
 }
@@ -103,6 +112,7 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
   const faults = new FaultBook((token) => state.account(token)?.name);
   const limits = new HiddenLimits();
   for (const limit of options.hiddenLimits ?? []) limits.set(limit);
+  const groupEvents = createSimGroupEvents(state, options.webhook);
   const basePath = (options.basePath ?? "").replace(/\/+$/, "");
   const calls: SimCall[] = [];
   const sockets = new Set<Socket>();
@@ -134,7 +144,7 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
     const text = await readBody(req);
     if (path.startsWith("/__sim/")) {
       return handleControl(
-        { calls, faults, state, connections: () => accepted, limits },
+        { calls, faults, state, connections: () => accepted, limits, groupEvents },
         req.method ?? "GET",
         path.slice("/__sim/".length),
         text,
@@ -328,6 +338,7 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
     addGroup: (group) => state.addGroup(group),
     setHiddenLimit: (limit) => limits.set(limit),
     clearHiddenLimits: () => limits.clear(),
+    groupEvents,
     close() {
       closing ??= new Promise<void>((resolve) => {
         closed = true;
