@@ -110,10 +110,16 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "status",
-    usage: "status [--json]",
+    usage: "status [--json] [--check]",
     summary: "per group: last rotation, sequence, trigger, masked link, next due time, failures",
-    options: [{ flag: "--json", text: "one JSON document (groups and a summary) instead of the table" }],
-    notes: ["exit: 0; 1 Redis could not be read; 2 invalid environment or policy file"],
+    options: [
+      { flag: "--json", text: "one JSON document (groups and a summary) instead of the table" },
+      { flag: "--check", text: "exit 3 when any group has no link or is failing (for scripts and cron)" },
+    ],
+    notes: [
+      "exit: 0 (with --check: every group has a link and none is failing); 3 with --check, some",
+      "      group needs attention; 1 Redis could not be read; 2 invalid environment or policy file",
+    ],
     load: () => import("./status.js"),
   },
   {

@@ -5,14 +5,15 @@ import type { Command, CommandIO } from "./command.js";
 import { loadRuntime } from "./runtime.js";
 
 /**
- * `status [--json]`: per group, the last rotation (time, sequence, trigger), a masked link, the next
- * due time and why it is failing, if it is. Rows stream as Redis answers, batch by batch; the human
+ * `status [--json] [--check]`: per group, the last rotation (time, sequence, trigger), a masked link,
+ * the next due time and why it is failing, if it is; with `--check`, exit 3 when any group has no
+ * link or is failing (its account included). Rows stream as Redis answers, batch by batch; the human
  * table's column widths are fixed up front (ids and policy names are known before any row), so it
  * needs no second pass. `--json` prints one JSON document, also streamed.
  */
 const command: Command = {
   async run(args, io) {
-    const json = parse(args);
+    const { json, check } = parse(args);
     const { settings, logger, config, scrub } = await loadRuntime(io, { logLevel: "warn" });
     const deployment = redisDeployment(settings);
     const keys = projectKeys(settings.ROTATOR_PREFIX, deployment);
@@ -23,8 +24,8 @@ const command: Command = {
       const batches = readGroupStatuses({ redis, keys, config, now, clean: scrub }, ids);
       const render = json ? jsonRenderer(io, now) : tableRenderer(io, ids, config);
       for await (const batch of batches) for (const row of batch) render.row(row);
-      render.end();
-      return 0;
+      const counts = render.end();
+      return check && (counts.without_link > 0 || counts.failing > 0) ? NEEDS_ATTENTION : 0;
     } finally {
       redis.disconnect();
     }
@@ -32,9 +33,12 @@ const command: Command = {
 };
 export default command;
 
+/** `status --check`'s exit code when a group has no link or is failing (1 is "could not tell"). */
+export const NEEDS_ATTENTION = 3;
+
 interface Renderer {
   row(status: GroupStatus): void;
-  end(): void;
+  end(): Counts;
 }
 
 interface Counts {
@@ -75,6 +79,7 @@ function jsonRenderer(io: CommandIO, now: number): Renderer {
       if (held !== undefined) io.out(held);
       const { groups, without_link, failing, pending } = counts;
       io.out(`],"summary":${JSON.stringify({ groups, without_link, failing, pending })}}`);
+      return counts;
     },
   };
 }
@@ -136,6 +141,7 @@ function tableRenderer(
         `${counts.groups} group${counts.groups === 1 ? "" : "s"}, ${counts.without_link} without link, ` +
           `${counts.failing} failing, ${counts.pending} pending`,
       );
+      return counts;
     },
   };
 }
@@ -164,6 +170,10 @@ function time(iso: string | null): string {
   return iso === null ? "-" : `${iso.slice(0, 10)} ${iso.slice(11, 19)}Z`;
 }
 
-function parse(args: string[]): boolean {
-  return parseCommandArgs({ args, options: { json: { type: "boolean", default: false } } }).values.json;
+function parse(args: string[]): { json: boolean; check: boolean } {
+  const { values } = parseCommandArgs({
+    args,
+    options: { json: { type: "boolean", default: false }, check: { type: "boolean", default: false } },
+  });
+  return values;
 }

@@ -191,6 +191,23 @@ describe("status --json", () => {
   });
 });
 
+describe("status --check", () => {
+  it("exits 3 when a group has no link or is failing, table or JSON alike; the output is the same", async () => {
+    const plain = await status(["--json"]);
+    const checked = await status(["--json", "--check"]);
+    expect(checked.code).toBe(3);
+    expect(JSON.parse(checked.stdout).summary).toEqual(JSON.parse(plain.stdout).summary);
+    expect((await status(["--check"])).code).toBe(3);
+  });
+
+  it("exits 0 when no group needs attention (never rotated is not a failure)", async () => {
+    const fresh = uniquePrefix("status-check");
+    const { code, stdout } = await status(["--check"], { ROTATOR_PREFIX: fresh });
+    expect(stdout).toMatch(/G-NEVER .* never rotated/);
+    expect(code).toBe(0);
+  });
+});
+
 describe("status (table)", () => {
   it("prints an aligned table with the reasons and a summary line", async () => {
     const { code, stdout } = await status([]);
@@ -241,7 +258,7 @@ describe("status (table)", () => {
   it("rejects unknown options with exit 2", async () => {
     const { code, stderr } = await status(["--yaml"]);
     expect(code).toBe(2);
-    expect(stderr).toContain("usage: wa-invite-rotator status [--json]");
+    expect(stderr).toContain("usage: wa-invite-rotator status [--json] [--check]");
   });
 });
 
