@@ -104,13 +104,22 @@ if (isEntryPoint()) {
     stdoutOpen = false;
   });
   const dotEnv = loadDotEnv();
+  let progressShown = false;
   const io: CommandIO = {
     env: process.env,
     secrets: new Set(),
     // Control and bidi characters the CLI did not make (a link, a group id, a reason from Redis or
     // Graph) reach the terminal escaped, whichever command printed them.
     out: (line) => void (stdoutOpen && process.stdout.write(`${printable(line, { keepNewlines: true })}\n`)),
-    err: (line) => process.stderr.write(`${printable(line, { keepNewlines: true })}\n`),
+    // A progress line (terminal only) is cleared before a message takes its place.
+    err: (line) =>
+      process.stderr.write(`${progressShown ? "\r\x1b[K" : ""}${printable(line, { keepNewlines: true })}\n`),
+    ...(process.stderr.isTTY && {
+      progress: (line: string) => {
+        progressShown = line !== "";
+        process.stderr.write(`\r\x1b[K${printable(line)}`);
+      },
+    }),
   };
   (dotEnv === true ? main(process.argv.slice(2), io) : Promise.resolve(fail(dotEnv))).then(
     (code) => {

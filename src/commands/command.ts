@@ -17,4 +17,9 @@ export interface CommandIO {
   readonly secrets?: Set<string>;
   out(line: string): void;
   err(line: string): void;
+  /**
+   * A transient status line (`3/10 rotated`), rewritten in place; "" clears it. Only where stderr
+   * is a terminal: undefined elsewhere, and then commands show no progress.
+   */
+  progress?(line: string): void;
 }

@@ -1,16 +1,23 @@
-import { QueueEvents, type Job } from "bullmq";
+import { QueueEvents, type Job, type Queue } from "bullmq";
 import { checkGroupId } from "../config/checks.js";
 import { parseDuration } from "../core/durations.js";
 import { UsageError } from "../core/errors.js";
 import type { RotationJobData } from "../core/interfaces.js";
-import { DEFAULT_CHANNEL, hashTag } from "../core/keys.js";
+import { channelKeys, DEFAULT_CHANNEL, hashTag } from "../core/keys.js";
 import { clusterChannelProblem } from "../config/config.js";
-import { serializeMessage } from "../publish/message.js";
 import { createRotationQueue, enqueueRotations, manualRotationId } from "../rotation/queue.js";
-import { connectOneShot, createRedis, onceEvery, projectKeys, redisDeployment } from "../infra/redis.js";
+import type { Logger } from "../infra/logger.js";
+import {
+  connectOneShot,
+  createRedis,
+  onceEvery,
+  projectKeys,
+  redisDeployment,
+  type RedisClient,
+} from "../infra/redis.js";
 import { parseCommandArgs } from "./args.js";
-import type { Command } from "./command.js";
-import type { RotationJobResult } from "../rotation/worker.js";
+import type { Command, CommandIO } from "./command.js";
+import type { RotatedResult, RotationJobResult } from "../rotation/worker.js";
 import { loadRuntime } from "./runtime.js";
 
 /**
@@ -25,7 +32,8 @@ const command: Command = {
     if (groups.length === 0) throw new UsageError("rotate needs at least one group id");
     const bad = badGroupIds(groups);
     if (bad.length > 0) throw new UsageError(`rotate: ${bad.join("; ")}`);
-    const timeoutMs = parseDuration(values.timeout ?? "2m");
+    const timeoutText = values.timeout ?? "2m";
+    const timeoutMs = parseDuration(timeoutText);
     if (timeoutMs === undefined || timeoutMs <= 0)
       throw new UsageError(`--timeout: not a duration: ${values.timeout}`);
 
@@ -68,36 +76,48 @@ const command: Command = {
         for (const r of rotations) io.out(JSON.stringify({ enqueued: r.rotationId, group_id: r.groupId }));
         return 0;
       }
+      await warnWithoutWorkers(queue, keys.prefix, timeoutText, io, logger);
+      const progress = createProgress(io, rotations.length);
       const results = await Promise.all(
         rotations.map(async (rotation) => {
-          const job = (await queue.getJob(rotation.rotationId)) as
-            Job<RotationJobData, RotationJobResult> | undefined;
-          if (!job) return fail(io, rotation, "the job vanished from the queue");
-          try {
-            const result = (await job.waitUntilFinished(events, timeoutMs)) as RotationJobResult;
-            // A manual rotation of a suspended or deleted group is skipped (no Graph call): no rotation.
-            if ("skipped" in result) return fail(io, rotation, `skipped: ${result.reason ?? result.skipped}`);
-            io.out(serializeMessage(result));
-            return true;
-          } catch (error) {
-            const text = error instanceof Error ? error.message : String(error);
-            const timedOut = /timed out/i.test(text);
-            return fail(
-              io,
-              rotation,
-              timedOut
-                ? `not done within ${values.timeout ?? "2m"}; rotation ${rotation.rotationId} continues`
-                : text,
-            );
-          }
+          const ok = await waitForRotation(rotation);
+          progress.done(ok);
+          return ok;
         }),
       );
+      progress.end();
       return results.every(Boolean) ? 0 : 1;
     } finally {
       await events?.close();
       await queue.close();
       connection.disconnect();
       eventsConnection?.disconnect();
+    }
+
+    async function waitForRotation(rotation: RotationJobData): Promise<boolean> {
+      const job = (await queue.getJob(rotation.rotationId)) as
+        Job<RotationJobData, RotationJobResult> | undefined;
+      if (!job) return fail(io, rotation, "the job vanished from the queue");
+      try {
+        const result = (await job.waitUntilFinished(events!, timeoutMs)) as RotationJobResult;
+        // A manual rotation of a suspended or deleted group is skipped (no Graph call): no rotation.
+        if ("skipped" in result) return fail(io, rotation, `skipped: ${result.reason ?? result.skipped}`);
+        // The job keeps only a masked link: the whole message is read from the channel.
+        const message = await readPublished(connection, result);
+        if (message === undefined) {
+          return fail(io, rotation, `published, but its message is no longer in ${result.channel}:stream`);
+        }
+        io.out(message);
+        return true;
+      } catch (error) {
+        const text = error instanceof Error ? error.message : String(error);
+        const timedOut = /timed out/i.test(text);
+        return fail(
+          io,
+          rotation,
+          timedOut ? `not done within ${timeoutText}; rotation ${rotation.rotationId} continues` : text,
+        );
+      }
     }
   },
 };
@@ -131,3 +151,78 @@ function parse(args: string[]) {
     },
   });
 }
+
+/**
+ * Says at once when no worker consumes the queue (BullMQ lists them from CLIENT LIST), rather than
+ * leave `--wait` silent until its timeout. A Redis that refuses CLIENT LIST (some managed ones)
+ * leaves the question open: nothing is said.
+ */
+async function warnWithoutWorkers(
+  queue: Queue,
+  prefix: string,
+  timeout: string,
+  io: CommandIO,
+  logger: Logger,
+): Promise<void> {
+  let workers: number;
+  try {
+    workers = (await queue.getWorkers()).length;
+  } catch (error) {
+    logger.debug({ err: error }, "could not list the queue's workers");
+    return;
+  }
+  if (workers > 0) return;
+  io.err(
+    `warning: no worker is consuming the rotations queue (prefix ${prefix}): the rotations wait ` +
+      `until \`wa-invite-rotator worker\` or \`start\` runs with this REDIS_URL and ROTATOR_PREFIX; ` +
+      `waiting up to ${timeout}`,
+  );
+}
+
+/** `3/10 rotated` on a terminal, rewritten in place as rotations finish; nothing elsewhere. */
+function createProgress(io: CommandIO, total: number): { done(ok: boolean): void; end(): void } {
+  let rotated = 0;
+  let failed = 0;
+  const show = () => io.progress?.(`${rotated}/${total} rotated${failed > 0 ? `, ${failed} failed` : ""}`);
+  show();
+  return {
+    done(ok) {
+      if (ok) rotated++;
+      else failed++;
+      show();
+    },
+    end: () => io.progress?.(""),
+  };
+}
+
+/**
+ * The published message a finished job names, as stored: the group's newest (`C:latest`) when it
+ * is still that one, else found in `C:stream` (a newer rotation published meanwhile).
+ */
+async function readPublished(redis: RedisClient, result: RotatedResult): Promise<string | undefined> {
+  const keys = channelKeys(result.channel);
+  const matches = (raw: string | null | undefined): raw is string => {
+    if (!raw) return false;
+    try {
+      return (JSON.parse(raw) as { rotation_id?: unknown }).rotation_id === result.published_rotation_id;
+    } catch {
+      return false;
+    }
+  };
+  const latest = await redis.hget(keys.latest, result.group_id);
+  if (matches(latest)) return latest;
+  let end = "+";
+  for (let page = 0; page < STREAM_PAGES; page++) {
+    const entries = await redis.xrevrange(keys.stream, end, "-", "COUNT", STREAM_PAGE);
+    for (const [, fields] of entries) {
+      const raw = fields[fields.indexOf("message") + 1];
+      if (matches(raw)) return raw;
+    }
+    if (entries.length < STREAM_PAGE) return undefined;
+    end = `(${entries.at(-1)![0]}`;
+  }
+  return undefined;
+}
+
+const STREAM_PAGE = 500;
+const STREAM_PAGES = 20;

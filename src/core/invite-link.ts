@@ -18,3 +18,14 @@ export const INVITE_LINK_FORM = `${INVITE_LINK_PREFIX} followed by 10 to 64 of A
 export function isInviteLink(text: unknown): text is string {
   return typeof text === "string" && text.length <= 90 && INVITE_LINK_PATTERN.test(text);
 }
+
+/**
+ * Masks an invite link, as `status` and job return values show it: the origin and at most the first
+ * 4 characters of its code (never more than half of it), then `…`. Whoever has a whole link can join
+ * the group.
+ */
+export function maskLink(link: string): string {
+  const prefix = link.startsWith(INVITE_LINK_PREFIX) ? INVITE_LINK_PREFIX : "";
+  const code = link.slice(prefix.length);
+  return `${prefix}${code.slice(0, Math.min(4, Math.floor(code.length / 2)))}…`;
+}

@@ -3,7 +3,7 @@ import type { ResolvedConfig, ResolvedPolicy } from "../config/config.js";
 import { nextFires } from "../config/cron.js";
 import type { Trigger } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
-import { INVITE_LINK_PREFIX } from "../core/invite-link.js";
+import { maskLink } from "../core/invite-link.js";
 
 /**
  * What `status` shows, gathered from Redis in batches: every group the policy file lists, then
@@ -206,15 +206,8 @@ function healthOf(s: Omit<GroupStatus, "state">): GroupHealth {
   return s.sequence === null ? "never-rotated" : "ok";
 }
 
-/**
- * Masks an invite link: the origin and at most the first 4 characters of its code (never more than
- * half of it), then `…`. Whoever has a whole link can join the group.
- */
-export function maskLink(link: string): string {
-  const prefix = link.startsWith(INVITE_LINK_PREFIX) ? INVITE_LINK_PREFIX : "";
-  const code = link.slice(prefix.length);
-  return `${prefix}${code.slice(0, Math.min(4, Math.floor(code.length / 2)))}…`;
-}
+/** Where the masking lives now (core/invite-link.ts, shared with job return values). */
+export { maskLink };
 
 function linkOf(lastMessage: string | undefined): string | null {
   if (!lastMessage) return null;

@@ -4,6 +4,7 @@ import { rotateGroup, type RotateGroupDeps, type RotationOutcome } from "./saga.
 import { AccountFailingError, LockLostError, toError } from "../core/errors.js";
 import { isGraphError, isTokenFailure } from "../graph/errors.js";
 import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
+import { maskLink } from "../core/invite-link.js";
 import type { RotationJobData, RotationMessage } from "../core/interfaces.js";
 import type { ResolvedConfig } from "../config/config.js";
 import type { Keys } from "../core/keys.js";
@@ -58,8 +59,45 @@ export interface SkippedRotation {
   readonly group_id: string;
 }
 
-/** A rotation job's return value: the published message, or why it was skipped. */
-export type RotationJobResult = RotationMessage | SkippedRotation;
+/**
+ * What a rotation job returns when its group's link is published (by it, or by a newer rotation that
+ * superseded it). BullMQ keeps it with the finished job for a day, where any dashboard shows it: so
+ * the link is masked and there is no signature. `rotate --wait` reads the whole message from the
+ * channel (`C:latest`, else `C:stream`) by `published_rotation_id`.
+ */
+export interface RotatedResult {
+  readonly outcome: "published" | "superseded";
+  readonly rotation_id: string;
+  readonly group_id: string;
+  readonly channel: string;
+  /** The rotation whose message is the group's newest: this one, or the one that superseded it. */
+  readonly published_rotation_id: string;
+  readonly sequence: number;
+  readonly rotated_at: string;
+  /** Masked, as `status` shows it. */
+  readonly link: string;
+}
+
+/** A rotation job's return value: what was published (masked), or why it was skipped. */
+export type RotationJobResult = RotatedResult | SkippedRotation;
+
+/** The return value of a job whose group's link is `message` (never the link or signature itself). */
+export function rotatedResult(
+  data: RotationJobData,
+  outcome: RotatedResult["outcome"],
+  message: RotationMessage,
+): RotatedResult {
+  return {
+    outcome,
+    rotation_id: data.rotationId,
+    group_id: data.groupId,
+    channel: data.channel,
+    published_rotation_id: message.rotation_id,
+    sequence: message.sequence,
+    rotated_at: message.rotated_at,
+    link: maskLink(message.invite_link),
+  };
+}
 
 export interface AttemptEvent {
   readonly data: RotationJobData;
@@ -207,13 +245,13 @@ export function createRotationWorker(
           message: outcome.message,
           ...(outcome.linkGapMs === undefined ? {} : { linkGapMs: outcome.linkGapMs }),
         });
-        return outcome.message;
+        return rotatedResult(data, "published", outcome.message);
       case "superseded":
         // A newer rotation of the group published after this one's DELETE: it is done.
         await deps.state.settle(data.groupId, data.rotationId);
         report("superseded");
         if (!outcome.message) throw new Error(`group ${data.groupId}: superseded, but no message is stored`);
-        return outcome.message;
+        return rotatedResult(data, "superseded", outcome.message);
       case "busy":
         return delay(BUSY_DELAY_MS + Math.random() * BUSY_DELAY_MS, "busy");
       case "paused":

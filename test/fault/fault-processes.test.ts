@@ -8,7 +8,7 @@ import { spawnCli, type CliProcess } from "../helpers/cli.js";
 import { assertPromise, openTestQueue, type TestQueue } from "../helpers/faults.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
 import { freePort, startOwnedRedis, type OwnedRedis } from "../helpers/redis-server.js";
-import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
+import { messageOf, policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /**
  * Worker processes under crashes, Redis outages and signals: a worker SIGKILLed between DELETE
@@ -105,7 +105,7 @@ it("a worker killed between DELETE and POST: another resumes the rotation at POS
 
   first.kill("SIGKILL");
   const killedAt = Date.now();
-  const message = await job!.waitUntilFinished(tq.events, 20_000);
+  const message = await messageOf(redis, await job!.waitUntilFinished(tq.events, 20_000));
   const resumedPost = sim.calls.find((c) => c.groupId === "K1" && c.method === "POST" && c.status === 200);
   const recoveryMs = resumedPost!.at - killedAt;
   await other!.waitUntilFinished(tq.events, 10_000);

@@ -13,7 +13,7 @@ import {
   type TestQueue,
 } from "../helpers/faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import { startTestRotator } from "../helpers/rotator.js";
+import { messageOf, startTestRotator } from "../helpers/rotator.js";
 
 /**
  * The worker's promise under Graph faults, in process against the simulator: random transient
@@ -271,12 +271,12 @@ it("an expired token fails the account: rotations held before DELETE, a linkless
   // the rotation held before DELETE goes on too, the hold used no attempt.
   const renewed = Date.now();
   sim.clearFaults();
-  const message = await held!.waitUntilFinished(tq.events, 10_000);
+  const message = await messageOf(redis, await held!.waitUntilFinished(tq.events, 10_000));
   const recoveryMs = Date.now() - renewed;
   expect(message.invite_link).toBe(linkOf("TB1"));
   expect(recoveryMs).toBeLessThan(3_000);
   expect(await redis.hexists(keys.account("b"), "failing_code")).toBe(0);
-  const resumed = await waiting!.waitUntilFinished(tq.events, 10_000);
+  const resumed = await messageOf(redis, await waiting!.waitUntilFinished(tq.events, 10_000));
   expect(resumed.invite_link).toBe(linkOf("TB2"));
   expect(linkOf("TB2")).not.toBe(before);
   expect((await tq.queue.getJob(waiting!.id!))?.attemptsMade).toBe(1);

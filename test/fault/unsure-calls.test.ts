@@ -7,7 +7,7 @@ import { manualRotationId, scheduledRotationId, ROTATION_JOB } from "../../src/r
 import { readGroupStatuses, type GroupStatus } from "../../src/ops/status.js";
 import { accountsYaml, assertPromise, openTestQueue, settleAll, type TestQueue } from "../helpers/faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import { startTestRotator } from "../helpers/rotator.js";
+import { messageOf, startTestRotator } from "../helpers/rotator.js";
 
 /**
  * A DELETE or POST that times out may still be carried out by Graph after the retry succeeded.
@@ -161,7 +161,10 @@ describe("an unsure call and the rest of the group's rotations", () => {
         { graphApiVersion: "v23.0" },
       ),
     );
-    const result = await (await tq.queue.getJob(data.rotationId))!.waitUntilFinished(tq.events, 10_000);
+    const result = await messageOf(
+      redis,
+      await (await tq.queue.getJob(data.rotationId))!.waitUntilFinished(tq.events, 10_000),
+    );
     expect(result).toMatchObject({ group_id: "RB1", trigger: "schedule" });
     await sleep(600);
     await assertPromise({

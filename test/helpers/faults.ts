@@ -1,8 +1,9 @@
+import type { RotationJobResult } from "../../src/rotation/worker.js";
 import { Queue, QueueEvents, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { expect } from "vitest";
 import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
-import type { RotationJobData, RotationMessage } from "../../src/core/interfaces.js";
+import type { RotationJobData } from "../../src/core/interfaces.js";
 import { createKeys, type Keys } from "../../src/core/keys.js";
 import { parseMessage } from "../../src/publish/message.js";
 import { enqueueRotations, manualRotationId, rotationJobOptions } from "../../src/rotation/queue.js";
@@ -51,7 +52,7 @@ export interface TestQueue {
   rotate(
     groups: readonly { groupId: string; account: string }[],
     channel: string,
-  ): Promise<Job<RotationJobData, RotationMessage>[]>;
+  ): Promise<Job<RotationJobData, RotationJobResult>[]>;
   close(): Promise<void>;
 }
 
@@ -87,7 +88,7 @@ export async function openTestQueue(redis: Redis, prefix: string, backoffMs = 10
       }));
       await enqueueRotations(queue, data);
       const jobs = await Promise.all(data.map((d) => queue.getJob(d.rotationId)));
-      return jobs as Job<RotationJobData, RotationMessage>[];
+      return jobs as Job<RotationJobData, RotationJobResult>[];
     },
     async close() {
       await events.close();
@@ -97,12 +98,12 @@ export async function openTestQueue(redis: Redis, prefix: string, backoffMs = 10
   };
 }
 
-/** Waits for every job; resolves with the outcome of each (message or error). */
+/** Waits for every job; resolves with the outcome of each (its return value or error). */
 export async function settleAll(
-  jobs: readonly Job<RotationJobData, RotationMessage>[],
+  jobs: readonly Job<RotationJobData, RotationJobResult>[],
   events: QueueEvents,
   timeoutMs: number,
-): Promise<(RotationMessage | Error)[]> {
+): Promise<(RotationJobResult | Error)[]> {
   return Promise.all(
     jobs.map((job) => job.waitUntilFinished(events, timeoutMs).catch((error: unknown) => error as Error)),
   );

@@ -5,7 +5,13 @@ import { createApp, type App, type AppRoles } from "../../src/app.js";
 import { parseConfigText, resolveAccount, type ResolvedConfig } from "../../src/config/config.js";
 import { createGraphClient } from "../../src/graph/client.js";
 import { createGroupLock } from "../../src/rotation/group-lock.js";
-import { systemClock, type PublisherPort, type RotationJobData } from "../../src/core/interfaces.js";
+import {
+  systemClock,
+  type PublisherPort,
+  type RotationJobData,
+  type RotationMessage,
+} from "../../src/core/interfaces.js";
+import { parseMessage } from "../../src/publish/message.js";
 import { createKeys, type Keys } from "../../src/core/keys.js";
 import { createLogger, type Logger } from "../../src/infra/logger.js";
 import { createPublisher } from "../../src/publish/publisher.js";
@@ -148,4 +154,21 @@ export async function startTestWorker(options: {
       connection.disconnect();
     },
   };
+}
+
+/**
+ * The whole message a finished rotation job names: the job keeps only a masked link (what a
+ * dashboard may show), so the message is read from the channel's `C:latest`.
+ */
+export async function messageOf(redis: Redis, result: RotationJobResult): Promise<RotationMessage> {
+  if ("skipped" in result) throw new Error(`rotation ${result.rotation_id} was skipped: ${result.skipped}`);
+  const raw = await redis.hget(`${result.channel}:latest`, result.group_id);
+  if (!raw) throw new Error(`no message of group ${result.group_id} in ${result.channel}:latest`);
+  const message = parseMessage(raw);
+  if (message.rotation_id !== result.published_rotation_id) {
+    throw new Error(
+      `${result.channel}:latest holds ${message.rotation_id}, not ${result.published_rotation_id}`,
+    );
+  }
+  return message;
 }

@@ -1,14 +1,15 @@
+import type { RotationJobResult } from "../../src/rotation/worker.js";
 import type { Job } from "bullmq";
 import { QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../src/app.js";
 import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
-import type { RotationJobData, RotationMessage } from "../../src/core/interfaces.js";
+import type { RotationJobData } from "../../src/core/interfaces.js";
 import { parseMessage } from "../../src/publish/message.js";
 import { enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import { policyYaml, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
+import { messageOf, policyYaml, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
 import { createKeys } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createRotationWorker, type RotationWorkerOptions } from "../../src/rotation/worker.js";
@@ -52,7 +53,7 @@ async function rotate(
   a: App,
   groupId: string,
   channel: string,
-): Promise<Job<RotationJobData, RotationMessage>> {
+): Promise<Job<RotationJobData, RotationJobResult>> {
   const data: RotationJobData = {
     rotationId: manualRotationId(),
     groupId,
@@ -63,7 +64,7 @@ async function rotate(
     requestedAt: Date.now(),
   };
   await enqueueRotations(a.queue, [data]);
-  return (await a.queue.getJob(data.rotationId)) as Job<RotationJobData, RotationMessage>;
+  return (await a.queue.getJob(data.rotationId)) as Job<RotationJobData, RotationJobResult>;
 }
 
 const callsOf = (groupId: string) =>
@@ -78,7 +79,7 @@ describe("rotation worker", () => {
     await subscriber.subscribe(channel);
     try {
       const job = await rotate(app, "G1", channel);
-      const message = await job.waitUntilFinished(events!, 10_000);
+      const message = await messageOf(redis, await job.waitUntilFinished(events!, 10_000));
       const link = sim.group("G1")?.link;
       expect(link).toMatch(/^https:\/\/chat\.whatsapp\.com\//);
       expect(message).toMatchObject({ group_id: "G1", invite_link: link, sequence: 1, trigger: "manual" });
@@ -111,7 +112,7 @@ describe("rotation worker", () => {
     const sequences: number[] = [];
     for (let i = 0; i < 3; i++) {
       const job = await rotate(app, "G2", channel);
-      sequences.push((await job.waitUntilFinished(events!, 10_000)).sequence);
+      sequences.push((await messageOf(redis, await job.waitUntilFinished(events!, 10_000))).sequence);
     }
     expect(sequences).toEqual([1, 2, 3]);
     expect(callsOf("G2")).toEqual([
@@ -146,7 +147,7 @@ describe("rotation worker", () => {
       isTransient: true,
     });
     const job = await rotate(app, "G3", channel);
-    const message = await job.waitUntilFinished(events!, 15_000);
+    const message = await messageOf(redis, await job.waitUntilFinished(events!, 15_000));
     expect(callsOf("G3")).toEqual(["DELETE 200", "POST 503", "POST 200"]);
     expect(message.invite_link).toBe(sim.group("G3")?.link);
     expect(message.sequence).toBe(1);
@@ -165,7 +166,7 @@ describe("rotation worker", () => {
       .toBe(true);
     // Another owner takes the lock: the heartbeat finds it lost and the attempt stops, writing nothing.
     await redis.set(app.keys.groupLock("G6"), "someone-else", "PX", 1_000);
-    const message = await job.waitUntilFinished(events!, 15_000);
+    const message = await messageOf(redis, await job.waitUntilFinished(events!, 15_000));
     expect(message.invite_link).toBe(sim.group("G6")?.link);
     expect((await app.queue.getJob(job.id!))?.attemptsMade).toBe(1);
     expect(await app.metrics.text()).toContain(

@@ -13,6 +13,7 @@ import {
   TEST_TOKEN,
   type LogLine,
   type TestWorker,
+  messageOf,
 } from "../helpers/rotator.js";
 
 /** What the worker's failure lines carry, and the loud line of a link Graph created but nobody got. */
@@ -125,7 +126,7 @@ describe("failure log lines", () => {
     });
     await new Promise((r) => setTimeout(r, 60));
     await probe.tick();
-    const message = await job!.waitUntilFinished(tq.events, 10_000);
+    const message = await messageOf(redis, await job!.waitUntilFinished(tq.events, 10_000));
     expect(message.invite_link).toBe(sim.group("U1")?.link);
     expect(sim.calls.filter((c) => c.groupId === "U1").map((c) => c.method)).toEqual(["DELETE", "POST"]);
     expect(await redis.smembers(tw.keys.withoutLinkIndex)).toEqual([]);

@@ -12,6 +12,7 @@ import {
   startTestWorker,
   TEST_TOKEN,
   type TestWorker,
+  messageOf,
 } from "../helpers/rotator.js";
 
 /** A reload removed a group from its policy: its already-queued scheduled rotations do not rotate it. */
@@ -117,7 +118,10 @@ describe("worker and the live policy file", () => {
 
     // A manual rotation of the removed group still rotates it.
     await enqueueRotations(tq.queue, [manual]);
-    const message = await (await tq.queue.getJob(manual.rotationId))!.waitUntilFinished(tq.events, 10_000);
+    const message = await messageOf(
+      redis,
+      await (await tq.queue.getJob(manual.rotationId))!.waitUntilFinished(tq.events, 10_000),
+    );
     expect(message).toMatchObject({ group_id: "P1", trigger: "manual" });
     expect(callsOf("P1")).toEqual(["DELETE", "POST"]);
   });
@@ -159,7 +163,7 @@ describe("worker and the live policy file", () => {
         (await tq.queue.getJob(d.rotationId))!.waitUntilFinished(tq.events, 10_000),
       ),
     );
-    expect(rotated).toMatchObject({ group_id: "P7", policy: "test" });
+    expect(await messageOf(redis, rotated!)).toMatchObject({ group_id: "P7", policy: "test" });
     expect(skipped).toMatchObject({ skipped: "removed from policy", group_id: "P8" });
   });
 

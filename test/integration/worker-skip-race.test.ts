@@ -10,7 +10,7 @@ import { enqueueRotations, scheduledRotationId } from "../../src/rotation/queue.
 import { createRotationStateStore } from "../../src/rotation/state.js";
 import { openTestQueue } from "../helpers/faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import { capturingLogger, policyYaml, startTestWorker, type LogLine } from "../helpers/rotator.js";
+import { capturingLogger, messageOf, policyYaml, startTestWorker, type LogLine } from "../helpers/rotator.js";
 
 const redis = testRedis();
 afterAll(async () => redis.quit());
@@ -80,9 +80,9 @@ describe("a removed group's rotation and a second delivery of its job", () => {
       release();
       expect(String(await first)).toContain("worker crashed");
       // The second delivery has touched nothing yet, but the rotation has: it finishes it.
-      const result = await job.waitUntilFinished(tq.events, 10_000);
+      const result = await messageOf(redis, await job.waitUntilFinished(tq.events, 10_000));
       expect(result).toMatchObject({ group_id: "RD1", sequence: 1 });
-      expect(sim.group("RD1")?.link).toBe((result as { invite_link: string }).invite_link);
+      expect(sim.group("RD1")?.link).toBe(result.invite_link);
       expect(await redis.smembers(tw.keys.withoutLinkIndex)).toEqual([]);
     } finally {
       await real.close();
