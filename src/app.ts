@@ -9,7 +9,7 @@ import { channelKeys, type Keys } from "./core/keys.js";
 import type { Logger } from "./infra/logger.js";
 import { createPublisher } from "./publish/publisher.js";
 import { createRotationQueue } from "./rotation/queue.js";
-import { createRedis, onceEvery, projectKeys, redisDeployment } from "./infra/redis.js";
+import { checkRedisAccess, createRedis, onceEvery, projectKeys, redisDeployment } from "./infra/redis.js";
 import { createRotationStateStore } from "./rotation/state.js";
 import type { Settings } from "./config/settings.js";
 import { createRotationWorker } from "./rotation/worker.js";
@@ -129,7 +129,11 @@ export function createApp(options: {
   const ready = async () => (await redisOk()) && config.current !== undefined;
   let health: HealthServer | undefined;
 
-  const services: Service[] = [];
+  // First of all (after the health server): a database index the server rejects or a permission
+  // the user lacks ends the start with one clear error, before any work in the wrong database.
+  const services: Service[] = [
+    { name: "redis-access", start: () => checkRedisAccess(redis, settings.REDIS_URL), stop: async () => {} },
+  ];
   if (roles.worker) {
     const state = createRotationStateStore(redis, keys);
     const worker = createRotationWorker({

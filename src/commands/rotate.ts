@@ -69,6 +69,8 @@ const command: Command = {
     const events = eventsConnection
       ? new QueueEvents(keys.rotationQueue, { connection: eventsConnection, prefix: keys.prefix })
       : undefined;
+    // Without a listener BullMQ prints each error event's stack on stderr.
+    events?.on("error", onceEvery(logger, "rotation events error"));
     try {
       await events?.waitUntilReady();
       await enqueueRotations(queue, rotations);

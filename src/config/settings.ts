@@ -61,8 +61,43 @@ const hostPortList = z
     return nodes;
   });
 
+/**
+ * `redis[s]://[user[:password]@]host[:port][/db]`, checked once here so that a mistyped one is a
+ * usage error (exit 2) before anything connects. No message repeats the value: it may hold a
+ * password (`redis//:pw@host` is a classic). Kept as written; ioredis reads it.
+ */
+const redisUrl = z
+  .string()
+  .default("redis://127.0.0.1:6379")
+  .superRefine((text, ctx) => {
+    const problem = redisUrlProblem(text);
+    if (problem)
+      ctx.addIssue({
+        code: "custom",
+        message: `${problem} (the value is not shown: it may hold a password)`,
+      });
+  });
+
+/** What is wrong with a REDIS_URL, in words that never quote it; undefined when it is fine. */
+export function redisUrlProblem(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return "not a URL: write redis://host:port/db (rediss:// for TLS; user:password@ before the host)";
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:")
+    return "the scheme must be redis:// or rediss://";
+  if (url.hostname === "") return "names no host";
+  if (url.port !== "" && Number(url.port) < 1) return "the port must be from 1 to 65535";
+  const db = url.pathname.replace(/^\//, "");
+  if (db !== "" && !/^\d{1,9}$/.test(db))
+    return "the database index (the path) must be a whole number, such as /0";
+  return undefined;
+}
+
 export const settingsSchema = z.object({
-  REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
+  REDIS_URL: redisUrl,
   /** Cluster mode: seed nodes (credentials and TLS still come from REDIS_URL). */
   REDIS_CLUSTER_NODES: hostPortList,
   /** Sentinel mode: the Sentinels, and the name of the master they watch. */

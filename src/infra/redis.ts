@@ -127,7 +127,16 @@ export function createRedis(
 ): RedisClient {
   const client = connect(typeof target === "string" ? { kind: "single", url: target } : target, name, extra);
   let down = false;
+  const url = typeof target === "string" ? target : target.url;
   client.on("error", (error: Error) => {
+    // ioredis goes on in database 0 when the server rejects the index: not one command may run.
+    const refused = redisAccessError(error, url);
+    if (refused?.code === "E_REDIS_DATABASE") {
+      refusals.set(client, refused);
+      client.disconnect();
+      logger.error({ connection: name }, refused.message);
+      return;
+    }
     if (down) return;
     down = true;
     logger.warn({ connection: name, err: { message: error.message } }, "redis connection error");
@@ -182,6 +191,54 @@ function connect(deployment: RedisDeployment, name: string, extra: RedisOptions)
 }
 
 /**
+ * Checks, once connected, what ioredis lets slide: a database index the server rejects (ioredis
+ * logs the SELECT error and goes on in database 0) and a user without a permission the project
+ * needs (BullMQ's INFO; ioredis only warns). Either is one clear RotatorError (exit 1) instead of
+ * silent work in the wrong database or stacks and a hang.
+ */
+export async function checkRedisAccess(client: RedisClient, url: string): Promise<void> {
+  try {
+    await client.info("server");
+    const db = client instanceof Redis ? databaseIndex(url) : 0;
+    if (db !== 0) await client.select(db);
+  } catch (error) {
+    throw refusals.get(client) ?? redisAccessError(error, url) ?? error;
+  }
+}
+
+/** Connections closed because the server refused their database index, with the reason. */
+const refusals = new WeakMap<RedisClient, RotatorError>();
+
+/** A permission or database error of Redis as the one clear failure it is; undefined for others. */
+export function redisAccessError(error: unknown, url: string): RotatorError | undefined {
+  const message = error instanceof Error ? error.message.split("\n")[0]! : String(error);
+  if (/^NOPERM\b/.test(message)) {
+    return new RotatorError(
+      "E_REDIS_PERMISSION",
+      `Redis refused a command: the user of REDIS_URL lacks a permission the rotator needs (${message}); ` +
+        "grant it with ACL SETUSER, or use another user",
+    );
+  }
+  if (/DB index is out of range|invalid DB index/i.test(message)) {
+    return new RotatorError(
+      "E_REDIS_DATABASE",
+      `Redis rejects the database index ${databaseIndex(url)} of REDIS_URL (${message}); ` +
+        "use an index the server has (see its databases setting)",
+    );
+  }
+  return undefined;
+}
+
+/** The database index REDIS_URL names (0 when none; settings checked it is a whole number). */
+function databaseIndex(url: string): number {
+  try {
+    return Number(new URL(url).pathname.replace(/^\//, "") || 0);
+  } catch {
+    return 0;
+  }
+}
+
+/**
  * A connection for a one-shot command (`rotate`, `status`): it fails fast, exit 1 with a clear
  * message, instead of waiting for an unreachable Redis forever.
  */
@@ -203,21 +260,31 @@ export async function connectOneShot(
     maxRetriesPerRequest: 1,
     connectTimeout: 3_000,
     retryStrategy: failFast,
+    // checkRedisAccess asks INFO itself; ioredis's own check only warns on stderr when it may not.
+    enableReadyCheck: false,
   });
   if (redis instanceof Cluster) redis.options.clusterRetryStrategy = failFast;
   let connectError: Error | undefined;
   redis.on("error", (error: Error) => (connectError = error));
   try {
     await withTimeout(redis.ping(), 10_000);
-    return redis;
   } catch (error) {
     redis.disconnect();
+    const access = redisAccessError(connectError ?? error, deployment.url);
+    if (access) throw access;
     const why = (connectError ?? (error as Error)).message;
     throw new RotatorError(
       "E_REDIS_UNREACHABLE",
       `cannot reach Redis at ${describeDeployment(deployment)}: ${why}`,
     );
   }
+  try {
+    await withTimeout(checkRedisAccess(redis, deployment.url), 10_000);
+  } catch (error) {
+    redis.disconnect();
+    throw error;
+  }
+  return redis;
 }
 
 /** Where the deployment is, for messages: never its credentials. */
