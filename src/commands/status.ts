@@ -149,6 +149,8 @@ function tableRenderer(
 /** The STATUS cell: every reason the group needs attention, most urgent first. */
 export function reason(s: GroupStatus): string {
   const parts: string[] = [];
+  if (s.deleted_at) parts.push(`DELETED by WhatsApp at ${time(s.deleted_at)}: not rotated, not offered`);
+  if (s.suspended_since) parts.push(`SUSPENDED by WhatsApp since ${time(s.suspended_since)}: not rotated`);
   if (s.without_link_since) parts.push(`NO LINK since ${time(s.without_link_since)}`);
   if (s.failure) parts.push(`failed ${s.failure.code}: ${oneLine(s.failure.message)}`.trimEnd());
   if (s.account_failure) {
@@ -161,6 +163,9 @@ export function reason(s: GroupStatus): string {
     parts.push(s.pending_since ? `rotation pending since ${time(s.pending_since)}` : "rotation pending");
   }
   if (parts.length === 0) parts.push(s.sequence === null ? "never rotated" : "ok");
+  // What WhatsApp's webhooks told: who is in the group, who came through its current link.
+  if (s.participants !== null) parts.push(`${s.participants} participants`);
+  if (s.joins_since_rotation !== null) parts.push(`${s.joins_since_rotation} joined through this link`);
   return parts.join("; ");
 }
 

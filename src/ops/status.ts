@@ -12,8 +12,13 @@ import { maskLink } from "../core/invite-link.js";
  * stream in a few hundred round trips. Links are masked here, so no caller can print a whole one.
  */
 
-/** One word per group, most urgent first: `no-link` > `failing` > `pending` > `ok` > `never-rotated`. */
-export type GroupHealth = "no-link" | "failing" | "pending" | "ok" | "never-rotated";
+/**
+ * One word per group, most urgent first: `deleted` > `suspended` > `no-link` > `failing` >
+ * `pending` > `ok` > `never-rotated`. Deleted and suspended come from WhatsApp's webhooks: such a
+ * group is not rotated (its rotations end skipped) and not offered by the gateway.
+ */
+export type GroupHealth =
+  "deleted" | "suspended" | "no-link" | "failing" | "pending" | "ok" | "never-rotated";
 
 /** Why the group's last rotation failed for good (group hash `failure_*`). */
 export interface GroupFailureStatus {
@@ -57,6 +62,14 @@ export interface GroupStatus {
   readonly account_failure: AccountFailureStatus | null;
   /** Set while the account is throttled (in the future only). */
   readonly account_paused_until: string | null;
+  /** WhatsApp deleted the group (a `group_delete` webhook): dropped from rotation and pools. */
+  readonly deleted_at: string | null;
+  /** WhatsApp suspended the group (a `group_suspend` webhook), until the suspension clears. */
+  readonly suspended_since: string | null;
+  /** Known participants (webhooks, the gateway's poll); null when nothing is known. */
+  readonly participants: number | null;
+  /** People who joined through the current link since its rotation (webhooks); null when none seen. */
+  readonly joins_since_rotation: number | null;
   readonly state: GroupHealth;
 }
 
@@ -110,7 +123,9 @@ export async function* readGroupStatuses(
     const batch = ids.slice(start, start + size);
     const pipeline = redis.pipeline();
     for (const id of batch) pipeline.hgetall(keys.group(id));
+    pipeline.hmget(keys.groupParticipants, ...batch);
     const replies = (await pipeline.exec()) ?? [];
+    const counts = (replies[batch.length]?.[1] ?? []) as (string | null)[];
     const hashes = batch.map((_, i) => {
       const [error, value] = replies[i] ?? [new Error("no reply"), null];
       if (error) throw error;
@@ -120,14 +135,16 @@ export async function* readGroupStatuses(
       const hash = hashes[i]!;
       const policy =
         config.policyByGroup.get(id) ?? (hash.last_policy ? allPolicies.get(hash.last_policy) : undefined);
-      return { id, hash, policy, account: policy?.account ?? (hash.last_account || null) };
+      const participants = counts[i] ?? null;
+      return { id, hash, policy, participants, account: policy?.account ?? (hash.last_account || null) };
     });
     const missing = rows.map((r) => r.account).filter((a): a is string => a !== null && !accounts.has(a));
     await loadAccounts(redis, keys, [...new Set(missing)], accounts);
 
-    yield rows.map(({ id, hash, policy, account }) => {
+    yield rows.map(({ id, hash, policy, account, participants }) => {
       const accountHash = account === null ? {} : (accounts.get(account) ?? {});
-      return toStatus(id, hash, policy, account, accountHash, policy ? dueOf(policy) : null, now, clean);
+      const row = toStatus(id, hash, policy, account, accountHash, policy ? dueOf(policy) : null, now, clean);
+      return withWebhookState(row, hash, participants);
     });
   }
 }
@@ -195,11 +212,35 @@ function toStatus(
     failure,
     account_failure: accountFailure,
     account_paused_until: pausedUntil !== null && Date.parse(pausedUntil) > now ? pausedUntil : null,
+    deleted_at: null,
+    suspended_since: null,
+    participants: null,
+    joins_since_rotation: null,
+  };
+  return { ...status, state: healthOf(status) };
+}
+
+/** What WhatsApp's webhooks told about the group: deletion, suspension, participants, joins. */
+function withWebhookState(
+  row: GroupStatus,
+  hash: Record<string, string>,
+  participants: string | null,
+): GroupStatus {
+  const joinsCountCurrentLink = (hash.joins_rotation ?? "") === (hash.last_rotation_id ?? "");
+  const status = {
+    ...row,
+    deleted_at: instant(hash.deleted_at),
+    suspended_since: instant(hash.suspended_at),
+    participants: participants === null ? null : Math.max(0, Number(participants) || 0),
+    joins_since_rotation:
+      hash.joins === undefined ? null : joinsCountCurrentLink ? Number(hash.joins) || 0 : 0,
   };
   return { ...status, state: healthOf(status) };
 }
 
 function healthOf(s: Omit<GroupStatus, "state">): GroupHealth {
+  if (s.deleted_at) return "deleted";
+  if (s.suspended_since) return "suspended";
   if (s.without_link_since) return "no-link";
   if (s.failure || s.account_failure) return "failing";
   if (s.pending_rotation) return "pending";

@@ -7,7 +7,14 @@ import { createGroupEventsConsumer } from "../../src/groups/consumer.js";
 import { createGroupStateStore } from "../../src/groups/state.js";
 import { enqueueRotations, manualRotationId, scheduledRotationId } from "../../src/rotation/queue.js";
 import { openTestQueue, type TestQueue } from "../helpers/faults.js";
-import { groupDeleted, groupSuspended, groupSuspensionCleared } from "../helpers/meta-webhooks.js";
+import { reason } from "../../src/commands/status.js";
+import { listGroupIds, readGroupStatuses, type GroupStatus } from "../../src/ops/status.js";
+import {
+  groupDeleted,
+  groupSuspended,
+  groupSuspensionCleared,
+  joinedByInviteLink,
+} from "../helpers/meta-webhooks.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 import {
   capturingLogger,
@@ -112,5 +119,30 @@ describe("suspended and deleted groups", () => {
     await webhook(groupDeleted("D1", T));
     expect(await run(tq, fire("D1", channel))).toMatchObject({ skipped: "group deleted" });
     expect(callsOf("D1")).toEqual([]);
+  });
+
+  it("status says why: deleted, suspended, and the participants and joins the webhooks told", async () => {
+    const { tq, channel, webhook } = await start(["D2", "S2", "OK2"]);
+    await run(tq, fire("OK2", channel));
+    await webhook(groupDeleted("D2", T));
+    await webhook(groupSuspended("S2", T));
+    await webhook(joinedByInviteLink("OK2", "1001", Math.floor(Date.now() / 1000) + 1));
+    const config = tw!.config.current;
+    const rows: GroupStatus[] = [];
+    for await (const batch of readGroupStatuses(
+      { redis, keys: tq.keys, config, now: Date.now() },
+      await listGroupIds(redis, tq.keys, config),
+    ))
+      rows.push(...batch);
+    const byId = new Map(rows.map((r) => [r.group_id, r]));
+    expect(byId.get("D2")).toMatchObject({ state: "deleted", deleted_at: new Date(T * 1000).toISOString() });
+    expect(reason(byId.get("D2")!)).toMatch(/^DELETED by WhatsApp at .*: not rotated, not offered/);
+    expect(byId.get("S2")).toMatchObject({
+      state: "suspended",
+      suspended_since: new Date(T * 1000).toISOString(),
+    });
+    expect(reason(byId.get("S2")!)).toMatch(/^SUSPENDED by WhatsApp since/);
+    expect(byId.get("OK2")).toMatchObject({ state: "ok", participants: 1, joins_since_rotation: 1 });
+    expect(reason(byId.get("OK2")!)).toBe("ok; 1 participants; 1 joined through this link");
   });
 });
