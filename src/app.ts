@@ -171,6 +171,7 @@ export function createApp(options: {
       redis,
       keys,
       queue,
+      lock: createGroupLock(redis, keys, settings.ROTATOR_GROUP_LOCK_TTL),
       graph,
       gate,
       config: () => config.current,

@@ -1,4 +1,5 @@
-import type { Queue } from "bullmq";
+import { randomUUID } from "node:crypto";
+import type { Job, Queue } from "bullmq";
 import type { RedisClient as Redis } from "../infra/redis.js";
 import type { AccountGate } from "./gate.js";
 import { tokenFingerprint } from "./gate.js";
@@ -12,6 +13,7 @@ import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import type { Metrics } from "../infra/metrics.js";
 import { enqueueRotations } from "../rotation/queue.js";
+import { createGroupLock, type GroupLock } from "../rotation/group-lock.js";
 
 /**
  * The recovery loop of the worker role, every `intervalMs`:
@@ -27,7 +29,9 @@ import { enqueueRotations } from "../rotation/queue.js";
  *   retried once it failed for good (transient failures past the attempt bound, or BullMQ failing
  *   the job itself), at most once per interval, whether or not a failure was recorded on the group:
  *   "at the next fire, or sooner". A linkless group whose rotation has finished (or is gone) gets one
- *   recovery rotation (`recover-<rotation id>`); one that nothing says how to rotate is logged once;
+ *   recovery rotation (`recover-<rotation id>`); one that nothing says how to rotate is logged once.
+ *   A recovery or a retry is re-checked under the group's lock first (the index is read once per
+ *   sweep, and a rotation may publish meanwhile);
  * - `wa_rotator_account_failing` is refreshed from Redis, so every process reports the same.
  */
 export interface AccountProbe {
@@ -47,6 +51,8 @@ export interface AccountProbeOptions {
   readonly logger: Logger;
   readonly metrics?: Pick<Metrics, "accountFailing">;
   readonly intervalMs: number;
+  /** The groups' lock, under which a recovery or retry is re-checked. Default: one on `redis`. */
+  readonly lock?: GroupLock;
   /** Bound of one probe call. Default 10 s. */
   readonly probeTimeoutMs?: number;
 }
@@ -55,11 +61,21 @@ const LEASE = `local t = redis.call("TIME") local now = tonumber(t[1]) * 1000 + 
 if (tonumber(redis.call("HGET", KEYS[1], "probe_lease")) or 0) > now then return 0 end
 redis.call("HSET", KEYS[1], "probe_lease", now + tonumber(ARGV[1])) return 1`;
 
+/** What the sweep does for one linkless group. */
+type Action =
+  | { readonly kind: "recover"; readonly replaces: string; readonly basis: RotationJobData | undefined }
+  | { readonly kind: "retry" | "promote"; readonly job: Job<RotationJobData>; readonly rotationId: string }
+  | { readonly kind: "orphan" };
+
+const actionRotation = (action: Action) =>
+  action.kind === "recover" ? action.replaces : action.kind === "orphan" ? "" : action.rotationId;
+
 /** Failures no retry fixes: the group is gone or suspended. */
 const GROUP_STOPS = new Set(["GRAPH_GROUP_UNKNOWN", "GRAPH_GROUP_SUSPENDED", "GRAPH_NOT_ELIGIBLE"]);
 
 export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
   const { redis, keys, queue, gate, logger } = options;
+  const lock = options.lock ?? createGroupLock(redis, keys);
   const log = logger.child({ component: "account-probe" });
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -131,25 +147,78 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
     );
   };
 
+  /**
+   * What the sweep would do for a linkless group now, or undefined for nothing: a recovery rotation
+   * (its rotation has finished, or none is known but a policy names the group), a retry of its
+   * failed rotation, a promotion of its delayed one (account recovery only), or an orphan report.
+   */
+  const decide = async (
+    groupId: string,
+    account: string | undefined,
+    failingAccounts: ReadonlySet<string>,
+  ): Promise<Action | undefined> => {
+    const found = await rotationOf(groupId);
+    if (found?.kind === "finished") {
+      if (account !== undefined && found.data.account !== account) return undefined;
+      return { kind: "recover", replaces: found.rotationId, basis: found.data };
+    }
+    if (!found) {
+      const policy = options.config().policyByGroup.get(groupId);
+      if (policy && (account === undefined || policy.account === account)) {
+        return { kind: "recover", replaces: groupId, basis: undefined };
+      }
+      return account === undefined ? { kind: "orphan" } : undefined;
+    }
+    const { job, rotationId, code, failedAt } = found;
+    if (account !== undefined ? job.data.account !== account : failingAccounts.has(job.data.account))
+      return undefined;
+    const state = await job.getState();
+    if (state === "delayed" && account !== undefined) return { kind: "promote", job, rotationId };
+    if (state !== "failed") return undefined;
+    const recent = Date.now() - failedAt < options.intervalMs;
+    if (account === undefined && (recent || GROUP_STOPS.has(code ?? ""))) return undefined;
+    return { kind: "retry", job, rotationId };
+  };
+
+  /**
+   * Re-checks a recovery or a retry under the group's lock before it happens. The without-link index
+   * is read once per sweep, and a rotation may publish (and leave the index) between that read and
+   * the look at its job: seen completed, it would pass for one that finished without a link. Under
+   * the lock no rotation of the group is half-way, so what the index and the job say then holds.
+   * A group whose lock is taken has a rotation running: nothing to do this round.
+   */
+  const underLock = async (
+    groupId: string,
+    planned: Action,
+    account: string | undefined,
+    failingAccounts: ReadonlySet<string>,
+  ): Promise<Action | undefined> => {
+    const owner = `sweep:${randomUUID()}`;
+    if (!(await lock.acquire(groupId, owner))) return undefined;
+    try {
+      if ((await redis.sismember(keys.withoutLinkIndex, groupId)) !== 1) return undefined;
+      const now = await decide(groupId, account, failingAccounts);
+      if (!now || now.kind !== planned.kind || actionRotation(now) !== actionRotation(planned))
+        return undefined;
+      if (now.kind === "recover") await recover(groupId, now.replaces, now.basis);
+      else if (now.kind === "retry") {
+        await now.job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+      }
+      return now;
+    } finally {
+      await lock.release(groupId, owner);
+    }
+  };
+
   /** Rotations of groups without link: for `account` only (recovery), or all not failing (sweep). */
   const redrive = async (account: string | undefined, failingAccounts: ReadonlySet<string>) => {
     const groups = await redis.smembers(keys.withoutLinkIndex);
     for (const o of orphans) if (!groups.includes(o)) orphans.delete(o);
     for (const groupId of groups) {
-      const found = await rotationOf(groupId);
-      if (found?.kind === "finished") {
-        if (account === undefined || found.data.account === account) {
-          await recover(groupId, found.rotationId, found.data);
-        }
-        continue;
-      }
-      if (!found) {
-        const policy = options.config().policyByGroup.get(groupId);
-        if (policy && (account === undefined || policy.account === account)) {
-          await recover(groupId, groupId, undefined);
-          continue;
-        }
-        if (account === undefined && !orphans.has(groupId)) {
+      const planned = await decide(groupId, account, failingAccounts);
+      if (!planned) continue;
+      if (planned.kind === "orphan") {
+        if (!orphans.has(groupId)) {
           orphans.add(groupId);
           log.error(
             { group: groupId, withoutLink: true },
@@ -158,19 +227,14 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
         }
         continue;
       }
-      const { job, rotationId, code, failedAt } = found;
-      if (account !== undefined ? job.data.account !== account : failingAccounts.has(job.data.account))
-        continue;
-      const state = await job.getState();
       try {
-        if (state === "delayed" && account !== undefined) await job.promote();
-        else if (state === "failed") {
-          const recent = Date.now() - failedAt < options.intervalMs;
-          if (account === undefined && (recent || GROUP_STOPS.has(code ?? ""))) continue;
-          await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
-        } else continue;
+        const done =
+          planned.kind === "promote"
+            ? (await planned.job.promote(), planned)
+            : await underLock(groupId, planned, account, failingAccounts);
+        if (done?.kind !== "promote" && done?.kind !== "retry") continue;
         log.warn(
-          { group: groupId, rotation: rotationId, account: job.data.account },
+          { group: groupId, rotation: done.rotationId, account: done.job.data.account },
           "group without link: rotation re-driven",
         );
       } catch (error) {

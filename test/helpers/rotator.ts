@@ -43,6 +43,8 @@ export interface TestRotatorOptions {
   yaml?: string;
   env?: Record<string, string>;
   roles?: Partial<AppRoles>;
+  /** Default: a logger at LOG_LEVEL (silent). */
+  logger?: Logger;
 }
 
 /** An in-process app (composition root) against the test Redis and a simulator. Call `stop()`. */
@@ -69,7 +71,7 @@ export async function startTestRotator(options: TestRotatorOptions): Promise<App
   );
   const app = createApp({
     settings,
-    logger: createLogger(settings.LOG_LEVEL),
+    logger: options.logger ?? createLogger(settings.LOG_LEVEL),
     config,
     roles: { worker: true, scheduler: false, health: false, ...options.roles },
   });
