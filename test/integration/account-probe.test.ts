@@ -48,7 +48,7 @@ const ANSWERS = {
   timeout: () => new DOMException("The operation was aborted due to timeout", "TimeoutError"),
 };
 
-async function setup(options: { failing?: boolean } = {}) {
+async function setup(options: { failing?: boolean; intervalMs?: number } = {}) {
   const prefix = uniquePrefix("probe");
   prefixes.push(prefix);
   const keys = createKeys(prefix);
@@ -68,7 +68,7 @@ async function setup(options: { failing?: boolean } = {}) {
     gate,
     config: () => config,
     logger,
-    intervalMs: INTERVAL_MS,
+    intervalMs: options.intervalMs ?? INTERVAL_MS,
     graph: {
       async getGroup(_account, groupId): Promise<GraphGroup> {
         probed.push(groupId);
@@ -158,7 +158,9 @@ async function failedRotation(tq: TestQueue, prefix: string, groupId: string): P
 
 describe("sweep of groups without link", () => {
   it("re-drives a linkless group whose failed rotation recorded no failure", async () => {
-    const { probe, tq, keys } = await setup({ failing: false });
+    // A wide interval: "failed within the last interval" must hold on a loaded machine too.
+    const intervalMs = 1_500;
+    const { probe, tq, keys } = await setup({ failing: false, intervalMs });
     const rotationId = await failedRotation(tq, keys.prefix, "G1");
     // As MARK_DELETED leaves it: the group in the without-link index, the rotation as its owner.
     await redis.hset(keys.group("G1"), { graph_owner: rotationId, without_link_since: String(Date.now()) });
@@ -166,7 +168,7 @@ describe("sweep of groups without link", () => {
     // A rotation that failed within the last interval is left alone; after it, re-driven.
     await probe.tick();
     expect(await (await tq.queue.getJob(rotationId))?.getState()).toBe("failed");
-    await nextInterval();
+    await new Promise((resolve) => setTimeout(resolve, intervalMs + 20));
     await probe.tick();
     expect(await (await tq.queue.getJob(rotationId))?.getState()).toBe("waiting");
   });
