@@ -6,6 +6,7 @@ import type { RotationJobData } from "../core/interfaces.js";
 import { channelKeys, DEFAULT_CHANNEL, hashTag } from "../core/keys.js";
 import { clusterChannelProblem } from "../config/config.js";
 import { createRotationQueue, enqueueRotations, manualRotationId } from "../rotation/queue.js";
+import { waitForJob } from "../rotation/wait.js";
 import type { Logger } from "../infra/logger.js";
 import {
   connectOneShot,
@@ -101,7 +102,8 @@ const command: Command = {
         Job<RotationJobData, RotationJobResult> | undefined;
       if (!job) return fail(io, rotation, "the job vanished from the queue");
       try {
-        const result = (await job.waitUntilFinished(events!, timeoutMs)) as RotationJobResult;
+        // Not job.waitUntilFinished: it adds a listener to the queue per job (a warning past 10).
+        const result = await waitForJob<RotationJobResult>(queue, events!, job.id!, timeoutMs);
         // A manual rotation of a suspended or deleted group is skipped (no Graph call): no rotation.
         if ("skipped" in result) return fail(io, rotation, `skipped: ${result.reason ?? result.skipped}`);
         // The job keeps only a masked link: the whole message is read from the channel.

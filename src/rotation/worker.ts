@@ -1,6 +1,7 @@
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { randomUUID } from "node:crypto";
 import { rotateGroup, type RotateGroupDeps, type RotationOutcome } from "./saga.js";
+import { createAbortFanout } from "../core/abort.js";
 import { AccountFailingError, LockLostError, toError } from "../core/errors.js";
 import { isGraphError, isTokenFailure } from "../graph/errors.js";
 import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
@@ -117,7 +118,9 @@ export function createRotationWorker(
   options: RotationWorkerOptions,
 ): Worker<RotationJobData, RotationJobResult> {
   const { deps, logger } = options;
-  const shutdown = new AbortController();
+  // Not one AbortController whose signal every rotation in flight listens to: past 10 at once Node
+  // prints MaxListenersExceededWarning (a stray non-JSON line on a service's output).
+  const shutdown = createAbortFanout();
   const gate = options.gate;
 
   const process = async (
@@ -142,11 +145,16 @@ export function createRotationWorker(
       // without a Graph call, unless it has already touched the group's link (then it finishes).
       // The saga asks under the group's lock, so a second delivery of a stalled job cannot skip
       // while the first is in the middle of a DELETE.
-      outcome = await rotateGroup(data, deps, {
-        owner,
-        signal: shutdown.signal,
-        notWanted: () => removedFromPolicy(data),
-      });
+      const stop = shutdown.child();
+      try {
+        outcome = await rotateGroup(data, deps, {
+          owner,
+          signal: stop.signal,
+          notWanted: () => removedFromPolicy(data),
+        });
+      } finally {
+        stop.dispose();
+      }
     } catch (thrown) {
       const error = toError(thrown);
       // Throttle waits pause the whole account and never use up an attempt.

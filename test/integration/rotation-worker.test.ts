@@ -125,6 +125,24 @@ describe("rotation worker", () => {
     ]);
   });
 
+  it("runs more than 10 rotations at once without a MaxListenersExceededWarning", async () => {
+    const groups = Array.from({ length: 16 }, (_, i) => `ML${i + 1}`);
+    const { app, channel } = await start(groups, { ROTATOR_CONCURRENCY: "16" });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on("warning", onWarning);
+    try {
+      // Slow answers keep all 16 in flight together.
+      for (const groupId of groups) sim.inject({ kind: "latency", ms: 300, match: { groupId } });
+      const jobs = await Promise.all(groups.map((groupId) => rotate(app, groupId, channel)));
+      for (const job of jobs) await job.waitUntilFinished(events!, 15_000);
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings.map((w) => `${w.name}: ${w.message}`)).toEqual([]);
+  });
+
   it("sends a group id with + / = as one percent-encoded path segment", async () => {
     const { app, channel } = await start(["Y2Fw+aV9/ncm=="]);
     const job = await rotate(app, "Y2Fw+aV9/ncm==", channel);
