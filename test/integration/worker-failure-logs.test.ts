@@ -1,68 +1,41 @@
-import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { createAccountGate } from "../../src/accounts/gate.js";
 import { createAccountProbe } from "../../src/accounts/probe.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import { createLogger } from "../../src/infra/logger.js";
 import type { RotationMessage } from "../../src/core/interfaces.js";
-import { openTestQueue, type TestQueue } from "../helpers/faults.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import {
-  policyYaml,
-  startTestWorker,
-  TEST_TOKEN,
-  type LogLine,
-  type TestWorker,
-  messageOf,
-} from "../helpers/rotator.js";
+import { openTestQueue } from "../helpers/faults.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { policyYaml, startTestWorker, TEST_TOKEN, type LogLine, messageOf } from "../helpers/rotator.js";
 
 /** What the worker's failure lines carry, and the loud line of a link Graph created but nobody got. */
-let sim: GraphSimulator;
-let redis: Redis;
-let tw: TestWorker | undefined;
-let tq: TestQueue | undefined;
-const cleanup: string[] = [];
-
-beforeAll(async () => {
-  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
-  redis = testRedis();
-});
-afterEach(async () => {
-  await tq?.close();
-  await tw?.close();
-  tq = tw = undefined;
-  sim.clearFaults();
-  sim.clearCalls();
-  await deleteKeys(redis, ...cleanup.splice(0));
-});
-afterAll(async () => {
-  await sim.close();
-  await redis.quit();
-});
+const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
 
 async function start(
+  rig: Rig,
   groups: string[],
   options: Parameters<typeof startTestWorker>[0]["publisher"] = undefined,
 ) {
-  const prefix = uniquePrefix("failure-logs");
-  const channel = `${prefix}-links`;
-  cleanup.push(prefix, channel);
-  tw = await startTestWorker({
-    graphUrl: sim.url,
-    redis,
+  const { prefix, channel } = rig.prefix("failure-logs");
+  const tw = await startTestWorker({
+    graphUrl: rig.sim.url,
+    redis: rig.redis,
     prefix,
     yaml: policyYaml(groups, channel),
     ...(options ? { publisher: options } : {}),
   });
-  tq = await openTestQueue(redis, prefix, 20);
-  return { tw, tq, channel };
+  rig.defer(() => tw.close());
+  const tq = await openTestQueue(rig.redis, prefix, 20);
+  rig.defer(() => tq.close());
+  return { tw, tq, channel, sim: rig.sim, redis: rig.redis };
 }
 
 const line = (logs: LogLine[], pattern: RegExp) => logs.find((l) => pattern.test(l.msg));
 
 describe("failure log lines", () => {
-  it("call a group whose last DELETE had no clear answer GROUP WITHOUT INVITE LINK when its rotation fails", async () => {
-    const { tw, tq, channel } = await start(["L9"]);
+  it("call a group whose last DELETE had no clear answer GROUP WITHOUT INVITE LINK when its rotation fails", async ({
+    rig,
+  }) => {
+    const { tw, tq, channel, sim, redis } = await start(rig, ["L9"]);
     // Every DELETE is cut off: Graph may have carried any of them out, so the group may have no link.
     sim.inject({ match: { groupId: "L9", method: "DELETE" }, kind: "reset", times: Infinity });
     const [job] = await tq.rotate([{ groupId: "L9", account: "default" }], channel);
@@ -72,8 +45,10 @@ describe("failure log lines", () => {
     expect(await redis.smembers(tw.keys.withoutLinkIndex)).toContain("L9");
   });
 
-  it("carry Graph's fbtrace_id, code, subcode and HTTP status, on a retry and on the final failure", async () => {
-    const { tw, tq, channel } = await start(["L1", "L2"]);
+  it("carry Graph's fbtrace_id, code, subcode and HTTP status, on a retry and on the final failure", async ({
+    rig,
+  }) => {
+    const { tw, tq, channel, sim } = await start(rig, ["L1", "L2"]);
     sim.inject({
       match: { groupId: "L1", method: "POST" },
       kind: "error",
@@ -98,9 +73,11 @@ describe("failure log lines", () => {
     expect(JSON.stringify(tw.logs)).not.toContain(TEST_TOKEN);
   });
 
-  it("a link created but never published is logged loudly and re-driven until it is published", async () => {
+  it("a link created but never published is logged loudly and re-driven until it is published", async ({
+    rig,
+  }) => {
     let failures = Infinity;
-    const { tw, tq, channel } = await start(["U1"], (real) => ({
+    const { tw, tq, channel, sim, redis } = await start(rig, ["U1"], (real) => ({
       async publish(input): Promise<RotationMessage> {
         if (failures-- > 0) throw new Error("redis unavailable");
         return real.publish(input);

@@ -1,52 +1,29 @@
 import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { parseConfigText } from "../../src/config/config.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
+import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationJobData, Trigger } from "../../src/core/interfaces.js";
 import { enqueueRotations, manualRotationId, scheduledRotationId } from "../../src/rotation/queue.js";
 import { openTestQueue, type TestQueue } from "../helpers/faults.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import {
-  policyYaml,
-  startTestRotator,
-  startTestWorker,
-  TEST_TOKEN,
-  type TestWorker,
-  messageOf,
-} from "../helpers/rotator.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { policyYaml, startTestRotator, startTestWorker, TEST_TOKEN, messageOf } from "../helpers/rotator.js";
 
 /** A reload removed a group from its policy: its already-queued scheduled rotations do not rotate it. */
-let sim: GraphSimulator;
-let redis: Redis;
-let tw: TestWorker | undefined;
-let tq: TestQueue | undefined;
-const cleanup: string[] = [];
+const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
 
-beforeAll(async () => {
-  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
-  redis = testRedis();
-});
-afterEach(async () => {
-  await tq?.close();
-  await tw?.close();
-  tq = tw = undefined;
-  sim.clearFaults();
-  sim.clearCalls();
-  await deleteKeys(redis, ...cleanup.splice(0));
-});
-afterAll(async () => {
-  await sim.close();
-  await redis.quit();
-});
-
-async function start(groups: string[]) {
-  const prefix = uniquePrefix("membership");
-  const channel = `${prefix}-links`;
-  cleanup.push(prefix, channel);
-  tw = await startTestWorker({ graphUrl: sim.url, redis, prefix, yaml: policyYaml(groups, channel) });
-  tq = await openTestQueue(redis, prefix);
+async function start(rig: Rig, groups: string[]) {
+  const { prefix, channel } = rig.prefix("membership");
+  const tw = await startTestWorker({
+    graphUrl: rig.sim.url,
+    redis: rig.redis,
+    prefix,
+    yaml: policyYaml(groups, channel),
+  });
+  rig.defer(() => tw.close());
+  const tq = await openTestQueue(rig.redis, prefix);
+  rig.defer(() => tq.close());
   const reload = (yaml: string) => {
-    tw!.config.current = parseConfigText(
+    tw.config.current = parseConfigText(
       yaml,
       "test.yaml",
       { WHATSAPP_ACCESS_TOKEN: TEST_TOKEN },
@@ -55,11 +32,19 @@ async function start(groups: string[]) {
       },
     );
   };
-  return { tw, tq, channel, reload };
+  return {
+    tw,
+    tq,
+    channel,
+    reload,
+    redis: rig.redis,
+    callsOf: (groupId: string) => callsOf(rig.sim, groupId),
+  };
 }
 
 /** A rotation as the scheduler enqueues it: with the group's pending mark. */
 async function scheduled(
+  redis: Redis,
   tq: TestQueue,
   groupId: string,
   channel: string,
@@ -84,14 +69,17 @@ async function scheduled(
   return data;
 }
 
-const callsOf = (groupId: string) => sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
+const callsOf = (sim: GraphSimulator, groupId: string) =>
+  sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
 
 describe("worker and the live policy file", () => {
-  it("skips a scheduled rotation of a group a reload removed, without a Graph call; others rotate", async () => {
-    const { tw, tq, channel, reload } = await start(["P1", "P2"]);
+  it("skips a scheduled rotation of a group a reload removed, without a Graph call; others rotate", async ({
+    rig,
+  }) => {
+    const { tw, tq, channel, reload, redis, callsOf } = await start(rig, ["P1", "P2"]);
     reload(policyYaml(["P2"], channel));
-    const gone = await scheduled(tq, "P1", channel);
-    const kept = await scheduled(tq, "P2", channel, "catch-up");
+    const gone = await scheduled(redis, tq, "P1", channel);
+    const kept = await scheduled(redis, tq, "P2", channel, "catch-up");
     const manual: RotationJobData = {
       rotationId: manualRotationId(),
       groupId: "P1",
@@ -126,18 +114,18 @@ describe("worker and the live policy file", () => {
     expect(callsOf("P1")).toEqual(["DELETE", "POST"]);
   });
 
-  it("skips the rotations of a policy the reload removed altogether", async () => {
-    const { tq, channel, reload } = await start(["P3"]);
+  it("skips the rotations of a policy the reload removed altogether", async ({ rig }) => {
+    const { tq, channel, reload, redis, callsOf } = await start(rig, ["P3"]);
     reload(policyYaml(["P4"], channel).replace("name: test", "name: other"));
-    const gone = await scheduled(tq, "P3", channel, "catch-up");
+    const gone = await scheduled(redis, tq, "P3", channel, "catch-up");
     await enqueueRotations(tq.queue, [gone]);
     const result = await (await tq.queue.getJob(gone.rotationId))!.waitUntilFinished(tq.events, 10_000);
     expect(result).toMatchObject({ skipped: "removed from policy" });
     expect(callsOf("P3")).toEqual([]);
   });
 
-  it("a groups: all policy keeps every group no other policy lists", async () => {
-    const { tq, channel, reload } = await start(["P7"]);
+  it("a groups: all policy keeps every group no other policy lists", async ({ rig }) => {
+    const { tq, channel, reload, redis } = await start(rig, ["P7"]);
     reload(
       [
         "accounts:",
@@ -155,8 +143,8 @@ describe("worker and the live policy file", () => {
         '    groups: ["P8"]',
       ].join("\n"),
     );
-    const discovered = await scheduled(tq, "P7", channel);
-    const moved = await scheduled(tq, "P8", channel);
+    const discovered = await scheduled(redis, tq, "P7", channel);
+    const moved = await scheduled(redis, tq, "P8", channel);
     await enqueueRotations(tq.queue, [discovered, moved]);
     const [rotated, skipped] = await Promise.all(
       [discovered, moved].map(async (d) =>
@@ -167,10 +155,10 @@ describe("worker and the live policy file", () => {
     expect(skipped).toMatchObject({ skipped: "removed from policy", group_id: "P8" });
   });
 
-  it("finishes a removed group's rotation that had already deleted its link", async () => {
-    const { tq, channel, reload } = await start(["P5"]);
+  it("finishes a removed group's rotation that had already deleted its link", async ({ rig }) => {
+    const { tq, channel, reload, redis, callsOf } = await start(rig, ["P5"]);
     reload(policyYaml(["P6"], channel));
-    const halfway = await scheduled(tq, "P5", channel);
+    const halfway = await scheduled(redis, tq, "P5", channel);
     // As a rotation that stopped after its DELETE leaves it.
     const deletedAt = String(Date.now());
     await redis.hset(tq.keys.rotation(halfway.rotationId), {
@@ -188,17 +176,17 @@ describe("worker and the live policy file", () => {
 });
 
 describe("the app wires the live policy file into its worker", () => {
-  it("after app.reload, a queued scheduled rotation of a removed group is skipped", async () => {
-    const prefix = uniquePrefix("membership-app");
-    const channel = `${prefix}-links`;
-    cleanup.push(prefix, channel);
+  it("after app.reload, a queued scheduled rotation of a removed group is skipped", async ({ rig }) => {
+    const { redis, sim } = rig;
+    const { prefix, channel } = rig.prefix("membership-app");
     const app = await startTestRotator({
       graphUrl: sim.url,
       prefix,
       yaml: policyYaml(["PA1", "PA2"], channel),
     });
     try {
-      tq = await openTestQueue(redis, prefix);
+      const tq = await openTestQueue(redis, prefix);
+      rig.defer(() => tq.close());
       app.reload(
         parseConfigText(
           policyYaml(["PA2"], channel),
@@ -209,14 +197,12 @@ describe("the app wires the live policy file into its worker", () => {
           },
         ),
       );
-      const gone = await scheduled(tq, "PA1", channel);
+      const gone = await scheduled(redis, tq, "PA1", channel);
       await enqueueRotations(tq.queue, [gone]);
       const result = await (await tq.queue.getJob(gone.rotationId))!.waitUntilFinished(tq.events, 10_000);
       expect(result).toMatchObject({ skipped: "removed from policy" });
-      expect(callsOf("PA1")).toEqual([]);
+      expect(callsOf(sim, "PA1")).toEqual([]);
     } finally {
-      await tq?.close();
-      tq = undefined;
       await app.stop();
     }
   });
