@@ -30,8 +30,8 @@ const MIN_SECRET = 6;
 const FRAGMENT = 8;
 
 const PATTERNS: readonly [RegExp, string][] = [
-  [/(Bearer\s+)[^\s"',;]+/gi, `$1${REDACTED}`],
-  [/(access_token["']?\s*[=:]\s*["']?)[^\s"'&,;]+/gi, `$1${REDACTED}`],
+  [/(Bearer\s+)[^\s"',;\\]+/gi, `$1${REDACTED}`],
+  [/(access_token["']?\s*[=:]\s*["']?)[^\s"'&,;\\]+/gi, `$1${REDACTED}`],
   // The userinfo of a URL, also of a mistyped one (`redis//:pw@host`).
   [/(\/\/)[^\s/@"'<>]+@/g, `$1${REDACTED}@`],
 ];

@@ -43,6 +43,15 @@ describe("the one scrubber", () => {
     expect(s("https://chat.whatsapp.com/AbCdEfGhIj12")).toBe("https://chat.whatsapp.com/AbCdEfGhIj12");
   });
 
+  it("keeps a JSON line JSON: an echoed header with escaped quotes loses no backslash", () => {
+    const line = JSON.stringify({
+      msg: `www-authenticate: Bearer error="${TOKEN}", access_token="${TOKEN}"`,
+    });
+    const out = createScrubber([TOKEN])(line);
+    expect(() => JSON.parse(out) as unknown).not.toThrow();
+    expect(out).not.toContain(TOKEN.slice(0, 8));
+  });
+
   it("learns tokens later (a policy file loaded after the logger was made)", () => {
     const s = createScrubber();
     expect(s(`x ${TOKEN}`)).toBe(`x ${TOKEN}`);
