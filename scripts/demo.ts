@@ -23,13 +23,16 @@ import {
  * answers, else a private redis-server), the Graph simulator in this process, `wa-invite-rotator
  * start` as a child process with config/demo.yaml (three groups every ten seconds), and a
  * subscriber that verifies every signature and prints each new link as it arrives. Ctrl-C (or
- * `--duration` / DEMO_DURATION seconds) stops it all and removes the demo's keys.
+ * `--duration` / DEMO_DURATION seconds after the first link) stops it all and removes the demo's
+ * keys. A demo that received no link exits 1 with the reason.
  */
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url)); // this file runs as dist/scripts/demo.js
 const CLI = join(ROOT, "dist/src/cli.js");
 const DEMO_CONFIG = join(ROOT, "config/demo.yaml");
 const STOP_TIMEOUT_MS = 15_000;
+/** The demo policy fires every ten seconds: a minute without any link means something is wrong. */
+const FIRST_LINK_TIMEOUT_MS = Number(process.env.DEMO_FIRST_LINK_TIMEOUT_MS) || 60_000;
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -69,6 +72,10 @@ async function main(): Promise<number> {
   process.once("exit", killAll);
 
   const received = new Map<string, number>();
+  // --duration counts from the first link, so a slow start does not eat the demo; no link at all
+  // within FIRST_LINK_TIMEOUT_MS ends it as a failure.
+  let firstLink = () => {};
+  const gotFirstLink = new Promise<void>((resolve) => (firstLink = resolve));
   let invalid = 0;
   let exitCode = 0;
   try {
@@ -92,6 +99,7 @@ async function main(): Promise<number> {
       channel,
       secret,
       onMessage: (msg) => {
+        if (received.size === 0) firstLink();
         received.set(msg.group_id, (received.get(msg.group_id) ?? 0) + 1);
         say(formatMessage(msg));
       },
@@ -145,13 +153,22 @@ async function main(): Promise<number> {
 
     const reason = await new Promise<string>((resolve) => {
       void stopped.then(resolve);
-      if (durationMs) setTimeout(() => resolve(`${durationMs / 1000} s passed`), durationMs).unref();
+      if (durationMs) {
+        void gotFirstLink.then(() =>
+          setTimeout(() => resolve(`${durationMs / 1000} s passed since the first link`), durationMs).unref(),
+        );
+      }
+      setTimeout(() => {
+        if (received.size === 0) resolve(`no link within ${FIRST_LINK_TIMEOUT_MS / 1000} s`);
+      }, FIRST_LINK_TIMEOUT_MS).unref();
       void childExit.then((code) => resolve(`the rotator exited unexpectedly (${code})`));
     });
     say("");
     say(`Stopping (${reason})...`);
-    if (reason.startsWith("the rotator exited")) exitCode = 1;
-    else {
+    if (reason.startsWith("the rotator exited")) {
+      exitCode = 1;
+      await childExit;
+    } else {
       // Killed by the SIGTERM itself: it came before the rotator had installed its handlers, so
       // nothing had started; that is a clean stop too.
       const code = await stopChild(proc, childExit);
@@ -178,6 +195,13 @@ async function main(): Promise<number> {
     `${total} link${total === 1 ? "" : "s"} received for ${received.size} group${received.size === 1 ? "" : "s"}, ` +
       `${invalid === 0 ? "every signature valid" : `${invalid} rejected`}.`,
   );
+  if (total === 0 && exitCode === 0 && child !== undefined) {
+    console.error(
+      "demo: FAILED: no link was received. The rotator's lines above (prefixed `rotator |`) say why; " +
+        "DEMO_LOG_LEVEL=info shows more.",
+    );
+    return 1;
+  }
   return invalid > 0 ? 1 : exitCode;
 }
 

@@ -100,14 +100,33 @@ describe("npm run demo", () => {
     expect(await redis.exists(`${channel}:latest`, `${channel}:stream`)).toBe(0);
   });
 
-  it("stops by itself after DEMO_DURATION seconds and exits 0", async () => {
+  it("stops by itself DEMO_DURATION seconds after the first link and exits 0", async () => {
     const demo = runDemo([], { REDIS_URL: testRedisUrl(), DEMO_DURATION: "1" });
     try {
       expect(await demo.exited).toBe(0);
     } finally {
       demo.child.kill("SIGKILL");
     }
-    expect(demo.out()).toContain("Stopping (1 s passed)...");
+    expect(demo.out()).toContain("Stopping (1 s passed since the first link)...");
+    expect(demo.out()).toMatch(/https:\/\/chat\.whatsapp\.com\/\S+ +signature ok/);
+    expect(demo.out()).not.toMatch(/^0 links received/m);
+  });
+
+  it("exits 1 with the reason when no link arrives", async () => {
+    // A first-link wait far shorter than the demo policy's ten seconds: no link can make it.
+    const demo = runDemo([], {
+      REDIS_URL: testRedisUrl(),
+      DEMO_DURATION: "1",
+      DEMO_FIRST_LINK_TIMEOUT_MS: "1",
+    });
+    try {
+      expect(await demo.exited).toBe(1);
+    } finally {
+      demo.child.kill("SIGKILL");
+    }
+    expect(demo.out()).toContain("Stopping (no link within 0.001 s)...");
+    expect(demo.out()).toContain("0 links received for 0 groups");
+    expect(demo.err()).toContain("demo: FAILED: no link was received.");
   });
 
   it.runIf(process.platform === "linux")(
