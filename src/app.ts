@@ -14,7 +14,7 @@ import { createRotationStateStore } from "./rotation/state.js";
 import type { Settings } from "./config/settings.js";
 import { createRotationWorker } from "./rotation/worker.js";
 import { resolveAccount, type ResolvedConfig } from "./config/config.js";
-import { startHealthServer, redisReadiness, type HealthServer } from "./ops/health.js";
+import { startHealthServer, redisReadiness, type HealthServer, type Readiness } from "./ops/health.js";
 import { createMetrics, policyLabel, type Metrics, type QueueDepth } from "./infra/metrics.js";
 import type { AttemptEvent } from "./rotation/worker.js";
 import { createFirer } from "./schedule/fire.js";
@@ -45,6 +45,8 @@ export interface Service {
   start(): Promise<void>;
   /** `force` after the shutdown deadline: abort work in flight. */
   stop(force: boolean): Promise<void>;
+  /** True while it has work in flight that a graceful stop would wait for. Default: never. */
+  busy?(): boolean;
 }
 
 /** The live config; a reload swaps `current`. */
@@ -166,6 +168,7 @@ export function createApp(options: {
         await worker.waitUntilReady();
       },
       stop: (force) => worker.close(force),
+      busy: () => worker.inFlight() > 0,
     });
     const probe = createAccountProbe({
       redis,
@@ -245,7 +248,9 @@ export function createApp(options: {
           port: settings.HEALTH_PORT,
           metrics,
           logger,
-          ready: async () => {
+          ready: async (): Promise<Readiness> => {
+            // From the moment a drain begins: load balancers stop sending, orchestrators see it.
+            if (stopping) return { ok: false, checks: { draining: true, policies: config.current.file } };
             const redisReady = await redisOk();
             return { ok: redisReady, checks: { redis: redisReady, policies: config.current.file } };
           },
@@ -277,7 +282,11 @@ export function createApp(options: {
       // Forced closes share a fixed margin after it, so a Redis that is gone (every stage waits,
       // then is forced) still ends the stop by ROTATOR_SHUTDOWN_TIMEOUT + FORCED_STOP_MS.
       const deadlineMs = settings.ROTATOR_SHUTDOWN_TIMEOUT;
-      const gracefulUntil = Date.now() + deadlineMs;
+      // With Redis gone and no rotation in flight there is nothing to drain and nothing a graceful
+      // close could tell Redis: every stage is forced at once (the whole stop within FORCED_STOP_MS).
+      const idle = redis.status !== "ready" && !started.some((service) => service.busy?.());
+      if (idle) logger.info("Redis is unreachable and nothing is in flight: closing at once");
+      const gracefulUntil = Date.now() + (idle ? 0 : deadlineMs);
       const forcedUntil = gracefulUntil + FORCED_STOP_MS;
       const graceLeft = () => Math.max(0, gracefulUntil - Date.now());
       const forceLeft = () => Math.max(0, forcedUntil - Date.now());

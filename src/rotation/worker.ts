@@ -114,13 +114,15 @@ export interface AttemptEvent {
 /** Delay before a busy group is tried again (the holder usually finishes within a second). */
 const BUSY_DELAY_MS = 500;
 
-export function createRotationWorker(
-  options: RotationWorkerOptions,
-): Worker<RotationJobData, RotationJobResult> {
+/** The rotation worker: a BullMQ worker that also says how many rotations it has in flight. */
+export type RotationWorker = Worker<RotationJobData, RotationJobResult> & { inFlight(): number };
+
+export function createRotationWorker(options: RotationWorkerOptions): RotationWorker {
   const { deps, logger } = options;
   // Not one AbortController whose signal every rotation in flight listens to: past 10 at once Node
   // prints MaxListenersExceededWarning (a stray non-JSON line on a service's output).
   const shutdown = createAbortFanout();
+  let running = 0;
   const gate = options.gate;
 
   const process = async (
@@ -146,6 +148,7 @@ export function createRotationWorker(
       // The saga asks under the group's lock, so a second delivery of a stalled job cannot skip
       // while the first is in the middle of a DELETE.
       const stop = shutdown.child();
+      running++;
       try {
         outcome = await rotateGroup(data, deps, {
           owner,
@@ -153,6 +156,7 @@ export function createRotationWorker(
           notWanted: () => removedFromPolicy(data),
         });
       } finally {
+        running--;
         stop.dispose();
       }
     } catch (thrown) {
@@ -330,7 +334,7 @@ export function createRotationWorker(
     if (force) shutdown.abort(new Error("worker closed by force"));
     return close(force);
   };
-  return worker;
+  return Object.assign(worker, { inFlight: () => running });
 }
 
 function isLockLost(error: Error): boolean {

@@ -90,6 +90,24 @@ describe("process lifecycle", () => {
       }
     });
 
+    it("Redis gone and nothing in flight: exits within 3 s even with the default 30 s deadline", async () => {
+      const owned = await startOwnedRedis();
+      try {
+        const proc = spawnCli(["start"], { ...env(owned.url), ROTATOR_SHUTDOWN_TIMEOUT: "30s" });
+        await proc.waitFor(/"service":"scheduler".*"msg":"started"/);
+        await owned.kill();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const { code, tookMs } = await stopTimed(proc);
+        expect(code).toBe(0);
+        // 3 s is the promise; the margin is for a loaded machine (it took 31.5 s before).
+        expect(tookMs).toBeLessThanOrEqual(3_000 + MARGIN_MS);
+        expect(proc.stdout()).toContain("nothing is in flight: closing at once");
+        expect(proc.stdout()).toContain("shutdown complete");
+      } finally {
+        await owned.dispose();
+      }
+    });
+
     it("Redis never reachable (the start still in flight)", async () => {
       const proc = spawnCli(["start"], env(`redis://127.0.0.1:${await freePort()}`));
       await proc.waitFor("wa-invite-rotator starting");
