@@ -8,6 +8,11 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { parseDocument } from "yaml";
 import { startGraphSimulator, type GraphSimulator } from "../src/graph-sim/simulator.js";
+import { parseConfigText } from "../src/config/config.js";
+import { loadSettings } from "../src/config/settings.js";
+import { createGateway, type Gateway } from "../src/gateway/gateway.js";
+import { webhookRoutes } from "../src/gateway/webhook-receiver.js";
+import { createLogger } from "../src/infra/logger.js";
 import type { RotationMessage } from "../src/core/interfaces.js";
 import { subscribe, type Subscription } from "../src/publish/subscriber.js";
 import {
@@ -43,6 +48,7 @@ async function main(): Promise<number> {
   const channel = `demo-${id}:invite-links`;
   const token = `demo-token-${randomBytes(8).toString("hex")}`;
   const secret = `demo-secret-${randomBytes(16).toString("hex")}`;
+  const appSecret = `demo-app-secret-${randomBytes(16).toString("hex")}`;
 
   // Signals are handled from the very start, so a Ctrl-C while Redis is still being found or
   // started goes through the same cleanup as one later on (a private redis-server runs in its own
@@ -53,6 +59,8 @@ async function main(): Promise<number> {
   );
   let redis: DemoRedis | undefined;
   let sim: GraphSimulator | undefined;
+  let gateway: Gateway | undefined;
+  let visitors: NodeJS.Timeout | undefined;
   let sub: Subscription | undefined;
   let child: ChildProcess | undefined;
   let dir: string | undefined;
@@ -93,7 +101,24 @@ async function main(): Promise<number> {
     const config = join(dir, "demo.yaml");
     writeFileSync(config, demoConfig(channel));
 
-    sim = await startGraphSimulator({ tokens: { [token]: { name: "default" } } });
+    // The gateway (its webhook endpoint) in this process: the simulator's group webhooks go there.
+    gateway = createGateway({
+      settings: loadSettings({
+        REDIS_URL: shared.url,
+        ROTATOR_PREFIX: prefix,
+        WHATSAPP_APP_SECRET: appSecret,
+      }),
+      config: parseConfigText(readFileSync(config, "utf8"), config, {}, { graphApiVersion: "v23.0" }),
+      logger: createLogger("warn"),
+      extraRoutes: webhookRoutes,
+      port: 0,
+    });
+    await gateway.start();
+    const webhookUrl = `${gateway.server()!.url}/webhooks/whatsapp`;
+    sim = await startGraphSimulator({
+      tokens: { [token]: { name: "default" } },
+      webhook: { url: webhookUrl, appSecret },
+    });
     sub = await subscribe({
       redis: shared.url,
       channel,
@@ -116,7 +141,8 @@ async function main(): Promise<number> {
       `  redis      ${shared.url}${shared.owned ? " (private, stopped at the end)" : " (shared; demo keys removed at the end)"}`,
     );
     say(`  graph      ${sim.url} (simulator)`);
-    say(`  policy     config/demo.yaml: three groups every ten seconds`);
+    say(`  policy     config/demo.yaml: three groups every ten seconds; DEMO-GROUP-1 also after 3 joins`);
+    say(`  webhooks   ${webhookUrl} (the simulator sends a signed join every 2 s to DEMO-GROUP-1)`);
     say(`  prefix     ${prefix}`);
     say(`  channel    ${channel}`);
     say(`  metrics    http://127.0.0.1:${healthPort}/metrics`);
@@ -151,6 +177,17 @@ async function main(): Promise<number> {
       proc.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
     );
 
+    // Someone joins DEMO-GROUP-1 through its current link every 2 s; after 3 joins it rotates (joins).
+    let person = 0;
+    const liveSim = sim;
+    visitors = setInterval(() => {
+      const link = liveSim.group("DEMO-GROUP-1")?.link;
+      if (link === undefined) return;
+      void liveSim.groupEvents
+        .join("DEMO-GROUP-1", link, { wa_id: String(4915550000000 + ++person) })
+        .catch(() => undefined);
+    }, 2_000);
+
     const reason = await new Promise<string>((resolve) => {
       void stopped.then(resolve);
       if (durationMs) {
@@ -183,8 +220,10 @@ async function main(): Promise<number> {
     }
   } finally {
     child?.kill("SIGKILL");
+    if (visitors) clearInterval(visitors);
     await sub?.close();
     await sim?.close();
+    await gateway?.stop();
     if (redis?.owned) await redis.stop();
     else if (redis) await deleteDemoKeys(redis.url, prefix, channel).catch(() => undefined);
     if (dir) rmSync(dir, { recursive: true, force: true });
