@@ -246,6 +246,7 @@ export function createApp(options: {
       start: async () => {
         health = await startHealthServer({
           port: settings.HEALTH_PORT,
+          host: settings.HEALTH_HOST,
           metrics,
           logger,
           ready: async (): Promise<Readiness> => {
@@ -255,7 +256,6 @@ export function createApp(options: {
             return { ok: redisReady, checks: { redis: redisReady, policies: config.current.file } };
           },
         });
-        logger.info({ url: health.url }, "health server listening");
       },
       stop: async () => health?.close(),
     });

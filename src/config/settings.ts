@@ -116,6 +116,8 @@ export const settingsSchema = z.object({
   ROTATOR_SIGNING_SECRET: z.string().min(1).optional(),
   ROTATOR_CONCURRENCY: intString(32, 1, 1000),
   HEALTH_PORT: intString(8080, 0, 65535),
+  /** Address the health server binds: 0.0.0.0 (every IPv4 interface), 127.0.0.1, ::, a pod IP. */
+  HEALTH_HOST: z.string().min(1).default("0.0.0.0"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /** How long shutdown waits for in-flight rotations before it forces the exit. */
   ROTATOR_SHUTDOWN_TIMEOUT: durationString("30s"),
