@@ -9,31 +9,12 @@ import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
 import type { RotationGate } from "../rotation/ports.js";
 
 /**
- * The account gate: consulted before every Graph call of a rotation (`beforeGraphCall`), it keeps
- * one account's trouble from spilling over, across all processes, with its state in Redis.
- *
- * - Throttle pause: a throttle answer pauses every rotation of the token (codes 4, 17, 32, 613,
- *   80007, 80008, 130429, HTTP 429) or of the phone number (131208; the account alone when it names
- *   no phone_number_id) for as long as Graph asked (a later, longer ask lengthens the pause), else
- *   for base·4^level (capped). The first rotation to see the answer sets the pause; the others see
- *   it. When a pause ends, one call at a time goes through (a probe) until one succeeds, which
- *   resets the level: a storm costs about one call per pause, not one per rotation.
- * - Steady rate: `accounts.<name>.rate_limit` requests per second, a GCRA in one Lua call; short
- *   waits are slept in place (the slot is reserved), long ones delay the job. No rate, no Redis call.
- * - Failing token: a token failure (0, 190, 10, 200–299) marks the account failing. Before DELETE,
- *   its rotations then throw `AccountFailingError` (E_ACCOUNT_FAILING) without a Graph call: the
- *   worker holds them (the group keeps its working link, no attempt is used) and they go on once
- *   the account recovers: re-checked every `recheckMs`, and promoted by the probe as soon as it
- *   sees the account recovered (`hold` / `takeHeld`). After DELETE (a group without link) the
- *   rotation waits likewise and finishes its POST. A token with another fingerprint (a reload)
- *   clears the failing state; so does a read-only probe that Graph answers (`account-probe.ts`).
- *
- * State: `keys.account(name)` hash (`failing_*`, `token_fingerprint` — a short sha256, never the
- * token — `paused_until` mirrored for `status`, `rate_tat`); pauses live in the subject hashes
- * `keys.account("token:<fingerprint>")` and `keys.account("number:<phone_number_id>")`, or
- * `keys.account("number-of:<account>")` for an account without phone_number_id; the rotations
- * held for a failing account in the set `keys.account("held:<account>")` (account names cannot
- * contain `:`).
+ * The account gate, consulted before every Graph call of a rotation: one account's trouble (a
+ * throttle, a failing token, its steady rate) must not spill over to others, across processes.
+ * A throttle pauses the token or phone number for what Graph asked (else base·4^level, capped), and
+ * one probe call at a time ends the pause, so a storm costs one call per pause, not per rotation.
+ * A failing token holds its rotations before DELETE (the group keeps its link) until a new token or
+ * the probe (`probe.ts`) shows it recovered. Its Redis state is listed at `Keys.account` (keys.ts).
  */
 export interface AccountGate extends RotationGate {
   /** Wait in ms before the call may go (the job is delayed), or undefined to go now. */

@@ -12,7 +12,14 @@ export interface Keys {
   rotation(rotationId: string): string;
   /** String: the per-group mutual-exclusion lock, value = owner token. */
   groupLock(groupId: string): string;
-  /** Hash: per-account runtime state (throttle pause, failing reason). */
+  /**
+   * Hash: per-account runtime state of the account gate. `account(name)`: `failing_*`,
+   * `token_fingerprint` (a short sha256, never the token), `paused_until` (mirrored for `status`),
+   * `rate_tat`. Pauses live in subject hashes: `account("token:<fingerprint>")`,
+   * `account("number:<phone_number_id>")`, or `account("number-of:<account>")` for an account
+   * without phone_number_id. Set `account("held:<account>")`: rotations held for a failing account.
+   * Account names cannot contain `:`, so these never collide with an account's own hash.
+   */
   account(account: string): string;
   /** Hash: per-policy scheduler state (last fire). */
   policy(policy: string): string;
