@@ -1,3 +1,5 @@
+import { isGroupId } from "../core/group-id.js";
+
 /**
  * What a WhatsApp webhook delivery says about groups, read from Meta's payload: `entry[].changes[]`
  * with `field` `group_participants_update` (also spelled `group_participant_update` in Meta's
@@ -119,11 +121,6 @@ function timestampMs(value: unknown): number | undefined {
         ? Number(value)
         : NaN;
   return Number.isSafeInteger(n) && n > 0 ? n * 1000 : undefined;
-}
-
-/** 1 to 256 printable ASCII characters other than space, and neither `.` nor `..` (the contract's rule). */
-function isGroupId(value: unknown): value is string {
-  return typeof value === "string" && /^[\x21-\x7e]{1,256}$/.test(value) && value !== "." && value !== "..";
 }
 
 function list(value: unknown): readonly unknown[] {
