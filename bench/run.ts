@@ -7,6 +7,8 @@
  *    addBulk per 1,000 groups) against a naive one (a pending check, a mark and an add per group).
  * 3. drain (bench/drain.ts): the worker against a raw loop of the same Graph calls and publish.
  * 4. throttle (bench/throttle.ts): rotations of one phone number against a hidden limit.
+ * 5. gateway (bench/gateway.ts): visits per second and latency of one gateway process, against a
+ *    bare node server answering the same 302.
  *
  * Uses the Redis at REDIS_URL (default 127.0.0.1:6379) under a private key prefix it deletes after.
  */
@@ -24,6 +26,7 @@ import { createRotationQueue, scheduledRotationId } from "../src/rotation/queue.
 import { benchCliHelp } from "./cli-help.js";
 import { benchDrain } from "./drain.js";
 import { benchThrottle } from "./throttle.js";
+import { benchGateway } from "./gateway.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const GOAL_MS = 2_000;
@@ -184,6 +187,7 @@ const scenarios: Record<string, () => Promise<void>> = {
       countedRotations: 300,
     }),
   throttle: () => benchThrottle(REDIS_URL),
+  gateway: () => benchGateway(REDIS_URL),
 };
 const chosen = process.argv.slice(2);
 for (const name of chosen) if (!scenarios[name]) throw new Error(`unknown scenario ${name}`);

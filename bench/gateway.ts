@@ -1,0 +1,194 @@
+/**
+ * gateway (npm run bench -- gateway): visits per second one `gateway` process serves, and their
+ * latency, side by side with a bare node HTTP server that answers every request with the same
+ * fixed 302 (the floor: what node's HTTP stack and this load generator cost alone). Both run as
+ * child processes; the load comes from this process over 32 keep-alive connections, 64 visits in
+ * flight, a fixed number of visits per row (no timed loop).
+ *
+ * Rows: a plain visit (302 to a pool of 3 groups: one Redis round trip), a signed URL with a visit
+ * limit (plus the atomic count), and a desktop browser's page (plus the QR code, rendered per visit).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import { Pool } from "undici";
+import { createKeys } from "../src/core/keys.js";
+import { signedQuery } from "../src/gateway/signed.js";
+import { createPublisher } from "../src/publish/publisher.js";
+
+const CLI = fileURLToPath(new URL("../src/cli.js", import.meta.url));
+const VISITS = 20_000;
+const WARMUP = 2_000;
+const IN_FLIGHT = 64;
+const SECRET = randomBytes(24).toString("hex");
+
+const FLOOR_SERVER = `
+const http = require("node:http");
+const server = http.createServer((req, res) => {
+  res.writeHead(302, { Location: "https://chat.whatsapp.com/AbCdEfGhIjKlMnOpQrStUv", "Cache-Control": "no-store" });
+  res.end();
+});
+server.keepAliveTimeout = 5000;
+server.listen(0, "127.0.0.1", () => console.log(JSON.stringify({ url: "http://127.0.0.1:" + server.address().port })));
+`;
+
+interface Row {
+  readonly perSecond: number;
+  readonly p50: number;
+  readonly p99: number;
+}
+
+/** Starts a child and waits for a JSON line with `url` on its stdout. */
+function startChild(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, args, {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`child did not start: ${err || out}`)), 15_000);
+    child.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString()));
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      for (const line of out.split("\n")) {
+        if (!line.includes('"url"')) continue;
+        try {
+          const url = (JSON.parse(line) as { url?: string }).url;
+          if (url) {
+            clearTimeout(timer);
+            child.stdout!.removeAllListeners("data");
+            child.stdout!.resume();
+            resolve({ child, url });
+            return;
+          }
+        } catch {
+          // a partial line: wait for the rest
+        }
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`child exited ${code}: ${err}`)));
+  });
+}
+
+async function load(
+  url: string,
+  path: string,
+  visits: number,
+  headers: Record<string, string>,
+  expect: number,
+): Promise<Row> {
+  const origin = new URL(url);
+  const pool = new Pool(origin.origin, { connections: 32 });
+  const latencies: number[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < visits) {
+      next++;
+      const start = performance.now();
+      const res = await pool.request({ method: "GET", path, headers });
+      await res.body.dump();
+      latencies.push(performance.now() - start);
+      if (res.statusCode !== expect) throw new Error(`${path}: ${res.statusCode}, expected ${expect}`);
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  await pool.close();
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+  return { perSecond: visits / seconds, p50: at(0.5), p99: at(0.99) };
+}
+
+export async function benchGateway(redisUrl: string): Promise<void> {
+  const prefix = `bench-gateway-${randomBytes(4).toString("hex")}`;
+  const channel = `${prefix}:links`;
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-bench-gw-"));
+  const redis = new Redis(redisUrl);
+  const children: ChildProcess[] = [];
+  try {
+    const file = join(dir, "rotation.yaml");
+    writeFileSync(
+      file,
+      [
+        "policies:",
+        "  - name: pool",
+        '    schedule: "0 3 * * *"',
+        `    channel: "${channel}"`,
+        "    groups: [G1, G2, G3]",
+        "links:",
+        "  - slug: spring",
+        "    groups: [G1, G2, G3]",
+      ].join("\n"),
+    );
+    const keys = createKeys(prefix);
+    const publisher = createPublisher({ redis, keys });
+    for (const groupId of ["G1", "G2", "G3"]) {
+      await publisher.publish({
+        rotationId: `bench-${groupId}`,
+        groupId,
+        inviteLink: `https://chat.whatsapp.com/${randomBytes(16).toString("base64url")}`,
+        createdAt: Date.now(),
+        policy: "pool",
+        account: "default",
+        trigger: "manual",
+        channel,
+      });
+    }
+    const gateway = await startChild([CLI, "gateway"], {
+      REDIS_URL: redisUrl,
+      ROTATOR_CONFIG: file,
+      ROTATOR_PREFIX: prefix,
+      ROTATOR_LINK_SECRET: SECRET,
+      GATEWAY_PORT: "0",
+      GATEWAY_HOST: "127.0.0.1",
+      GATEWAY_RATE_LIMIT: "0",
+      LOG_LEVEL: "info",
+    });
+    children.push(gateway.child);
+    const floor = await startChild(["-e", FLOOR_SERVER], {});
+    children.push(floor.child);
+
+    const exp = Math.floor(Date.now() / 1000) + 3600;
+    const signed = `/join/spring?${signedQuery({ slug: "spring", exp, uses: VISITS * 10 }, SECRET)}`;
+    const desktop = { accept: "text/html", "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130" };
+    await load(floor.url, "/", WARMUP, {}, 302);
+    await load(gateway.url, "/join/spring", WARMUP, {}, 302);
+
+    console.log(`\ngateway: ${VISITS} visits per row, ${IN_FLIGHT} in flight over 32 keep-alive connections`);
+    const rows: [string, Row][] = [
+      ["bare node 302 server (floor)", await load(floor.url, "/", VISITS, {}, 302)],
+      ["gateway /join/spring (302, pool of 3)", await load(gateway.url, "/join/spring", VISITS, {}, 302)],
+      ["gateway signed URL with --uses (302)", await load(gateway.url, signed, VISITS, {}, 302)],
+      [
+        "gateway desktop page (200, QR as SVG)",
+        await load(gateway.url, "/join/spring", VISITS, desktop, 200),
+      ],
+    ];
+    const base = rows[0]![1].perSecond;
+    for (const [label, row] of rows) {
+      console.log(
+        `  ${label.padEnd(46)} ${row.perSecond.toFixed(0).padStart(7)} visits/s  p50 ${row.p50.toFixed(2)} ms  ` +
+          `p99 ${row.p99.toFixed(2)} ms  (${(row.perSecond / base).toFixed(2)}x the floor)`,
+      );
+    }
+  } finally {
+    for (const child of children) child.kill("SIGTERM");
+    let cursor = "0";
+    do {
+      const [nextCursor, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      cursor = nextCursor;
+      if (found.length > 0) await redis.unlink(...found);
+    } while (cursor !== "0");
+    await redis.quit();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
