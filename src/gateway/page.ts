@@ -57,8 +57,22 @@ export function qrSvg(text: string): string {
   );
 }
 
+/** Pages of the links served lately: a link changes only at a rotation, its QR code need not be redrawn per visit. */
+const pages = new Map<string, string>();
+const PAGES_KEPT = 256;
+
 /** The desktop page for one invite link (already checked to be a `https://chat.whatsapp.com/` link). */
 export function joinPage(inviteLink: string): string {
+  let page = pages.get(inviteLink);
+  if (page === undefined) {
+    if (pages.size >= PAGES_KEPT) pages.delete(pages.keys().next().value!);
+    page = renderPage(inviteLink);
+    pages.set(inviteLink, page);
+  }
+  return page;
+}
+
+function renderPage(inviteLink: string): string {
   const link = escapeHtml(inviteLink);
   return [
     "<!doctype html>",
