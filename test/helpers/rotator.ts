@@ -1,16 +1,10 @@
-import type { Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import { createAccountGate } from "../../src/accounts/gate.js";
 import { createApp, type App, type AppRoles } from "../../src/app.js";
 import { parseConfigText, resolveAccount, type ResolvedConfig } from "../../src/config/config.js";
 import { createGraphClient } from "../../src/graph/client.js";
 import { createGroupLock } from "../../src/rotation/group-lock.js";
-import {
-  systemClock,
-  type PublisherPort,
-  type RotationJobData,
-  type RotationMessage,
-} from "../../src/core/interfaces.js";
+import { systemClock, type PublisherPort, type RotationMessage } from "../../src/core/interfaces.js";
 import { parseMessage } from "../../src/publish/message.js";
 import { createKeys, type Keys } from "../../src/core/keys.js";
 import { createLogger, type Logger } from "../../src/infra/logger.js";
@@ -20,6 +14,7 @@ import {
   createRotationWorker,
   type AttemptEvent,
   type RotationJobResult,
+  type RotationWorker,
 } from "../../src/rotation/worker.js";
 import { loadSettings } from "../../src/config/settings.js";
 import { testRedisUrl, uniquePrefix } from "./redis.js";
@@ -89,7 +84,7 @@ export function capturingLogger(lines: LogLine[], level = "debug"): Logger {
 
 export interface TestWorker {
   readonly keys: Keys;
-  readonly worker: Worker<RotationJobData, RotationJobResult>;
+  readonly worker: RotationWorker;
   /** The live config the worker sees; assign `current` to reload. */
   readonly config: { current: ResolvedConfig };
   readonly logs: LogLine[];

@@ -228,7 +228,7 @@ describe("rotation worker", () => {
       logger: createLogger("silent"),
     });
     try {
-      expect(worker.opts.runRetryDelay).toBe(1_000);
+      expect(worker.bull.opts.runRetryDelay).toBe(1_000);
     } finally {
       await worker.close();
       connection.disconnect();
