@@ -7,14 +7,17 @@ import type { Logger } from "../infra/logger.js";
 import type { Metrics } from "../infra/metrics.js";
 import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
 import type { RotationGate } from "../rotation/ports.js";
+import { CUT_WINDOW_MS, DEFAULT_CEILING, DEFAULT_START_RATE, RATE_FUNCTIONS } from "./rate-script.js";
 
 /**
  * The account gate, consulted before every Graph call of a rotation: one account's trouble (a
- * throttle, a failing token, its steady rate) must not spill over to others, across processes.
+ * throttle, a failing token, its number's rate) must not spill over to others, across processes.
  * A throttle pauses the token or phone number for what Graph asked (else base·4^level, capped), and
- * one probe call at a time ends the pause, so a storm costs one call per pause, not per rotation.
- * A failing token holds its rotations before DELETE (the group keeps its link) until a new token or
- * the probe (`probe.ts`) shows it recovered. Its Redis state is listed at `Keys.account` (keys.ts).
+ * one probe call at a time ends the pause, so a storm costs one call per pause, not per rotation;
+ * a 131208 without a named wait cuts the number's adaptive rate instead (`rate-script.ts`: calls
+ * wait in line, `rate_limit` is its start and ceiling). A failing token holds its rotations before
+ * DELETE (the group keeps its link) until a new token or the probe (`probe.ts`) shows it recovered.
+ * Its Redis state is listed at `Keys.account` (keys.ts); the number's rate fields in rate-script.ts.
  */
 export interface AccountGate extends RotationGate {
   /** Wait in ms before the call may go (the job is delayed), or undefined to go now. */
@@ -43,16 +46,24 @@ export interface AccountGateOptions {
   readonly redis: Redis;
   readonly keys: Keys;
   readonly logger: Logger;
-  readonly metrics?: Pick<Metrics, "throttlePauses" | "accountFailing">;
-  /** Requests per second of an account, if limited. */
+  readonly metrics?: Pick<Metrics, "throttlePauses" | "accountFailing"> &
+    Partial<Pick<Metrics, "learnedRate">>;
+  /**
+   * The account's `rate_limit` (requests per second), if any: the adaptive rate of its number
+   * starts there and never goes above it.
+   */
   readonly rateOf?: (accountName: string) => number | undefined;
+  /** Where a number's rate starts without `rate_limit`. Default 20/s. */
+  readonly startRate?: number;
+  /** Tests: the clock in ms; default Redis's (TIME), one clock for every process. */
+  readonly clock?: () => number;
   /** First throttle back-off without Retry-After; later ones grow 4×. Default 1 s. */
   readonly throttleBaseMs?: number;
   /** Longest wait any Graph answer or back-off imposes (ROTATOR_THROTTLE_MAX). Default 15 min. */
   readonly throttleMaxMs?: number;
   /** Default 60 s (the probe interval). */
   readonly recheckMs?: number;
-  /** Rate waits up to this are slept in place. Default 2 s. */
+  /** Rate waits up to this are slept in place (a cut reaches only calls not yet let through). Default 500 ms. */
   readonly maxInlineWaitMs?: number;
 }
 
@@ -62,11 +73,22 @@ export function tokenFingerprint(token: string): string {
 }
 
 const NOW = `local t = redis.call("TIME") local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+/** The clock of the last ARGV when it is not negative (tests), else Redis's. */
+const CLOCK = `local now = math.floor(tonumber(ARGV[#ARGV]))
+if now < 0 then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end`;
 
-/** KEYS: account hash, subject hashes. ARGV: probe lease ms, rate interval ms (0 none), max inline ms. */
-const CHECK = `${NOW}
+/**
+ * KEYS: account hash, token subject, number subject, the number's tickets. ARGV: probe lease ms,
+ * rate ceiling (0 none), max inline ms, step, group id, start rate, clock (-1: Redis TIME).
+ * Returns {wait, sleep, recovering, failing code, token fingerprint, the number's rate}.
+ */
+const CHECK = `${CLOCK}
+${RATE_FUNCTIONS}
 local wait, recovering = 0, 0
-for i = 2, #KEYS do
+for i = 2, 3 do
   local h = redis.call("HMGET", KEYS[i], "paused_until", "throttle_level", "probe_until")
   local paused = tonumber(h[1]) or 0
   if paused > now then wait = math.max(wait, paused - now)
@@ -78,28 +100,104 @@ for i = 2, #KEYS do
   end
 end
 local f = redis.call("HMGET", KEYS[1], "failing_code", "token_fingerprint")
-local interval = tonumber(ARGV[2])
-if wait == 0 and not f[1] and interval > 0 then
-  local tat = math.max(tonumber(redis.call("HGET", KEYS[1], "rate_tat") or "0") or 0, now)
-  if tat - now <= tonumber(ARGV[3]) then
-    redis.call("HSET", KEYS[1], "rate_tat", tat + interval)
-    return {0, tat - now, recovering, "", ""}
-  end
-  wait = tat - now
+local ceil = tonumber(ARGV[2])
+if ceil <= 0 then ceil = ${DEFAULT_CEILING} end
+local h = read_rate(KEYS[3])
+local rate = rate_at(h, now, ceil, tonumber(ARGV[6]))
+if wait > 0 or f[1] then return {wait, 0, recovering, f[1] or "", f[2] or "", tostring(rate)} end
+local anchor, nxt = advance(h, now, rate)
+local step, group = ARGV[4], ARGV[5]
+local kind = "c"
+if step == "delete" then kind = "d" end
+local held = redis.call("HGET", KEYS[4], group)
+local pos, pair = nil, false
+if held and string.sub(held, 1, 1) == kind then pos = tonumber(string.sub(held, 3)) end
+if held then redis.call("HDEL", KEYS[4], group) end
+local issued = 0
+if not pos then
+  pos = nxt
+  if kind == "d" then issued = 2 else issued = 1 end
+  nxt = nxt + issued
 end
-return {wait, 0, recovering, f[1] or "", f[2] or ""}`;
+local slot = math.floor((pos - anchor) / rate * 1000)
+local maxInline = tonumber(ARGV[3])
+local fields = {"r_rate", rate, "r_anchor", anchor, "r_at", now, "r_next", nxt}
+if not h.r_cut then
+  for _, v in ipairs({"r_wmax", rate, "r_k", 0, "r_cut", now}) do table.insert(fields, v) end
+end
+-- The rate the number is asked for (slots handed out), as AWS measures its send rate: 0.5 s
+-- buckets, smoothed 0.8. The rate never climbs past twice this.
+local bucket = math.floor(now / 500)
+local count = (h.r_mcount or 0) + issued
+local last = h.r_mbucket or bucket
+if bucket > last then
+  local meas = count / ((bucket - last) / 2) * 0.8 + (h.r_meas or 0) * 0.2
+  for _, v in ipairs({"r_meas", meas, "r_mbucket", bucket, "r_mcount", 0}) do table.insert(fields, v) end
+else
+  for _, v in ipairs({"r_mbucket", bucket, "r_mcount", count}) do table.insert(fields, v) end
+end
+if slot > maxInline then
+  redis.call("HSET", KEYS[3], unpack(fields))
+  redis.call("HSET", KEYS[4], group, kind .. ":" .. pos)
+  redis.call("PEXPIRE", KEYS[4], 86400000)
+  if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
+  -- Back a little before the slot, or within 2 s to see whether a higher rate moved it closer.
+  return {math.min(slot - math.floor(maxInline / 2), 2000), 0, recovering, "", "", tostring(rate)}
+end
+redis.call("HSET", KEYS[3], unpack(fields))
+if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
+if kind == "d" then
+  redis.call("HSET", KEYS[4], group, "c:" .. (pos + 1))
+  redis.call("PEXPIRE", KEYS[4], 86400000)
+end
+redis.call("HSET", KEYS[1], "rate", tostring(rate))
+return {0, math.max(0, slot), recovering, "", "", tostring(rate)}`;
 
 /**
- * KEYS: subject hash, account hash. ARGV: retry-after ms (-1 none), base ms, max ms, all whole
- * numbers with retry-after ≤ max (bounded in JS). Returns the wait and 1 when this answer set a
- * pause, 2 when it lengthened one, 0 when it only saw one. Every value is computed (and bounded
- * by max again) before the first write, so the script cannot stop half-way through its writes.
+ * KEYS: subject hash, account hash, the number's tickets. ARGV: retry-after ms (-1 none), base ms,
+ * max ms (whole numbers, retry-after ≤ max: bounded in JS), "1" to cut the number's rate (131208),
+ * rate ceiling (0 none), start rate, group id, "1" when the refused call was a POST, clock (-1:
+ * Redis TIME). Returns the wait and 1 when this answer set a pause, 2 when it lengthened one, 3
+ * when it cut the rate (no pause: Graph named no wait), 0 when it only saw one; and the rate.
+ * Every value is computed (and bounded by max again) before the first write, so the script cannot
+ * stop half-way through its writes.
  */
-const THROTTLE = `${NOW}
+const THROTTLE = `${CLOCK}
+${RATE_FUNCTIONS}
 local max = math.floor(tonumber(ARGV[3]))
 local asked = math.min(math.floor(tonumber(ARGV[1])), max)
 local h = redis.call("HMGET", KEYS[1], "paused_until", "throttle_level")
 local paused = tonumber(h[1]) or 0
+local level = math.min(tonumber(h[2]) or 0, 12)
+local cut, rate = nil, nil
+if ARGV[4] == "1" then
+  local ceil = tonumber(ARGV[5])
+  if ceil <= 0 then ceil = ${DEFAULT_CEILING} end
+  local r = read_rate(KEYS[1])
+  rate = rate_at(r, now, ceil, tonumber(ARGV[6]))
+  local anchor, nxt = advance(r, now, rate)
+  cut = {"r_anchor", anchor, "r_at", now, "r_next", nxt}
+  if not r.r_cut or now - r.r_cut >= ${CUT_WINDOW_MS} then
+    local wmax = rate
+    rate = math.max(RMIN, rate * RBETA)
+    for _, v in ipairs({"r_wmax", wmax, "r_k", (wmax * (1 - RBETA) / RC) ^ (1 / 3), "r_cut", now}) do
+      table.insert(cut, v)
+    end
+  end
+  table.insert(cut, "r_rate") table.insert(cut, rate)
+  redis.call("HSET", KEYS[1], unpack(cut))
+  redis.call("HSET", KEYS[2], "rate", tostring(rate))
+  -- A refused POST leaves its group without a link: it goes first when it comes back.
+  if ARGV[7] ~= "" and ARGV[8] == "1" then
+    redis.call("HSET", KEYS[3], ARGV[7], "c:" .. math.floor(anchor))
+    redis.call("PEXPIRE", KEYS[3], 86400000)
+  end
+  if asked < 0 then
+    if redis.call("PTTL", KEYS[1]) < 86400000 then redis.call("PEXPIRE", KEYS[1], 86400000) end
+    return {math.max(1, math.ceil(1000 / rate)), 3, tostring(rate)}
+  end
+end
+local r = tostring(rate or "")
 if paused > now then
   -- A pause is on: a later, longer Retry-After lengthens it (the pause is the max of both); a
   -- back-off without one does not grow it again (the first answer of the storm set it).
@@ -108,18 +206,17 @@ if paused > now then
     redis.call("HSET", KEYS[1], "paused_until", paused)
     redis.call("PEXPIRE", KEYS[1], asked + 86400000)
     redis.call("HSET", KEYS[2], "paused_until", paused)
-    return {asked, 2}
+    return {asked, 2, r}
   end
-  return {paused - now, 0}
+  return {paused - now, 0, r}
 end
-local level = math.min(tonumber(h[2]) or 0, 12)
 local wait = asked
 if wait < 0 then wait = math.min(math.floor(tonumber(ARGV[2]) * 4 ^ level), max) end
 redis.call("HSET", KEYS[1], "paused_until", now + wait, "throttle_level", level + 1)
 redis.call("HDEL", KEYS[1], "probe_until")
 redis.call("PEXPIRE", KEYS[1], wait + 86400000)
 redis.call("HSET", KEYS[2], "paused_until", now + wait)
-return {wait, 1}`;
+return {wait, 1, r}`;
 
 /** KEYS: subject hash. Resets the back-off level once the pause is over. */
 const SUCCESS = `${NOW}
@@ -143,7 +240,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
   const maxOption = options.throttleMaxMs ?? DEFAULT_THROTTLE_MAX_MS;
   const max = Number.isFinite(maxOption) && maxOption >= 0 ? Math.floor(maxOption) : DEFAULT_THROTTLE_MAX_MS;
   const recheckMs = options.recheckMs ?? 60_000;
-  const maxInline = options.maxInlineWaitMs ?? 2_000;
+  const maxInline = options.maxInlineWaitMs ?? 500;
   // Subjects this process saw in back-off: a success of their account resets them.
   const recovering = new Map<string, Set<string>>();
 
@@ -157,22 +254,36 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
   const subjects = (account: AccountContext) => [tokenSubject(account), numberSubject(account)];
 
   const heldKey = (accountName: string) => keys.account(`held:${accountName}`);
+  const ticketsOf = (account: AccountContext) => `${numberSubject(account)}:tickets`;
+  const positive = (n: number | undefined) =>
+    n !== undefined && n > 0 && Number.isFinite(n) ? n : undefined;
+  const ceilingOf = (name: string) => positive(options.rateOf?.(name)) ?? 0;
+  const startOf = (name: string) =>
+    positive(options.rateOf?.(name)) ?? options.startRate ?? DEFAULT_START_RATE;
+  const showRate = (account: AccountContext, rate: string | undefined) => {
+    const value = Number(rate);
+    if (rate && Number.isFinite(value)) options.metrics?.learnedRate?.set({ account: account.name }, value);
+  };
 
   const gate: AccountGate = {
     recheckMs,
     async beforeGraphCall(account, step, groupId) {
-      const rate = options.rateOf?.(account.name);
-      const interval = rate !== undefined && rate > 0 ? Math.max(1, Math.round(1000 / rate)) : 0;
       const reply = (await redis.eval(
         CHECK,
-        1 + subjects(account).length,
+        4,
         keys.account(account.name),
         ...subjects(account),
+        ticketsOf(account),
         String(Math.max(1000, base * 2)),
-        String(interval),
+        String(ceilingOf(account.name)),
         String(maxInline),
-      )) as [number, number, number, string, string];
-      const [wait, sleep, inBackoff, failingCode, fingerprint] = reply;
+        step,
+        groupId,
+        String(startOf(account.name)),
+        String(options.clock?.() ?? -1),
+      )) as [number, number, number, string, string, string];
+      const [wait, sleep, inBackoff, failingCode, fingerprint, rate] = reply;
+      showRate(account, rate);
       if (inBackoff === 1) {
         const set = recovering.get(account.name) ?? new Set<string>();
         subjects(account).forEach((s) => set.add(s));
@@ -192,18 +303,27 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
       return undefined;
     },
 
-    async throttled(account, error) {
-      const subject = error.scope === "number" ? numberSubject(account) : tokenSubject(account);
+    async throttled(account, error, groupId) {
+      const byNumber = error.scope === "number";
+      const subject = byNumber ? numberSubject(account) : tokenSubject(account);
       const asked = error.retryAfterMs === undefined ? undefined : boundWait(error.retryAfterMs, max);
-      const [wait, set] = (await redis.eval(
+      const [wait, set, rate] = (await redis.eval(
         THROTTLE,
-        2,
+        3,
         subject,
         keys.account(account.name),
+        ticketsOf(account),
         String(asked?.ms ?? -1),
         String(base),
         String(max),
-      )) as [number, number];
+        byNumber ? "1" : "0",
+        String(ceilingOf(account.name)),
+        String(startOf(account.name)),
+        groupId ?? "",
+        error.operation === "create-invite-link" ? "1" : "0",
+        String(options.clock?.() ?? -1),
+      )) as [number, number, string];
+      showRate(account, rate);
       const fields = {
         account: account.name,
         scope: error.scope,
@@ -221,6 +341,12 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
         logger.warn(
           fields,
           `graph asked account ${account.name} to wait longer; its pause now ends in ${wait} ms`,
+        );
+      }
+      if (set === 3) {
+        logger.info(
+          { ...fields, rate: Number(rate) },
+          `graph throttled phone number of account ${account.name}; its rate is now ${Number(rate).toFixed(1)}/s`,
         );
       }
       if (set === 1) {

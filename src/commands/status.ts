@@ -159,6 +159,7 @@ export function reason(s: GroupStatus): string {
     parts.push(`account ${s.account} failing${when} ${code}: ${oneLine(message)}`.trimEnd());
   }
   if (s.account_paused_until) parts.push(`account paused until ${time(s.account_paused_until)}`);
+  if (s.account_rate !== null) parts.push(`number rate ${s.account_rate}/s`);
   if (s.pending_rotation) {
     parts.push(s.pending_since ? `rotation pending since ${time(s.pending_since)}` : "rotation pending");
   }

@@ -52,6 +52,8 @@ export interface Metrics {
   readonly throttlePauses: Counter<"account">;
   /** `wa_rotator_account_failing{account}`: 1 while the account's token fails, else 0. */
   readonly accountFailing: Gauge<"account">;
+  /** `wa_rotator_learned_rate{account}`: the adaptive rate (calls/s) of the account's phone number. */
+  readonly learnedRate: Gauge<"account">;
   /** `wa_rotator_skipped_rotations_total{policy,reason}`: rotations a fire did not enqueue (reason `busy`, …). */
   readonly skippedFires: Counter<"policy" | "reason">;
   /** `wa_rotator_fires_total{policy,trigger}`: fires handled by the scheduler. */
@@ -195,6 +197,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     accountFailing: new Gauge({
       name: name("account_failing"),
       help: "1 while the account's token fails, else 0",
+      labelNames: ["account"] as const,
+      registers,
+    }),
+    learnedRate: new Gauge({
+      name: name("learned_rate"),
+      help: "Graph calls per second the account's phone number may make, as learned from 131208 answers",
       labelNames: ["account"] as const,
       registers,
     }),

@@ -70,6 +70,8 @@ export interface GroupStatus {
   readonly participants: number | null;
   /** People who joined through the current link since its rotation (webhooks); null when none seen. */
   readonly joins_since_rotation: number | null;
+  /** Graph calls per second the account's phone number may make, as learned (null before any call). */
+  readonly account_rate: number | null;
   readonly state: GroupHealth;
 }
 
@@ -212,6 +214,10 @@ function toStatus(
     failure,
     account_failure: accountFailure,
     account_paused_until: pausedUntil !== null && Date.parse(pausedUntil) > now ? pausedUntil : null,
+    account_rate:
+      accountHash.rate !== undefined && Number.isFinite(Number(accountHash.rate))
+        ? Math.round(Number(accountHash.rate) * 10) / 10
+        : null,
     deleted_at: null,
     suspended_since: null,
     participants: null,

@@ -197,7 +197,7 @@ export class Attempt {
     const account = this.account();
     const wait =
       gate && account
-        ? await gate.throttled(account, error)
+        ? await gate.throttled(account, error, this.data.groupId)
         : boundWait(error.retryAfterMs ?? 1_000, DEFAULT_THROTTLE_MAX_MS).ms;
     logger.warn(
       { ...this.ids, code: error.code, ...graphFields(error), waitMs: wait },

@@ -6,8 +6,11 @@ import type { GraphError } from "../graph/errors.js";
  * reports throttles and token failures and holds rotations of a failing account.
  */
 export interface RotationGate {
-  /** Records a throttle answer; returns how long the rotation should wait. */
-  throttled(account: AccountContext, error: GraphError): Promise<number>;
+  /**
+   * Records a throttle answer; returns how long the rotation should wait. `groupId`: the group
+   * whose call was refused (a refused POST goes first in its number's line).
+   */
+  throttled(account: AccountContext, error: GraphError, groupId?: string): Promise<number>;
   /** Records a token failure: the account is failing until a new token or a probe succeeds. */
   failed(account: AccountContext, error: GraphError, groupId: string): Promise<void>;
   /** Records a rotation held for the failing account; true when it was not held yet. */

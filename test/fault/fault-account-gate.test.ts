@@ -162,7 +162,8 @@ describe("account gate", () => {
     const a = account("a", "tok-a-123456");
     const started = Date.now();
     const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => gate.beforeGraphCall(a, "delete", `G${i}`)),
+      // POSTs take one slot each (a DELETE keeps a second for its POST).
+      Array.from({ length: 10 }, (_, i) => gate.beforeGraphCall(a, "create", `G${i}`)),
     );
     expect(results.every((r) => r === undefined)).toBe(true);
     // 10 calls at 20/s: the last goes 9 intervals (450 ms) after the first.
