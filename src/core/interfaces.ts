@@ -66,7 +66,8 @@ export interface RotationMessage {
   sequence: number;
   policy: string | null;
   account: string;
-  trigger: Trigger;
+  /** A `Trigger` when this version published it; a received message may carry a newer value. */
+  trigger: Trigger | (string & {});
   signature?: string;
 }
 

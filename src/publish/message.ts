@@ -25,7 +25,8 @@ export const rotationMessageSchema = z.object({
   sequence: z.int().positive(),
   policy: z.string().nullable(),
   account: z.string(),
-  trigger: z.enum(["schedule", "manual", "catch-up", "joins"]),
+  // The contract lets `trigger` gain values: a subscriber accepts one it does not know.
+  trigger: z.string().min(1),
   signature: z
     .string()
     .regex(/^v[12]=[0-9a-f]{64}$/, "signature must be v2= (or v1=) and 64 lowercase hex digits")

@@ -41,6 +41,8 @@ describe("rotationMessageSchema", () => {
     );
     expect(rotationMessageSchema.safeParse({ ...base, policy: null, trigger: "manual" }).success).toBe(true);
     expect(rotationMessageSchema.safeParse({ ...base, trigger: "catch-up" }).success).toBe(true);
+    // The contract: `trigger` may gain values, and subscribers accept those they do not know.
+    expect(rotationMessageSchema.safeParse({ ...base, trigger: "reaction" }).success).toBe(true);
   });
 
   const wrong: [string, Record<string, unknown>][] = [
@@ -64,7 +66,8 @@ describe("rotationMessageSchema", () => {
     ["policy number", { policy: 3 }],
     ["policy missing", { policy: undefined }],
     ["account missing", { account: undefined }],
-    ["trigger", { trigger: "cron" }],
+    ["trigger empty", { trigger: "" }],
+    ["trigger not a string", { trigger: 3 }],
     ["signature uppercase hex", { signature: KNOWN_SIGNATURE.toUpperCase().replace("V1=", "v1=") }],
     ["signature short", { signature: "v1=abc" }],
     ["signature without v1=", { signature: KNOWN_SIGNATURE.slice(3) }],
@@ -200,7 +203,7 @@ describe("serializeMessage / parseMessage", () => {
     expect(parseMessage(serializeMessage(base))).toEqual(base);
     expect(() => parseMessage("{nope")).toThrow(MessageError);
     expect(() => parseMessage("{nope")).toThrow(/not JSON/);
-    const bad = JSON.stringify({ ...base, sequence: 0, trigger: "cron" });
+    const bad = JSON.stringify({ ...base, sequence: 0, trigger: "" });
     expect(() => parseMessage(bad)).toThrow(/sequence: .*; trigger: /);
     try {
       parseMessage(bad);
