@@ -159,12 +159,12 @@ export function reason(s: GroupStatus): string {
     parts.push(`account ${s.account} failing${when} ${code}: ${oneLine(message)}`.trimEnd());
   }
   if (s.account_paused_until) parts.push(`account paused until ${time(s.account_paused_until)}`);
-  if (s.account_rate !== null) parts.push(`number rate ${s.account_rate}/s`);
   if (s.pending_rotation) {
     parts.push(s.pending_since ? `rotation pending since ${time(s.pending_since)}` : "rotation pending");
   }
   if (parts.length === 0) parts.push(s.sequence === null ? "never rotated" : "ok");
-  // What WhatsApp's webhooks told: who is in the group, who came through its current link.
+  // Facts rather than faults: the rate learned for the group's number, and what webhooks told.
+  if (s.account_rate !== null) parts.push(`number rate ${s.account_rate}/s`);
   if (s.participants !== null) parts.push(`${s.participants} participants`);
   if (s.joins_since_rotation !== null) parts.push(`${s.joins_since_rotation} joined through this link`);
   return parts.join("; ");

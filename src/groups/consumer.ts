@@ -183,6 +183,9 @@ export function createGroupEventsConsumer(options: GroupEventsConsumerOptions): 
         await ensureGroup();
         if (stopped) return;
         reader = redis.duplicate();
+        // Its failures reach the loop through the blocked read (retried); without a listener, each
+        // reconnect attempt during an outage would also print ioredis's "Unhandled error event".
+        reader.on("error", () => undefined);
         loop = run(reader);
         log.info({ consumer: name }, "applying webhook deliveries");
       })()),
