@@ -1,13 +1,13 @@
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { ResolvedConfig } from "../config/config.js";
 import type { ResolvedLink } from "../config/links.js";
 import type { Settings } from "../config/settings.js";
 import { parseDuration } from "../core/durations.js";
 import { systemClock, type Clock } from "../core/interfaces.js";
-import { createKeys, type Keys } from "../core/keys.js";
+import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import { createMetrics, type Metrics } from "../infra/metrics.js";
-import { createRedis } from "../infra/redis.js";
+import { createRedis, projectKeys, redisDeployment } from "../infra/redis.js";
 import { joinRoute } from "./join.js";
 import { createLinkStore, type LinkStore } from "./link-store.js";
 import { createGatewayMetrics, type GatewayMetrics, type PoolState } from "./metrics.js";
@@ -57,8 +57,9 @@ export interface Gateway {
 
 export function createGateway(options: GatewayOptions): Gateway {
   const { settings, config, logger } = options;
-  const keys = createKeys(settings.ROTATOR_PREFIX);
-  const redis = createRedis(settings.REDIS_URL, "gateway", logger);
+  const deployment = redisDeployment(settings);
+  const keys = projectKeys(settings.ROTATOR_PREFIX, deployment);
+  const redis = createRedis(deployment, "gateway", logger);
   const metrics = createMetrics({ logger });
   const store = createLinkStore({
     redis,

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { Clock } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import { toError } from "../core/errors.js";
 import { isInviteLink } from "../core/invite-link.js";
 import type { RotationMessage } from "../core/interfaces.js";
@@ -111,19 +111,23 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
       if (members.length === 0) return [];
       const ids = members.map((m) => m.groupId);
       const channels = [...new Set(members.map((m) => m.channel))];
+      // The project's keys share one slot; each channel's keys share the channel's. One pipeline for
+      // the first and one read per channel, side by side, so a Redis Cluster serves them too.
       const pipeline = redis.pipeline();
       for (const id of ids) pipeline.exists(keys.groupLock(id));
       pipeline.smismember(keys.withoutLinkIndex, ...ids);
       pipeline.hmget(keys.groupParticipants, ...ids);
       // Suspended or deleted (WhatsApp's webhooks): never offered.
       pipeline.smismember(keys.groupsUnavailable, ...ids);
-      for (const channel of channels) {
-        pipeline.hmget(
-          channelKeys(channel).latest,
-          ...members.filter((m) => m.channel === channel).map((m) => m.groupId),
-        );
-      }
-      const results = await pipeline.exec();
+      const [results, ...perChannel] = await Promise.all([
+        pipeline.exec(),
+        ...channels.map((channel) =>
+          redis.hmget(
+            channelKeys(channel).latest,
+            ...members.filter((m) => m.channel === channel).map((m) => m.groupId),
+          ),
+        ),
+      ]);
       if (!results) throw new Error("redis pipeline aborted");
       for (const [error] of results) if (error) throw toError(error);
       const values = results.map(([, value]) => value);
@@ -133,7 +137,7 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
       const unavailable = values[ids.length + 2] as number[];
       const latest = new Map<string, string | null>();
       channels.forEach((channel, c) => {
-        const raws = values[ids.length + 3 + c] as (string | null)[];
+        const raws = perChannel[c] as (string | null)[];
         members
           .filter((m) => m.channel === channel)
           .forEach((m, i) => latest.set(`${channel}\n${m.groupId}`, raws[i] ?? null));

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient as Redis } from "../infra/redis.js";
 import type { Metrics } from "../infra/metrics.js";
 import { send, type GatewayRoute } from "./server.js";
 

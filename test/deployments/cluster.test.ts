@@ -30,7 +30,12 @@ let env: Record<string, string>;
 beforeAll(async () => {
   cluster = await startOwnedCluster(3);
   sim = await startGraphSimulator({ latencyMs: 5 });
-  writeFileSync(config, policyYaml(groups, channel));
+  writeFileSync(
+    config,
+    [policyYaml(groups, channel), "links:", "  - slug: spring", `    groups: [${groups.join(", ")}]`].join(
+      "\n",
+    ),
+  );
   env = {
     REDIS_CLUSTER_NODES: cluster.seeds,
     ROTATOR_CONFIG: config,
@@ -98,6 +103,25 @@ describe("Redis Cluster", () => {
       client.disconnect();
     }
   }, 120_000);
+
+  it("the gateway sends /join visitors to a current link read from the cluster", async () => {
+    const gatewayPort = await freePort();
+    const gateway = spawnCli(["gateway"], {
+      ...env,
+      GATEWAY_PORT: String(gatewayPort),
+      GATEWAY_HOST: "127.0.0.1",
+    });
+    try {
+      await gateway.waitFor("gateway listening", 20_000);
+      const answer = await fetch(`http://127.0.0.1:${gatewayPort}/join/spring`, { redirect: "manual" });
+      expect(answer.status).toBe(302);
+      const current = groups.map((g) => sim.group(g)!.link);
+      expect(current).toContain(answer.headers.get("location"));
+    } finally {
+      gateway.kill("SIGKILL");
+      await gateway.exited;
+    }
+  }, 60_000);
 
   it("validate rejects a channel without a hash tag, naming its path (exit 2)", async () => {
     const bad = join(dir, "untagged.yaml");
