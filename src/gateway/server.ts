@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { toError } from "../core/errors.js";
 import type { Logger } from "../infra/logger.js";
+import { listen } from "../infra/http-listen.js";
 
 /**
  * The gateway's HTTP server: the public side of the project. It knows no route itself; it takes
@@ -92,29 +92,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   // Node drops headers past this count; the 431 above answers before a handler sees a short list.
   server.maxHeadersCount = maxHeaders + 1;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  server.on("error", (error) => log.error({ err: error }, "gateway server error"));
-  const port = (server.address() as AddressInfo).port;
-  const url = `http://${reachableHost(host)}:${port}`;
-
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    url,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      return closing;
-    },
-  };
+  return listen(server, { port: options.port, host, name: "gateway", log });
 }
 
 /** Whether the request carries a body (a length above 0, or chunked). */
@@ -172,10 +150,4 @@ export function send(
 
 function pathOnly(url: string | undefined): string {
   return (url ?? "/").split("?", 1)[0]!.slice(0, 200);
-}
-
-function reachableHost(host: string): string {
-  if (host === "0.0.0.0" || host === "") return "127.0.0.1";
-  if (host === "::") return "[::1]";
-  return host.includes(":") ? `[${host}]` : host;
 }

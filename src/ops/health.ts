@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Cluster } from "ioredis";
 import type { RedisClient as Redis } from "../infra/redis.js";
 import type { Logger } from "../infra/logger.js";
+import { listen } from "../infra/http-listen.js";
 import type { Metrics } from "../infra/metrics.js";
 import { toError } from "../core/errors.js";
 
@@ -93,34 +93,9 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
   // Probes may keep connections alive; close() ends them with closeAllConnections().
   server.keepAliveTimeout = 5_000;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  server.on("error", (error) => log.error({ err: error }, "health server error"));
-
-  const port = (server.address() as AddressInfo).port;
-  const url = `http://${reachableHost(host)}:${port}`;
-  log.info({ port, host }, "health server listening");
-
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    url,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close((error) => {
-          if (error) log.warn({ err: error }, "health server close failed");
-          resolve();
-        });
-        server.closeAllConnections();
-      });
-      return closing;
-    },
-  };
+  const listening = await listen(server, { port: options.port, host, name: "health", log });
+  log.info({ port: listening.port, host }, "health server listening");
+  return listening;
 }
 
 /**
@@ -222,11 +197,4 @@ function send(req: IncomingMessage, res: ServerResponse, status: number, reply: 
   res.setHeader("Cache-Control", "no-store");
   // HEAD: same status and headers, no body.
   res.end(req.method === "HEAD" ? undefined : reply.body);
-}
-
-/** The host to put in a URL: wildcard binds are reached on loopback; IPv6 literals need brackets. */
-function reachableHost(host: string): string {
-  if (host === "0.0.0.0" || host === "") return "127.0.0.1";
-  if (host === "::") return "[::1]";
-  return host.includes(":") ? `[${host}]` : host;
 }
