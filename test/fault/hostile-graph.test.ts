@@ -13,7 +13,8 @@ import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/re
  * A hostile Graph against the real `worker` process (its own logger and scrubber, LOG_LEVEL=debug
  * so the usage headers are logged too): whatever it answers, the worker stays up, no part of the
  * token appears in any output, Redis key or job, nothing garbled is published, and every group
- * ends with its newest published link equal to Graph's.
+ * ends with its newest published link equal to Graph's. A throttle asking to wait a year is cut to
+ * ROTATOR_THROTTLE_MAX (2 s here), and one whose wait is garbage falls back to the back-off.
  */
 const TOKEN = "EAAGhostileTOKEN0123456789abcdefghijKLMNOPqrstuvwxyz";
 const SCRIPTS: Record<string, HostileAnswer[]> = {
@@ -25,6 +26,8 @@ const SCRIPTS: Record<string, HostileAnswer[]> = {
   "G-REDIRECT": ["redirect"],
   "G-HEADERS": ["many-headers"],
   "G-CUT": ["cut-body"],
+  "G-WAIT": ["absurd-wait"],
+  "G-GARBLED-WAIT": ["garbage-wait"],
 };
 const GROUPS = Object.keys(SCRIPTS);
 const prefix = uniquePrefix("hostile");
@@ -100,6 +103,8 @@ beforeAll(async () => {
     LOG_LEVEL: "debug",
     GRAPH_REQUEST_TIMEOUT: "1s",
     ROTATOR_UNSURE_SETTLE: "1s",
+    ROTATOR_THROTTLE_MAX: "2s",
+    ROTATOR_THROTTLE_BASE: "200ms",
   };
   worker = spawnCli(["worker"], env);
   await worker.waitFor('"service":"worker"', 20_000);
@@ -137,6 +142,7 @@ describe("a hostile Graph", () => {
     // The worker logged the hostile answers (so the check below looked at real text).
     expect(worker.stdout()).toContain("GRAPH_TRANSIENT");
     expect(worker.stdout()).toContain("graph usage");
+    expect(worker.stdout()).toContain("longer than ROTATOR_THROTTLE_MAX");
     const outputs = {
       workerStdout: worker.stdout(),
       workerStderr: worker.stderr(),

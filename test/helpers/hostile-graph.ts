@@ -23,7 +23,11 @@ export type HostileAnswer =
   /** A thousand headers, each echoing the token. */
   | "many-headers"
   /** Headers, half a body, then the connection is destroyed. */
-  | "cut-body";
+  | "cut-body"
+  /** 429 (80007) asking to wait for ever: `Retry-After` of 3 million years and a usage header's year. */
+  | "absurd-wait"
+  /** 429 (131208) whose `Retry-After` and usage header are garbage echoing the token. */
+  | "garbage-wait";
 
 export interface HostileGraph {
   readonly url: string;
@@ -123,6 +127,29 @@ export async function startHostileGraph(scripts: Record<string, HostileAnswer[]>
         res.writeHead(200, { "content-type": "application/json", "content-length": "400" });
         res.write(`{"invite_link":"https://chat.whatsapp.com/DDDDDDDDDDDDDDD","x":"${token}`);
         return void setTimeout(() => res.destroy(), 20);
+      case "absurd-wait":
+        return json(
+          429,
+          { error: { message: "Application request limit reached", code: 80007 } },
+          {
+            "retry-after": "99999999999999",
+            "x-business-use-case-usage": JSON.stringify({
+              "1": [
+                {
+                  type: "whatsapp_business_management",
+                  call_count: 100,
+                  estimated_time_to_regain_access: 525_600,
+                },
+              ],
+            }),
+          },
+        );
+      case "garbage-wait":
+        return json(
+          429,
+          { error: { message: `rate limit hit for ${auth}`, code: 131208 } },
+          { "retry-after": `soon ${token}`, "x-business-use-case-usage": `{"1":[{"type":"${token}",` },
+        );
     }
   };
 
