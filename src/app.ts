@@ -1,4 +1,4 @@
-import type { RedisClient as Redis } from "./infra/redis.js";
+import type { RedisClient } from "./infra/redis.js";
 import type { Queue } from "bullmq";
 import { createGraphClient, type GraphClient } from "./graph/client.js";
 import { createGroupLock } from "./rotation/group-lock.js";
@@ -59,7 +59,7 @@ export interface App {
   readonly logger: Logger;
   readonly keys: Keys;
   readonly config: ConfigHolder;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly queue: Queue<RotationJobData>;
   readonly graph: GraphClient;
   readonly metrics: Metrics;

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import { AccountFailingError } from "../core/errors.js";
 import type { AccountContext, Step } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
@@ -43,7 +43,7 @@ export interface AccountFailing {
 }
 
 export interface AccountGateOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: Keys;
   readonly logger: Logger;
   readonly metrics?: Pick<Metrics, "throttlePauses" | "accountFailing"> &

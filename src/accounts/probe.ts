@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Job, Queue } from "bullmq";
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { AccountGate } from "./gate.js";
 import { tokenFingerprint } from "./gate.js";
 import type { ResolvedConfig } from "../config/config.js";
@@ -42,7 +42,7 @@ export interface AccountProbe {
 }
 
 export interface AccountProbeOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: Keys;
   readonly queue: Queue<RotationJobData>;
   readonly graph: Pick<GraphClient, "getGroup">;

@@ -1,4 +1,4 @@
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { ResolvedConfig } from "../config/config.js";
 import type { ResolvedLink } from "../config/links.js";
 import type { Settings } from "../config/settings.js";
@@ -27,7 +27,7 @@ export interface GatewayContext {
   readonly settings: Settings;
   readonly config: ResolvedConfig;
   readonly logger: Logger;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: Keys;
   readonly metrics: Metrics;
 }

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { Clock } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
@@ -24,7 +24,7 @@ import { checkSignature, COUNT_VISIT } from "./signed.js";
 export interface JoinDeps {
   readonly links: ReadonlyMap<string, ResolvedLink>;
   readonly store: LinkStore;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: Keys;
   readonly linkSecret: string | undefined;
   /** Absent: no rate limit. */

@@ -1,4 +1,4 @@
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import { toError } from "../core/errors.js";
 import { isInviteLink } from "../core/invite-link.js";
 import type { RotationMessage } from "../core/interfaces.js";
@@ -47,7 +47,7 @@ export interface LinkStore {
 
 export interface LinkStoreOptions {
   /** A command connection (not in subscriber mode); the subscriptions duplicate it. */
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   links: readonly ResolvedLink[];
   /** ROTATOR_SIGNING_SECRET: messages badly signed are never served. */

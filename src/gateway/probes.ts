@@ -1,4 +1,4 @@
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { Metrics } from "../infra/metrics.js";
 import { send, type GatewayRoute } from "./server.js";
 
@@ -7,7 +7,7 @@ import { send, type GatewayRoute } from "./server.js";
  * ready once Redis answers and the link store has read every channel's C:latest.
  */
 export function probeRoutes(options: {
-  redis: Redis;
+  redis: RedisClient;
   metrics: Metrics;
   ready: () => boolean;
 }): GatewayRoute[] {
@@ -44,7 +44,7 @@ export function probeRoutes(options: {
 }
 
 /** Connected and answering PING within 500 ms (commands queue while down: check the status first). */
-async function redisAnswers(redis: Redis): Promise<boolean> {
+async function redisAnswers(redis: RedisClient): Promise<boolean> {
   if (redis.status !== "ready") return false;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => (timer = setTimeout(resolve, 500, false)));

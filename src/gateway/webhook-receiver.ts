@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Counter } from "prom-client";
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import { METRIC_PREFIX } from "../infra/metrics.js";
@@ -200,7 +200,7 @@ return 1`;
  * applied, so only unapplied deliveries stay). A body recorded in the last week is a duplicate.
  */
 export function createDeliveryRecorder(
-  redis: Redis,
+  redis: RedisClient,
   keys: Keys,
   now: () => number = Date.now,
 ): RecordDelivery {

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import { readDelivery, type GroupEvent } from "./events.js";
@@ -17,7 +17,7 @@ import type { AppliedEvent, GroupStateStore } from "./state.js";
  */
 export interface GroupEventsConsumerOptions {
   /** Commands; the consumer opens one more connection (a duplicate) for its blocking reads. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: Keys;
   readonly store: GroupStateStore;
   readonly logger: Logger;
@@ -58,7 +58,7 @@ export function createGroupEventsConsumer(options: GroupEventsConsumerOptions): 
   const blockMs = options.blockMs ?? 2_000;
   const claimIdleMs = options.claimIdleMs ?? 60_000;
   const retryDelayMs = options.retryDelayMs ?? 1_000;
-  let reader: Redis | undefined;
+  let reader: RedisClient | undefined;
   let loop: Promise<void> | undefined;
   let starting: Promise<void> | undefined;
   let stopped = false;
@@ -121,7 +121,7 @@ export function createGroupEventsConsumer(options: GroupEventsConsumerOptions): 
   };
 
   /** Reads one batch: this consumer's own pending entries first (after a failure), then new ones. */
-  const readBatch = async (conn: Redis, from: "0" | ">", block: boolean): Promise<StreamEntry[]> => {
+  const readBatch = async (conn: RedisClient, from: "0" | ">", block: boolean): Promise<StreamEntry[]> => {
     const args: (string | number)[] = ["GROUP", group, name, "COUNT", BATCH];
     if (block) args.push("BLOCK", blockMs);
     const reply = (await conn.call("XREADGROUP", ...args, "STREAMS", stream, from)) as
@@ -144,7 +144,7 @@ export function createGroupEventsConsumer(options: GroupEventsConsumerOptions): 
   };
 
   /** One pass: abandoned and own pending entries, then new ones; returns how many were applied. */
-  const pass = async (conn: Redis, block: boolean): Promise<number> => {
+  const pass = async (conn: RedisClient, block: boolean): Promise<number> => {
     let done = 0;
     // Claimed entries become this consumer's own pending ones: each is handled once per pass.
     const seen = new Set<string>();
@@ -165,7 +165,7 @@ export function createGroupEventsConsumer(options: GroupEventsConsumerOptions): 
     return done;
   };
 
-  const run = async (conn: Redis) => {
+  const run = async (conn: RedisClient) => {
     while (!stopped) {
       try {
         await pass(conn, true);

@@ -1,5 +1,5 @@
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { Keys } from "../core/keys.js";
 import { METRIC_PREFIX } from "../infra/metrics.js";
 
@@ -27,7 +27,7 @@ export const MAX_GROUP_SERIES = 1_000;
 
 export function createGroupMetrics(options: {
   registry: Registry;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   /** The groups listed by id in the live policy file. */
   groups: () => readonly string[];

@@ -1,4 +1,4 @@
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { Keys } from "../core/keys.js";
 import type { GroupEvent } from "./events.js";
 
@@ -113,7 +113,7 @@ return {
   redis.call("HGET", KEYS[1], "last_policy") or "",
 }`;
 
-export function createGroupStateStore(redis: Redis, keys: Keys): GroupStateStore {
+export function createGroupStateStore(redis: RedisClient, keys: Keys): GroupStateStore {
   return {
     async apply(event) {
       const members = event.kind === "joined" || event.kind === "left" ? event.members : [];

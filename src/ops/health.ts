@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { Cluster } from "ioredis";
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { Logger } from "../infra/logger.js";
 import { listen } from "../infra/http-listen.js";
 import type { Metrics } from "../infra/metrics.js";
@@ -108,7 +108,7 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
  * its own keys' slot and each channel's), so a slot that no node serves makes the process not ready.
  */
 export function redisReadiness(
-  redis: Redis,
+  redis: RedisClient,
   options: { timeoutMs?: number; slotKeys?: () => readonly string[] } = {},
 ): () => Promise<boolean> {
   const timeoutMs = options.timeoutMs ?? 500;

@@ -1,4 +1,4 @@
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { ResolvedConfig, ResolvedPolicy } from "../config/config.js";
 import { nextFires } from "../config/cron.js";
 import type { Trigger } from "../core/interfaces.js";
@@ -76,7 +76,7 @@ export interface GroupStatus {
 }
 
 export interface StatusSource {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: Keys;
   readonly config: ResolvedConfig;
   /** The instant next fires and pauses are judged from, epoch ms. */
@@ -88,7 +88,11 @@ export interface StatusSource {
 }
 
 /** Policy groups in file order, then every other indexed group, sorted. */
-export async function listGroupIds(redis: Redis, keys: Keys, config: ResolvedConfig): Promise<string[]> {
+export async function listGroupIds(
+  redis: RedisClient,
+  keys: Keys,
+  config: ResolvedConfig,
+): Promise<string[]> {
   const ids = [...config.policyByGroup.keys()];
   const extra: string[] = [];
   let cursor = "0";
@@ -152,7 +156,7 @@ export async function* readGroupStatuses(
 }
 
 async function loadAccounts(
-  redis: Redis,
+  redis: RedisClient,
   keys: Keys,
   names: readonly string[],
   into: Map<string, Record<string, string>>,

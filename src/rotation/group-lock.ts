@@ -1,4 +1,4 @@
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import { LockLostError } from "../core/errors.js";
 import type { Keys } from "../core/keys.js";
 
@@ -26,7 +26,7 @@ return 0`;
 const EXTEND = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
 
-export function createGroupLock(redis: Redis, keys: Keys, ttlMs = 15_000): GroupLock {
+export function createGroupLock(redis: RedisClient, keys: Keys, ttlMs = 15_000): GroupLock {
   return {
     ttlMs,
     async acquire(groupId, owner) {

@@ -1,4 +1,4 @@
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import { LockLostError } from "../core/errors.js";
 import { ROTATION_STATE_TTL_MS, type Keys } from "../core/keys.js";
 import { throwOnTransactionError } from "../infra/redis.js";
@@ -146,7 +146,7 @@ const FAILURE_FIELDS = ["failed_rotation_id", "failure_code", "failure_message",
 const CLEAR_FAILURE_OF = `if redis.call("HGET", KEYS[1], "failed_rotation_id") == ARGV[1] then
   return redis.call("HDEL", KEYS[1], unpack(ARGV, 2)) end return 0`;
 
-export function createRotationStateStore(redis: Redis, keys: Keys): RotationStateStore {
+export function createRotationStateStore(redis: RedisClient, keys: Keys): RotationStateStore {
   return {
     async read(rotationId) {
       const raw = await redis.hgetall(keys.rotation(rotationId));

@@ -1,5 +1,5 @@
 import type { Queue } from "bullmq";
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { ResolvedConfig, ResolvedPolicy } from "../config/config.js";
 import { nextFires } from "../config/cron.js";
 import type { GraphClient } from "../graph/client.js";
@@ -45,7 +45,7 @@ export type FirePolicy = (
 ) => Promise<FireResult>;
 
 export interface FireDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: Keys;
   readonly queue: Queue<RotationJobData>;
   /** For `groups: all`. */

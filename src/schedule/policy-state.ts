@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { RedisClient as Redis } from "../infra/redis.js";
+import type { RedisClient } from "../infra/redis.js";
 import type { FireTrigger } from "./fire.js";
 import type { Keys } from "../core/keys.js";
 
@@ -99,7 +99,7 @@ const TRIGGERS: readonly FireTrigger[] = ["schedule", "catch-up"];
  * per call, so each process is its own replica).
  */
 export function createPolicyState(
-  redis: Redis,
+  redis: RedisClient,
   keys: Keys,
   now: () => number = Date.now,
   replica: string = randomUUID(),
