@@ -24,6 +24,7 @@ import { createGroupEventsConsumer } from "./groups/consumer.js";
 import { createJoinsTrigger } from "./groups/joins.js";
 import { createGroupMetrics } from "./groups/metrics.js";
 import { createGroupStateStore } from "./groups/state.js";
+import { createParticipantsPoll } from "./groups/participants-poll.js";
 
 /**
  * The composition root: builds the Redis connections, the Graph client, the queue, the workers
@@ -210,6 +211,23 @@ export function createApp(options: {
       onSkipped: (reason, n) => groupMetrics.skipped.inc({ reason }, n),
     });
     services.push({ name: "group-events", start: () => groupEvents.start(), stop: () => groupEvents.stop() });
+    // Links with participants_poll: each pool group's count from Graph, through the account gate.
+    const participantsPoll = createParticipantsPoll({
+      redis,
+      keys,
+      graph,
+      config: () => config.current,
+      resolveAccount: (name) => resolveAccount(config.current, name),
+      beforeGraphCall: gate.beforeGraphCall,
+      throttled: (account, error) => gate.throttled(account, error),
+      logger,
+      onPolled: (outcome) => groupMetrics.participantPolls.inc({ outcome }),
+    });
+    services.push({
+      name: "participants-poll",
+      start: async () => participantsPoll.start(),
+      stop: () => participantsPoll.stop(),
+    });
   }
 
   let scheduler: Scheduler | undefined;

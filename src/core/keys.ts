@@ -46,6 +46,11 @@ export interface Keys {
    * worker's participant poll (absolute counts) and by the webhook consumer.
    */
   readonly groupParticipants: string;
+  /**
+   * String: the participant poll's claim on a group (SET NX PX the poll interval), so replicas read
+   * each group's count from Graph once per interval between them.
+   */
+  participantsPoll(groupId: string): string;
   /** String: visits of one signed join URL so far (INCR), expiring with the URL. */
   linkVisits(slug: string, sig: string): string;
 }
@@ -72,6 +77,7 @@ export function createKeys(prefix: string): Keys {
     webhookConsumerGroup: "group-events",
     webhookDelivery: (digest) => `${prefix}:webhooks:whatsapp:seen:${digest}`,
     groupParticipants: `${prefix}:groups:participants`,
+    participantsPoll: (groupId) => `${prefix}:participants-poll:${groupId}`,
     linkVisits: (slug, sig) => `${prefix}:link-visits:${slug}:${sig}`,
   };
 }

@@ -63,6 +63,15 @@ export function handleControl(
     if (typeof input?.id !== "string") return send(res, 400, { error: { message: "id must be a string" } });
     return send(res, 201, state.addGroup(input as SimGroupInput));
   }
+  const count = /^groups\/([^/]+)\/participants$/.exec(route);
+  if (count && method === "POST") {
+    const n = (json as { count?: unknown } | undefined)?.count;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0)
+      return send(res, 400, { error: { message: "count must be a whole number >= 0" } });
+    return state.setParticipants(decodeSegment(count[1]!) ?? "", n)
+      ? sendText(res, 204, undefined, "")
+      : send(res, 404, { error: { message: "no such group" } });
+  }
   const change = /^groups\/([^/]+)\/(join|leave|suspend|clear-suspension|delete)$/.exec(route);
   if (change && method === "POST") {
     const groupId = decodeSegment(change[1]!) ?? "";

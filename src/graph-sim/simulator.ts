@@ -33,7 +33,7 @@ import {
  * Graph routes (an optional `basePath` prefix is accepted):
  *   DELETE|POST|GET /{version}/{group_id}/invite_link   delete / reset / read the group's link
  *   GET  /{version}/{phone_number_id}/groups?limit=&after=   paged list, Graph's shape
- *   GET  /{version}/{group_id}?fields=subject            group info
+ *   GET  /{version}/{group_id}?fields=subject,total_participant_count   group info
  * Every Graph request needs `Authorization: Bearer <token>` (unknown → 401 code 190); DELETE and
  * POST need the body `{"messaging_product":"whatsapp"}` (else 400 code 100); the version must
  * look like `v23.0` (else 400 code 100).
@@ -49,6 +49,7 @@ import {
  *   POST   /__sim/groups         body: {id, subject?, phoneNumberId?} → 201 the group
  *   GET    /__sim/limits         {limits}                  DELETE /__sim/limits  clear them
  *   POST   /__sim/limits         body: a HiddenLimit {phoneNumberId?, ratePerSec, burst?} → 201
+ *   POST   /__sim/groups/{id}/participants  body: {count} → 204: sets total_participant_count
  *   POST   /__sim/groups/{id}/join  body: {link, wa_id?, user_id?}: joins through `link` (410 unless
  *                                it is the current one) and sends the signed group webhook → 200
  *                                {delivery}; likewise /leave {wa_id?, user_id?}, /suspend,
@@ -92,6 +93,8 @@ export interface GraphSimulator {
   clearCalls(): void;
   group(id: string): SimGroupView | undefined;
   addGroup(group: SimGroupInput): SimGroupView;
+  /** Sets a group's `total_participant_count` (what GET /{group}?fields= answers); false if unknown. */
+  setParticipants(id: string, count: number): boolean;
   /**
    * Sets or changes (also mid-run) a hidden per-phone-number limit: invite-link calls of a number
    * over it are answered 131208 / HTTP 429. Without `phoneNumberId` it applies to every number.
@@ -212,7 +215,11 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
       const group = state.groupFor(id, account);
       if (!group) return reply(400, groupUnknown());
       const fields = (url.searchParams.get("fields") ?? "").split(",");
-      return reply(200, { id: group.id, ...(fields.includes("subject") && { subject: group.subject }) });
+      return reply(200, {
+        id: group.id,
+        ...(fields.includes("subject") && { subject: group.subject }),
+        ...(fields.includes("total_participant_count") && { total_participant_count: group.participants }),
+      });
     }
     return reply(400, graphError(100, `Unsupported ${call.method} request.`));
   }
@@ -336,6 +343,7 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
     },
     group: (id) => state.view(id),
     addGroup: (group) => state.addGroup(group),
+    setParticipants: (id, count) => state.setParticipants(id, count),
     setHiddenLimit: (limit) => limits.set(limit),
     clearHiddenLimits: () => limits.clear(),
     groupEvents,

@@ -21,6 +21,8 @@ export interface SimGroupInput {
   token?: string;
   /** The business number it belongs to (listed by GET /{v}/{phoneNumberId}/groups). */
   phoneNumberId?: string;
+  /** `total_participant_count` at the start. Default 0. */
+  participants?: number;
 }
 
 /** What `sim.group(id)` shows. */
@@ -37,6 +39,8 @@ export interface SimGroupView {
   /** Every link the group had, oldest first. */
   links: string[];
   createdAt: number;
+  /** `total_participant_count`: joins and leaves (`groupEvents`) move it, `setParticipants` sets it. */
+  participants: number;
 }
 
 export interface SimAccount {
@@ -95,6 +99,7 @@ export class SimState {
       deleted: false,
       links: [link],
       createdAt: Date.now(),
+      participants: Math.max(0, Math.floor(input.participants ?? 0)),
     };
     this.groups.set(input.id, group);
     return group;
@@ -129,6 +134,14 @@ export class SimState {
     if (group.phoneNumberId && account.phoneNumberId && group.phoneNumberId !== account.phoneNumberId)
       return undefined;
     return group;
+  }
+
+  /** Sets a group's `total_participant_count`; false for an unknown group. */
+  setParticipants(id: string, count: number): boolean {
+    const group = this.groups.get(id);
+    if (!group) return false;
+    group.participants = Math.max(0, Math.floor(count));
+    return true;
   }
 
   /** POST: a new link; every previous one stops working. */

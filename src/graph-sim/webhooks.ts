@@ -99,17 +99,21 @@ export function createSimGroupEvents(state: SimState, initial?: SimWebhookTarget
       if (group.link === undefined || group.link !== link) {
         throw new SimRefusal("this invite link was reset or deleted: it no longer admits anyone");
       }
+      const added = participant(member);
+      state.setParticipants(groupId, group.participants + 1);
       return deliver("group_participants_update", groupId, {
         type: "group_participants_add",
         reason: "invite_link",
-        added_participants: [participant(member)],
+        added_participants: [added],
       });
     },
     async leave(groupId, member) {
       known(groupId);
+      const removed = participant(member);
+      state.setParticipants(groupId, state.view(groupId)!.participants - 1);
       return deliver("group_participants_update", groupId, {
         type: "group_participants_remove",
-        removed_participants: [participant(member)],
+        removed_participants: [removed],
         initiated_by: "participant",
       });
     },

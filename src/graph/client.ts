@@ -7,6 +7,7 @@ import { GraphError, type GraphOperation } from "./errors.js";
 import {
   parseDeleteResponse,
   parseGroupResponse,
+  parseParticipantCount,
   parseGroupsPage,
   parseCurrentLinkResponse,
   parseInviteLinkResponse,
@@ -58,6 +59,8 @@ export interface GraphClient extends GraphPort {
   ): Promise<GraphGroup[]>;
   /** GET /{version}/{group_id}?fields=subject: cheap check that the token can see the group. */
   getGroup(account: AccountContext, groupId: string, signal?: AbortSignal): Promise<GraphGroup>;
+  /** GET /{version}/{group_id}?fields=total_participant_count: how many people are in the group. */
+  getParticipantCount(account: AccountContext, groupId: string, signal?: AbortSignal): Promise<number>;
   /** Closes the connection pool. Idempotent. */
   close(): Promise<void>;
 }
@@ -290,6 +293,18 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
         query: { fields: "subject" },
         sendBody: false,
         parse: parseGroupResponse,
+        signal,
+      }),
+    getParticipantCount: (account, groupId, signal) =>
+      call({
+        operation: "get-participants",
+        account,
+        groupId,
+        method: "GET",
+        path: groupPath(groupId),
+        query: { fields: "total_participant_count" },
+        sendBody: false,
+        parse: parseParticipantCount,
         signal,
       }),
     async listGroups(account, phoneNumberId, opts = {}) {

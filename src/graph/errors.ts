@@ -20,7 +20,12 @@ export type GraphErrorCode =
 
 /** The Graph calls the project makes. */
 export type GraphOperation =
-  "delete-invite-link" | "create-invite-link" | "get-invite-link" | "list-groups" | "get-group";
+  | "delete-invite-link"
+  | "create-invite-link"
+  | "get-invite-link"
+  | "list-groups"
+  | "get-group"
+  | "get-participants";
 
 /** Everything a GraphError is built from. `detail` is the free text; it is scrubbed and truncated. */
 export interface GraphErrorInit {

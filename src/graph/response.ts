@@ -96,6 +96,18 @@ export function parseGroupResponse(body: unknown): Parsed<GraphGroup> {
 }
 
 /**
+ * GET /{version}/{group_id}?fields=total_participant_count: the group's participant count, a
+ * whole number ≥ 0 (a numeric string is accepted, as Graph sometimes quotes numbers).
+ */
+export function parseParticipantCount(body: unknown): Parsed<number> {
+  const raw = field(body, "total_participant_count");
+  const n = typeof raw === "string" && /^\d+$/.test(raw.trim()) ? Number(raw) : raw;
+  return typeof n === "number" && Number.isSafeInteger(n) && n >= 0
+    ? ok(n)
+    : bad("no total_participant_count");
+}
+
+/**
  * GET /{version}/{phone_number_id}/groups: `{data:{groups:[…]}, paging:{cursors:{after}, next}}`.
  * Also accepts the classic Graph shape `{data:[…]}`. A next page exists only when `paging.next`
  * is present (Graph's rule); its cursor is `paging.cursors.after` or the `after` of `next`.

@@ -11,6 +11,8 @@ import { METRIC_PREFIX } from "../infra/metrics.js";
  * - `wa_rotator_group_events_skipped_total{reason}`: group entries `ignored` (fields and types not
  *   read), `invalid`, and stream entries `unreadable`;
  * - `wa_rotator_joins_rotations_total{policy}`: rotations enqueued by `rotate_after_joins`;
+ * - `wa_rotator_participant_polls_total{outcome}`: the participant poll's reads (`stored`, `waited`
+ *   for the account gate, `throttled` by Graph, `failed`);
  * - `wa_rotator_groups_suspended`, `wa_rotator_groups_deleted`: read at scrape time;
  * - `wa_rotator_group_participants{group}` and `wa_rotator_group_joins_since_rotation{group}`: for the
  *   groups the policy file lists by id (the first `MAX_GROUP_SERIES`), read at scrape time.
@@ -20,6 +22,7 @@ export interface GroupMetrics {
   readonly events: Counter<"event" | "result">;
   readonly skipped: Counter<"reason">;
   readonly joinsRotations: Counter<"policy">;
+  readonly participantPolls: Counter<"outcome">;
 }
 
 /** Groups with their own participants/joins series, at most. */
@@ -96,6 +99,12 @@ export function createGroupMetrics(options: {
       name: `${METRIC_PREFIX}joins_rotations_total`,
       help: "Rotations enqueued because rotate_after_joins people joined through the current link",
       labelNames: ["policy"] as const,
+      registers,
+    }),
+    participantPolls: new Counter({
+      name: `${METRIC_PREFIX}participant_polls_total`,
+      help: "Participant counts read from Graph for links with participants_poll, by outcome",
+      labelNames: ["outcome"] as const,
       registers,
     }),
   };
