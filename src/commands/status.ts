@@ -1,4 +1,5 @@
 import { connectOneShot, projectKeys, redisDeployment } from "../infra/redis.js";
+import { readPoolStatuses, type PoolStatus } from "../groups/pools.js";
 import { listGroupIds, readGroupStatuses, type GroupStatus } from "../ops/status.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
@@ -24,7 +25,7 @@ const command: Command = {
       const batches = readGroupStatuses({ redis, keys, config, now, clean: scrub }, ids);
       const render = json ? jsonRenderer(io, now) : tableRenderer(io, ids, config);
       for await (const batch of batches) for (const row of batch) render.row(row);
-      const counts = render.end();
+      const counts = render.end(await readPoolStatuses(redis, keys, config.links));
       return check && (counts.without_link > 0 || counts.failing > 0) ? NEEDS_ATTENTION : 0;
     } finally {
       redis.disconnect();
@@ -38,7 +39,8 @@ export const NEEDS_ATTENTION = 3;
 
 interface Renderer {
   row(status: GroupStatus): void;
-  end(): Counts;
+  /** Ends the output with the join links' pools (`links:` of the policy file). */
+  end(pools: readonly PoolStatus[]): Counts;
 }
 
 interface Counts {
@@ -75,10 +77,11 @@ function jsonRenderer(io: CommandIO, now: number): Renderer {
       held = JSON.stringify(status);
       counts.add(status);
     },
-    end() {
+    end(pools) {
       if (held !== undefined) io.out(held);
       const { groups, without_link, failing, pending } = counts;
-      io.out(`],"summary":${JSON.stringify({ groups, without_link, failing, pending })}}`);
+      io.out(`],"links":${JSON.stringify(pools)},`);
+      io.out(`"summary":${JSON.stringify({ groups, without_link, failing, pending })}}`);
       return counts;
     },
   };
@@ -135,15 +138,42 @@ function tableRenderer(
         ]),
       );
     },
-    end() {
+    end(pools) {
       if (counts.groups === 0) io.out("(no groups: the policy file lists none and none has rotated yet)");
       io.out(
         `${counts.groups} group${counts.groups === 1 ? "" : "s"}, ${counts.without_link} without link, ` +
           `${counts.failing} failing, ${counts.pending} pending`,
       );
+      for (const pool of pools) io.out(poolLine(pool));
       return counts;
     },
   };
+}
+
+/**
+ * One join link: `link spring-sale: 2 of 3 groups with room (G1 3/8, G2 8/8 full, G3 rotating)`.
+ * Pools of more than 20 groups list only their counts.
+ */
+export function poolLine(pool: PoolStatus): string {
+  const n = pool.groups.length;
+  const head = `link ${pool.slug}: ${pool.counts.room} of ${n} group${n === 1 ? "" : "s"} with room`;
+  if (n === 0) return `${head} (no group has published yet)`;
+  const detail =
+    n <= 20
+      ? pool.groups
+          .map((g) => {
+            const count = `${g.group_id} ${g.participants}/${pool.capacity}`;
+            return g.state === "room"
+              ? count
+              : g.state === "full"
+                ? `${count} full`
+                : `${g.group_id} ${g.state}`;
+          })
+          .join(", ")
+      : (["full", "rotating", "no-link"] as const)
+          .map((state) => `${pool.counts[state]} ${state}`)
+          .join(", ");
+  return `${head} (${detail})`;
 }
 
 /** The STATUS cell: every reason the group needs attention, most urgent first. */

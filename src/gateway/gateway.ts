@@ -10,7 +10,8 @@ import { createMetrics, type Metrics } from "../infra/metrics.js";
 import { createRedis, projectKeys, redisDeployment } from "../infra/redis.js";
 import { joinRoute } from "./join.js";
 import { createLinkStore, type LinkStore } from "./link-store.js";
-import { createGatewayMetrics, type GatewayMetrics, type PoolState } from "./metrics.js";
+import { createGatewayMetrics, type GatewayMetrics } from "./metrics.js";
+import { emptyPoolCounts, poolState, type PoolState } from "../groups/pools.js";
 import { createRateLimiter, parseRateLimit } from "./rate-limit.js";
 import { probeRoutes } from "./probes.js";
 import { startGatewayServer, type GatewayRoute, type GatewayServer } from "./server.js";
@@ -123,20 +124,18 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
 }
 
-/** Each link's pool groups by state, for the `gateway_pool_groups` gauge and `status`. */
+/**
+ * Each link's pool groups by state as this gateway sees them, for the `gateway_pool_groups` gauge
+ * (`status` reads the same from Redis: `readPoolStatuses` in groups/pools.ts).
+ */
 export async function poolStates(
   store: LinkStore,
   links: readonly ResolvedLink[],
 ): Promise<Map<string, Record<PoolState, number>>> {
   const states = new Map<string, Record<PoolState, number>>();
   for (const link of links) {
-    const counts: Record<PoolState, number> = { room: 0, full: 0, rotating: 0, "no-link": 0 };
-    for (const view of await store.inspect(store.members(link))) {
-      if (view.rotating) counts.rotating++;
-      else if (view.link === undefined) counts["no-link"]++;
-      else if (view.participants >= link.capacity) counts.full++;
-      else counts.room++;
-    }
+    const counts = emptyPoolCounts();
+    for (const view of await store.inspect(store.members(link))) counts[poolState(view, link.capacity)]++;
     states.set(link.slug, counts);
   }
   return states;

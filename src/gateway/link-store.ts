@@ -6,6 +6,7 @@ import { channelKeys, type Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import { subscribe, type Subscription } from "../publish/subscriber.js";
 import type { PoolMember, ResolvedLink } from "../config/links.js";
+import { participantCount } from "../groups/pools.js";
 
 /**
  * What the gateway knows of the published links: every group's newest message on each channel it
@@ -190,9 +191,4 @@ function isHeld(held: Held, raw: string): boolean {
   const same = parsed.rotation_id === held.message.rotation_id && parsed.sequence === held.message.sequence;
   if (same) held.raw = raw;
   return same;
-}
-
-function participantCount(raw: string | null | undefined): number {
-  const n = Number(raw ?? 0);
-  return Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
 }

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { METRIC_PREFIX } from "../infra/metrics.js";
+import type { PoolState } from "../groups/pools.js";
 
 /**
  * The gateway's own metrics, on the process registry:
@@ -23,7 +24,7 @@ export type VisitOutcome =
   | "rate-limited"
   | "error";
 
-export type PoolState = "room" | "full" | "rotating" | "no-link";
+export type { PoolState };
 
 export interface GatewayMetrics {
   readonly visits: Counter<"slug" | "outcome">;

@@ -10,6 +10,7 @@ import type { RotationMessage, Trigger } from "../../src/core/interfaces.js";
 import { createKeys } from "../../src/core/keys.js";
 import { createPublisher } from "../../src/publish/publisher.js";
 import { createRotationStateStore } from "../../src/rotation/state.js";
+import type { PoolStatus } from "../../src/groups/pools.js";
 import { listGroupIds, maskLink, readGroupStatuses, type GroupStatus } from "../../src/ops/status.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
 
@@ -31,6 +32,10 @@ const POLICY_FILE = [
   '    schedule: "0 * * * *"',
   `    channel: "${channel}"`,
   '    groups: ["P-1"]',
+  "links:",
+  "  - slug: front-door",
+  '    groups: ["G-OK", "G-FAILED", "G-NOLINK", "G-PENDING", "G-NEVER"]',
+  "    capacity: 3",
 ].join("\n");
 
 let redis: Redis;
@@ -219,7 +224,7 @@ describe("status (table)", () => {
     expect(lines[0]).toMatch(
       /^GROUP\s+POLICY\s+ACCOUNT\s+LAST ROTATED\s+SEQ\s+TRIGGER\s+LINK\s+NEXT DUE\s+STATUS$/,
     );
-    expect(lines).toHaveLength(1 + 7 + 1);
+    expect(lines).toHaveLength(1 + 7 + 1 + 1);
     // Every column starts at the same offset on every row.
     const linkAt = lines[0]!.indexOf("LINK");
     for (const line of lines.slice(1, 8))
@@ -310,5 +315,43 @@ describe("status data", () => {
     expect(maskLink("https://chat.whatsapp.com/AbCdEf")).toBe("https://chat.whatsapp.com/AbC…");
     expect(maskLink("https://chat.whatsapp.com/A")).toBe("https://chat.whatsapp.com/…");
     expect(maskLink("not-a-link-at-all")).toBe("not-…");
+  });
+});
+
+describe("status: join links", () => {
+  it("shows each link's pool and room, in the table and in --json, without a whole link", async () => {
+    const table = await status([]);
+    expect(table.stdout.split("\n").at(-1)).toBe(
+      "link front-door: 3 of 5 groups with room " +
+        "(G-OK 0/3, G-FAILED 0/3, G-NOLINK rotating, G-PENDING 0/3, G-NEVER no-link)",
+    );
+
+    // Another prefix over the same channel: G-OK full by its count, G-PENDING's rotation under way.
+    const fresh = uniquePrefix("status-pools");
+    const freshKeys = createKeys(fresh);
+    await redis.hset(freshKeys.groupParticipants, { "G-OK": "3", "G-FAILED": "2" });
+    await redis.set(freshKeys.groupLock("G-PENDING"), "worker-x", "PX", 60_000);
+    try {
+      const { stdout } = await status(["--json"], { ROTATOR_PREFIX: fresh });
+      for (const link of links.values()) expect(stdout).not.toContain(link);
+      const doc = JSON.parse(stdout) as { links: PoolStatus[] };
+      expect(doc.links).toEqual([
+        {
+          slug: "front-door",
+          capacity: 3,
+          signed: false,
+          groups: [
+            { group_id: "G-OK", state: "full", participants: 3 },
+            { group_id: "G-FAILED", state: "room", participants: 2 },
+            { group_id: "G-NOLINK", state: "room", participants: 0 },
+            { group_id: "G-PENDING", state: "rotating", participants: 0 },
+            { group_id: "G-NEVER", state: "no-link", participants: 0 },
+          ],
+          counts: { room: 2, full: 1, rotating: 1, "no-link": 1 },
+        },
+      ]);
+    } finally {
+      await deleteKeys(redis, fresh);
+    }
   });
 });
