@@ -8,7 +8,7 @@ import { loadRuntime } from "./runtime.js";
 /**
  * `status [--json] [--check]`: per group, the last rotation (time, sequence, trigger), a masked link,
  * the next due time and why it is failing, if it is; with `--check`, exit 3 when any group has no
- * link or is failing (its account included). Rows stream as Redis answers, batch by batch; the human
+ * link, is failing (its account included), or was suspended or deleted by WhatsApp. Rows stream as Redis answers, batch by batch; the human
  * table's column widths are fixed up front (ids and policy names are known before any row), so it
  * needs no second pass. `--json` prints one JSON document, also streamed.
  */
@@ -26,7 +26,7 @@ const command: Command = {
       const render = json ? jsonRenderer(io, now) : tableRenderer(io, ids, config);
       for await (const batch of batches) for (const row of batch) render.row(row);
       const counts = render.end(await readPoolStatuses(redis, keys, config.links));
-      return check && (counts.without_link > 0 || counts.failing > 0) ? NEEDS_ATTENTION : 0;
+      return check && needsAttention(counts) ? NEEDS_ATTENTION : 0;
     } finally {
       redis.disconnect();
     }
@@ -34,8 +34,13 @@ const command: Command = {
 };
 export default command;
 
-/** `status --check`'s exit code when a group has no link or is failing (1 is "could not tell"). */
+/**
+ * `status --check`'s exit code when a group has no link, is failing, or WhatsApp suspended or
+ * deleted it (1 is "could not tell").
+ */
 export const NEEDS_ATTENTION = 3;
+
+const needsAttention = (c: Counts) => c.without_link + c.failing + c.suspended + c.deleted > 0;
 
 interface Renderer {
   row(status: GroupStatus): void;
@@ -48,6 +53,8 @@ interface Counts {
   without_link: number;
   failing: number;
   pending: number;
+  suspended: number;
+  deleted: number;
 }
 
 function counter(): Counts & { add(status: GroupStatus): void } {
@@ -56,11 +63,15 @@ function counter(): Counts & { add(status: GroupStatus): void } {
     without_link: 0,
     failing: 0,
     pending: 0,
+    suspended: 0,
+    deleted: 0,
     add(status) {
       this.groups++;
       if (status.without_link_since) this.without_link++;
       if (status.failure || status.account_failure) this.failing++;
       if (status.pending_rotation) this.pending++;
+      if (status.suspended_since) this.suspended++;
+      if (status.deleted_at) this.deleted++;
     },
   };
 }
@@ -79,9 +90,10 @@ function jsonRenderer(io: CommandIO, now: number): Renderer {
     },
     end(pools) {
       if (held !== undefined) io.out(held);
-      const { groups, without_link, failing, pending } = counts;
+      const { groups, without_link, failing, pending, suspended, deleted } = counts;
+      const summary = { groups, without_link, failing, pending, suspended, deleted };
       io.out(`],"links":${JSON.stringify(pools)},`);
-      io.out(`"summary":${JSON.stringify({ groups, without_link, failing, pending })}}`);
+      io.out(`"summary":${JSON.stringify(summary)}}`);
       return counts;
     },
   };
@@ -142,7 +154,10 @@ function tableRenderer(
       if (counts.groups === 0) io.out("(no groups: the policy file lists none and none has rotated yet)");
       io.out(
         `${counts.groups} group${counts.groups === 1 ? "" : "s"}, ${counts.without_link} without link, ` +
-          `${counts.failing} failing, ${counts.pending} pending`,
+          `${counts.failing} failing, ${counts.pending} pending` +
+          // Rare, so named only when they happen.
+          (counts.suspended ? `, ${counts.suspended} suspended` : "") +
+          (counts.deleted ? `, ${counts.deleted} deleted by WhatsApp` : ""),
       );
       for (const pool of pools) io.out(poolLine(pool));
       return counts;

@@ -192,7 +192,14 @@ describe("status --json", () => {
       next_due_at: null,
       state: "ok",
     });
-    expect(doc.summary).toEqual({ groups: 7, without_link: 1, failing: 2, pending: 1 });
+    expect(doc.summary).toEqual({
+      groups: 7,
+      without_link: 1,
+      failing: 2,
+      pending: 1,
+      suspended: 0,
+      deleted: 0,
+    });
   });
 });
 
@@ -210,6 +217,25 @@ describe("status --check", () => {
     const { code, stdout } = await status(["--check"], { ROTATOR_PREFIX: fresh });
     expect(stdout).toMatch(/G-NEVER .* never rotated/);
     expect(code).toBe(0);
+  });
+
+  it("exits 3 when WhatsApp suspended or deleted a group, and counts them in the summary", async () => {
+    const fresh = uniquePrefix("status-check");
+    const freshKeys = createKeys(fresh);
+    try {
+      await redis.hset(freshKeys.group("G-OK"), "suspended_at", String(Date.UTC(2026, 0, 7)));
+      await redis.hset(freshKeys.group("G-NEVER"), "deleted_at", String(Date.UTC(2026, 0, 8)));
+      const table = await status(["--check"], { ROTATOR_PREFIX: fresh });
+      expect(table.code).toBe(3);
+      expect(table.stdout.split("\n").at(-1)).toBe(
+        "6 groups, 0 without link, 0 failing, 0 pending, 1 suspended, 1 deleted by WhatsApp",
+      );
+      const json = await status(["--json", "--check"], { ROTATOR_PREFIX: fresh });
+      expect(json.code).toBe(3);
+      expect(JSON.parse(json.stdout).summary).toMatchObject({ suspended: 1, deleted: 1 });
+    } finally {
+      await deleteKeys(redis, fresh);
+    }
   });
 });
 
