@@ -58,6 +58,15 @@ export interface Keys {
 /** `rotation(id)` (saga state) lives a week: long enough for any retry, short enough not to pile up. */
 export const ROTATION_STATE_TTL_MS = 7 * 24 * 3600 * 1000;
 
+/**
+ * Once its message is published, a rotation's saga state is read only by a second delivery of
+ * the same job (a worker that died before BullMQ recorded the job done: back within
+ * lockDuration + stalledInterval, ~30 s). An hour covers that; past it the saga recognises the
+ * rotation by the group's `last_rotation_id` (saga.ts). 100,000 rotations a day kept this hash
+ * 7 days before: ~0.95 KB each, ~650 MB.
+ */
+export const PUBLISHED_ROTATION_TTL_MS = 3600 * 1000;
+
 export function createKeys(prefix: string): Keys {
   return {
     prefix,

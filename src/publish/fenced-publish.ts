@@ -1,6 +1,6 @@
 import type { RedisClient } from "../infra/redis.js";
 import type { PublishInput, RotationMessage } from "../core/interfaces.js";
-import { channelKeys, ROTATION_STATE_TTL_MS, type Keys } from "../core/keys.js";
+import { channelKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../core/keys.js";
 import { parseMessage } from "./message.js";
 import { RotatorError } from "../core/errors.js";
 
@@ -139,7 +139,7 @@ export async function publishFenced(
     input.groupId,
     json,
     String(deps.now()),
-    String(ROTATION_STATE_TTL_MS),
+    String(PUBLISHED_ROTATION_TTL_MS),
     ...fields,
   );
   if (Number(recorded) !== 1) {

@@ -7,7 +7,7 @@ import {
   type PublishInput,
   type RotationMessage,
 } from "../core/interfaces.js";
-import { channelKeys, ROTATION_STATE_TTL_MS, type Keys } from "../core/keys.js";
+import { channelKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../core/keys.js";
 import { claimChannel, publishFenced } from "./fenced-publish.js";
 import type { RedisClient } from "../infra/redis.js";
 import { parseMessage, serializeMessage, signMessage, type UnsignedRotationMessage } from "./message.js";
@@ -136,7 +136,7 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
       .srem(keys.withoutLinkIndex, input.groupId)
       .sadd(keys.groupsIndex, input.groupId)
       .hset(rotationKey, "message", json, "published_at", String(clock.now()))
-      .pexpire(rotationKey, ROTATION_STATE_TTL_MS)
+      .pexpire(rotationKey, PUBLISHED_ROTATION_TTL_MS)
       .exec();
     if (results === null) return null; // a watched key changed: try again
     throwOnTransactionError(results);

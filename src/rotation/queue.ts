@@ -11,15 +11,25 @@ export const ROTATION_ATTEMPTS = 8;
 
 /**
  * Default options of every rotation job: bounded exponential backoff with jitter for transient
- * failures; finished jobs are kept a while so `rotate --wait` can read them and a re-enqueue of
- * the same rotation id within a day is recognised as a duplicate.
+ * failures. They are stored in each job, so how long finished jobs stay is the worker's option
+ * (`finishedJobsKept`), not repeated 100,000 times per fire.
  */
 export const rotationJobOptions: JobsOptions = {
   attempts: ROTATION_ATTEMPTS,
   backoff: { type: "exponential", delay: 2_000, jitter: 0.5 },
-  removeOnComplete: { age: 24 * 3600, count: 200_000 },
-  removeOnFail: { age: 7 * 24 * 3600, count: 200_000 },
 };
+
+/**
+ * How long the worker keeps finished jobs (ages in seconds). A completed job is read only by
+ * `rotate --wait` (within its timeout) and by the scheduler's check of a pending mark (a missing job
+ * counts as finished); a re-run of a fire recognises a published rotation by the group's
+ * `last_rotation_id`, not by its job. A failed job stays a week: the account probe retries it, and
+ * it resumes from its saga state. Counts cap memory whatever the rate.
+ */
+export const finishedJobsKept = {
+  removeOnComplete: { age: 3600, count: 200_000 },
+  removeOnFail: { age: 7 * 24 * 3600, count: 200_000 },
+} as const;
 
 export function createRotationQueue(keys: Keys, connection: ConnectionOptions): Queue<RotationJobData> {
   return new Queue<RotationJobData>(keys.rotationQueue, {

@@ -6,6 +6,7 @@ import { createAbortFanout } from "../core/abort.js";
 import { onceEvery } from "../infra/redis.js";
 import { Attempt, type AttemptOptions, type RotationJob, type RotationJobResult } from "./attempt.js";
 import { disposition } from "./disposition.js";
+import { finishedJobsKept } from "./queue.js";
 import { rotateGroup, type RotationOutcome } from "./saga.js";
 
 export type { AttemptEvent, RotatedResult, RotationJobResult, SkippedRotation } from "./attempt.js";
@@ -67,6 +68,7 @@ export class RotationWorker {
         // After a Redis error (a fetch, or recording a finished job) BullMQ waits this long before
         // it tries again; its 15 s default would idle the worker that long after every outage.
         runRetryDelay: options.runRetryDelayMs ?? 1_000,
+        ...finishedJobsKept,
       },
     );
     this.bull.on("error", onceEvery(options.logger, "rotation worker error"));

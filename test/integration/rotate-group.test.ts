@@ -11,7 +11,7 @@ import type {
   RotationJobData,
   RotationMessage,
 } from "../../src/core/interfaces.js";
-import { createKeys } from "../../src/core/keys.js";
+import { createKeys, PUBLISHED_ROTATION_TTL_MS } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createPublisher } from "../../src/publish/publisher.js";
 import { createRotationStateStore } from "../../src/rotation/state.js";
@@ -112,6 +112,25 @@ describe("rotation saga", () => {
         policy: "nightly",
       }),
     ]);
+  });
+
+  it("a second delivery after the published saga state expired rotates nothing and publishes nothing", async () => {
+    const { graph, calls } = scriptedGraph();
+    const { deps, keys } = setup(graph);
+    const publisher = createPublisher({ redis, keys, clock: deps.clock });
+    // On a channel under the test's prefix, so its keys are deleted with it.
+    const data = { ...job(), channel: `${prefix}:links` };
+    const first = await rotateGroup(data, { ...deps, publisher }, { owner: "a" });
+    expect(first.kind).toBe("published");
+    // Published, the saga state expires within the hour (PUBLISHED_ROTATION_TTL_MS).
+    const ttl = await redis.pttl(keys.rotation("r-1"));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(PUBLISHED_ROTATION_TTL_MS);
+    await redis.del(keys.rotation("r-1"));
+    const again = await rotateGroup(data, { ...deps, publisher }, { owner: "b" });
+    expect(calls).toEqual(["DELETE G1", "POST G1"]);
+    expect(again).toMatchObject({ kind: "published", resumedAt: "publish" });
+    expect(await redis.xlen(`${prefix}:links:stream`)).toBe(1);
   });
 
   it("after a failed POST, a retry creates without deleting again", async () => {
