@@ -1,13 +1,16 @@
+import { createConfigReloader } from "../config/reload.js";
+import { toError } from "../core/errors.js";
 import { createGateway } from "../gateway/gateway.js";
 import { webhookRoutes } from "../gateway/webhook-receiver.js";
 import { handleShutdownSignals } from "../ops/signals.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
-import { loadRuntime } from "./runtime.js";
+import { loadPolicyFile, loadRuntime } from "./runtime.js";
 
 /**
  * `gateway`: the public side (stable join URLs, probes, metrics) until SIGTERM/SIGINT. It needs
- * Redis and the policy file's `links:`, never a Graph token.
+ * Redis and the policy file's `links:`, never a Graph token. SIGHUP (or a changed file) reloads
+ * the policy file like the other roles: a valid one's links are served from then on.
  */
 const command: Command = {
   async run(args, io) {
@@ -16,10 +19,26 @@ const command: Command = {
     if (config.links.length === 0)
       logger.warn({ config: config.file }, "the policy file has no links: every /join answers 404");
     const gateway = createGateway({ settings, config, logger, extraRoutes: webhookRoutes });
-    const exit = handleShutdownSignals(() => gateway.stop(), logger);
+    // SIGHUP or a changed file, as for the other roles: validated first, then its links are live.
+    const reloader = createConfigReloader({
+      file: settings.ROTATOR_CONFIG,
+      load: () => loadPolicyFile(settings),
+      apply: (next) => {
+        gateway
+          .reload(next)
+          .catch((error: unknown) => logger.error({ err: toError(error) }, "gateway reload failed"));
+      },
+      logger,
+    });
+    const exit = handleShutdownSignals(() => {
+      reloader.stop();
+      return gateway.stop();
+    }, logger);
+    reloader.start();
     try {
       await Promise.race([gateway.start(), exit]);
     } catch (error) {
+      reloader.stop();
       await gateway.stop();
       setTimeout(() => process.exit(1), 500).unref();
       throw error;

@@ -26,6 +26,7 @@ import { startGatewayServer, type GatewayRoute, type GatewayServer } from "./ser
 /** What a mounted route may use: the gateway's connections, keys, config and metrics. */
 export interface GatewayContext {
   readonly settings: Settings;
+  /** The live policy file (a reload replaces it). */
   readonly config: ResolvedConfig;
   readonly logger: Logger;
   readonly redis: RedisClient;
@@ -52,12 +53,19 @@ export interface Gateway {
   server(): GatewayServer | undefined;
   /** Subscribes, then listens. Idempotent. */
   start(): Promise<void>;
+  /**
+   * Makes a reloaded (already validated) policy file live: its links are served from the next
+   * visit on, once the channels they add have been read (C:latest), so a new link never answers
+   * from an empty memory.
+   */
+  reload(next: ResolvedConfig): Promise<void>;
   /** Stops listening, then closes the subscriptions and the connection. Idempotent. */
   stop(): Promise<void>;
 }
 
 export function createGateway(options: GatewayOptions): Gateway {
-  const { settings, config, logger } = options;
+  const { settings, logger } = options;
+  let config = options.config;
   const deployment = redisDeployment(settings);
   const keys = projectKeys(settings.ROTATOR_PREFIX, deployment);
   const redis = createRedis(deployment, "gateway", logger);
@@ -72,7 +80,17 @@ export function createGateway(options: GatewayOptions): Gateway {
   const links = new Map<string, ResolvedLink>(config.links.map((link) => [link.slug, link]));
   const gatewayMetrics = createGatewayMetrics(metrics.registry, () => poolStates(store, config.links));
   const rate = parseRateLimit(settings.GATEWAY_RATE_LIMIT, parseDuration);
-  const context: GatewayContext = { settings, config, logger, redis, keys, metrics };
+  const context: GatewayContext = {
+    settings,
+    get config() {
+      return config;
+    },
+    logger,
+    redis,
+    keys,
+    metrics,
+  };
+  let reloads: Promise<void> = Promise.resolve();
   let subscribed = false;
   const routes: GatewayRoute[] = [
     ...(options.extraRoutes?.(context) ?? []),
@@ -114,6 +132,18 @@ export function createGateway(options: GatewayOptions): Gateway {
         });
         logger.info({ url: server.url, links: links.size }, "gateway listening");
       })()),
+    reload(next) {
+      // One reload at a time, in order, each waiting for the channels it adds.
+      const run = reloads.then(async () => {
+        await store.update(next.links);
+        config = next;
+        links.clear();
+        for (const link of next.links) links.set(link.slug, link);
+        logger.info({ links: links.size }, "gateway links reloaded");
+      });
+      reloads = run.catch(() => undefined);
+      return run;
+    },
     stop: () =>
       (stopping ??= (async () => {
         await starting?.catch(() => undefined);

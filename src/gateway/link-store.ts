@@ -35,6 +35,12 @@ export interface GroupView {
 export interface LinkStore {
   /** Subscribes to every channel the links use. Resolves once each has read C:latest. */
   start(): Promise<void>;
+  /**
+   * A reloaded policy file's links: subscribes to the channels they add (resolves once each has
+   * read C:latest). Channels no link uses any more stay subscribed (cheap; a later reload may
+   * bring them back).
+   */
+  update(links: readonly ResolvedLink[]): Promise<void>;
   stop(): Promise<void>;
   /** The pool of a link right now (a `groups: all` policy's pool is what it has published). */
   members(link: ResolvedLink): PoolMember[];
@@ -68,10 +74,16 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
   const byChannel = new Map<string, Map<string, Held>>();
   const subscriptions: Subscription[] = [];
   let waiters: (() => void)[] = [];
-  for (const link of options.links) {
-    for (const member of link.members) byChannel.set(member.channel, new Map());
-    if (link.policyChannel !== undefined) byChannel.set(link.policyChannel, new Map());
-  }
+  let started = false;
+  let links = options.links;
+  const channelsOf = (links: readonly ResolvedLink[]) => {
+    const channels = new Set<string>();
+    for (const link of links) {
+      for (const member of link.members) channels.add(member.channel);
+      if (link.policyChannel !== undefined) channels.add(link.policyChannel);
+    }
+    return channels;
+  };
 
   const store = (channel: string, message: RotationMessage) => {
     byChannel.get(channel)!.set(message.group_id, { message });
@@ -80,20 +92,29 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
     for (const wake of woken) wake();
   };
 
+  const follow = async (channel: string) => {
+    byChannel.set(channel, new Map());
+    const subscription = await subscribe({
+      redis,
+      channel,
+      ...(options.signingSecret !== undefined ? { secret: options.signingSecret } : {}),
+      onMessage: (message) => store(channel, message),
+      onInvalid: (error) =>
+        log.warn({ channel, err: { message: error.message } }, "published message ignored"),
+      onError: (error) => log.warn({ channel, err: { message: error.message } }, "subscription error"),
+    });
+    subscriptions.push(subscription);
+  };
+
   return {
     async start() {
-      for (const channel of byChannel.keys()) {
-        const subscription = await subscribe({
-          redis,
-          channel,
-          ...(options.signingSecret !== undefined ? { secret: options.signingSecret } : {}),
-          onMessage: (message) => store(channel, message),
-          onInvalid: (error) =>
-            log.warn({ channel, err: { message: error.message } }, "published message ignored"),
-          onError: (error) => log.warn({ channel, err: { message: error.message } }, "subscription error"),
-        });
-        subscriptions.push(subscription);
-      }
+      started = true;
+      for (const channel of channelsOf(links)) if (!byChannel.has(channel)) await follow(channel);
+    },
+    async update(next) {
+      links = next;
+      if (!started) return;
+      for (const channel of channelsOf(links)) if (!byChannel.has(channel)) await follow(channel);
     },
     async stop() {
       await Promise.all(subscriptions.splice(0).map((s) => s.close()));
