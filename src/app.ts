@@ -64,6 +64,11 @@ export interface App {
   readonly queue: Queue<RotationJobData>;
   readonly graph: GraphClient;
   readonly metrics: Metrics;
+  /**
+   * The roles this process really runs, in order: `worker`, `scheduler`, and `health` only when the
+   * health server is on (its role asked for and HEALTH_PORT not 0). Logged at start, in /healthz.
+   */
+  readonly roles: readonly (keyof AppRoles)[];
   /** The health server, once started (absent when HEALTH_PORT is 0 or the role is off). */
   health(): HealthServer | undefined;
   /** Redis answers and the policy file is loaded. */
@@ -86,11 +91,17 @@ export function createApp(options: {
   const deployment = redisDeployment(settings);
   const keys = projectKeys(settings.ROTATOR_PREFIX, deployment);
   const config: ConfigHolder = { current: options.config };
+  const running: (keyof AppRoles)[] = [];
+  if (roles.worker) running.push("worker");
+  if (roles.scheduler) running.push("scheduler");
+  if (roles.health && settings.HEALTH_PORT !== 0) running.push("health");
   const redis = createRedis(deployment, "commands", logger);
   const bullConnection = createRedis(deployment, "queue", logger);
   const queue = createRotationQueue(keys, bullConnection);
   queue.on("error", onceEvery(logger, "rotation queue error"));
   const metrics = createMetrics({ logger });
+  metrics.watchRedis("commands", redis);
+  metrics.watchRedis("queue", bullConnection);
   metrics.registerQueueDepth(() =>
     queue.getJobCounts("waiting", "delayed", "active", "failed", "prioritized").then((c) => c as QueueDepth),
   );
@@ -265,6 +276,7 @@ export function createApp(options: {
         health = await startHealthServer({
           port: settings.HEALTH_PORT,
           host: settings.HEALTH_HOST,
+          roles: running,
           metrics,
           logger,
           ready: async (): Promise<Readiness> => {
@@ -337,6 +349,7 @@ export function createApp(options: {
     queue,
     graph,
     metrics,
+    roles: running,
     health: () => health,
     ready,
     scheduler,

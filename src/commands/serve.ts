@@ -31,6 +31,7 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
       return next;
     },
     apply: (next) => app.reload(next),
+    onResult: (result) => app.metrics.countReload(result),
     logger,
   });
   let signalled = false;
@@ -41,9 +42,7 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
   }, logger);
   logger.info(
     {
-      roles: Object.entries(roles)
-        .filter(([, on]) => on)
-        .map(([name]) => name),
+      roles: app.roles,
       config: config.file,
       policies: config.policies.length,
       concurrency: settings.ROTATOR_CONCURRENCY,

@@ -2,6 +2,7 @@ import { watchFile, unwatchFile, type Stats } from "node:fs";
 import type { ResolvedConfig } from "./config.js";
 import { ConfigError, toError } from "../core/errors.js";
 import type { Logger } from "../infra/logger.js";
+import type { ReloadResult } from "../infra/metrics.js";
 
 /**
  * Reloads the policy file on SIGHUP and when the file changes. The new file is validated first:
@@ -31,6 +32,8 @@ export interface ConfigReloaderOptions {
   readonly debounceMs?: number;
   /** Listen for SIGHUP. Default true. */
   readonly sighup?: boolean;
+  /** Told how each reload ended (the `wa_rotator_config_reloads_total` counter). */
+  readonly onResult?: (result: ReloadResult) => void;
 }
 
 export function createConfigReloader(options: ConfigReloaderOptions): ConfigReloader {
@@ -42,27 +45,33 @@ export function createConfigReloader(options: ConfigReloaderOptions): ConfigRelo
   const reload = (reason: string): Promise<boolean> => {
     // One reload at a time, in order: the last one read the newest file.
     const run = queue.then(async () => {
-      let config: ResolvedConfig;
-      try {
-        config = await options.load();
-      } catch (error) {
-        const err = toError(error);
-        const issues = err instanceof ConfigError ? err.issues : undefined;
-        log.error({ reason, issues }, `policy file rejected, the running policies stay: ${err.message}`);
-        return false;
-      }
-      try {
-        options.apply(config);
-      } catch (error) {
-        log.error({ reason, err: toError(error) }, "applying the reloaded policy file failed");
-        return false;
-      }
-      log.info({ reason, policies: config.policies.length }, "policy file reloaded");
-      for (const warning of config.warnings) log.warn(`policy file: ${warning}`);
-      return true;
+      const result = await reloadOnce(reason);
+      options.onResult?.(result);
+      return result === "applied";
     });
     queue = run;
     return run;
+  };
+
+  const reloadOnce = async (reason: string): Promise<ReloadResult> => {
+    let config: ResolvedConfig;
+    try {
+      config = await options.load();
+    } catch (error) {
+      const err = toError(error);
+      const issues = err instanceof ConfigError ? err.issues : undefined;
+      log.error({ reason, issues }, `policy file rejected, the running policies stay: ${err.message}`);
+      return "rejected";
+    }
+    try {
+      options.apply(config);
+    } catch (error) {
+      log.error({ reason, err: toError(error) }, "applying the reloaded policy file failed");
+      return "failed";
+    }
+    log.info({ reason, policies: config.policies.length }, "policy file reloaded");
+    for (const warning of config.warnings) log.warn(`policy file: ${warning}`);
+    return "applied";
   };
 
   const onSighup = () => void reload("SIGHUP");

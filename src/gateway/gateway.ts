@@ -70,6 +70,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const keys = projectKeys(settings.ROTATOR_PREFIX, deployment);
   const redis = createRedis(deployment, "gateway", logger);
   const metrics = createMetrics({ logger });
+  metrics.watchRedis("gateway", redis);
   const store = createLinkStore({
     redis,
     keys,

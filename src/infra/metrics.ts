@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "./logger.js";
 import { toError } from "../core/errors.js";
+import { VERSION } from "../core/version.js";
 
 /** Prefix of every metric the project exports. */
 export const METRIC_PREFIX = "wa_rotator_";
@@ -17,6 +18,15 @@ export type RotationResult =
  * catch-up off or older than `catch_up`; or a claimed fire that kept failing until the next fire.
  */
 export type MissedFireReason = "catch-up-off" | "too-old" | "failed";
+
+/** `result` label of `wa_rotator_config_reloads_total`: how one reload of the policy file ended. */
+export type ReloadResult = "applied" | "rejected" | "failed";
+
+/** What `watchRedis` needs of a connection: its status and its connection events (ioredis, Cluster). */
+export interface WatchedConnection {
+  readonly status: string;
+  on(event: "ready" | "close" | "end", listener: () => void): unknown;
+}
 
 /** `state` label of `wa_rotator_queue_jobs`. */
 export type QueueState = "waiting" | "delayed" | "active" | "failed" | "prioritized";
@@ -68,6 +78,18 @@ export interface Metrics {
   readonly lastSuccess: Gauge<"policy">;
   /** `wa_rotator_collect_errors_total{collector,reason}`: collect callbacks that threw or timed out. */
   readonly collectErrors: Counter<"collector" | "reason">;
+  /** `wa_rotator_config_reloads_total{result}`; `result` is a `ReloadResult`. */
+  readonly configReloads: Counter<"result">;
+  /** `wa_rotator_config_last_reload_successful`: 1 until a reload fails, 1 again after one applies. */
+  readonly configLastReloadOk: Gauge;
+
+  /**
+   * Feeds `wa_rotator_redis_connected{connection}` from a connection's events: 1 once `ready`, 0
+   * after `close` or `end` (ioredis reconnects through close, connect, ready).
+   */
+  watchRedis(connection: string, client: WatchedConnection): void;
+  /** Counts one reload of the policy file and sets `wa_rotator_config_last_reload_successful`. */
+  countReload(result: ReloadResult): void;
 
   /** Feeds `wa_rotator_queue_jobs{state}` at collect time. A later call replaces the callback. */
   registerQueueDepth(fn: () => Promise<QueueDepth>): void;
@@ -78,7 +100,10 @@ export interface Metrics {
 export interface MetricsOptions {
   /** Registry to register on; it must not hold these metrics yet. Default: a fresh one. */
   registry?: Registry;
-  /** Also export Node.js process metrics (prefixed `wa_rotator_`). Default true. */
+  /**
+   * Also export prom-client's Node.js process metrics, unprefixed (`process_cpu_seconds_total`,
+   * `nodejs_eventloop_lag_seconds`, …) as stock Node.js dashboards expect them. Default true.
+   */
   collectDefault?: boolean;
   /** Bound of each collect-time callback. Default 1 s. */
   collectTimeoutMs?: number;
@@ -100,7 +125,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = options.registry ?? new Registry();
   const registers = [registry];
   const timeoutMs = options.collectTimeoutMs ?? DEFAULT_COLLECT_TIMEOUT_MS;
-  if (options.collectDefault ?? true) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  // Unprefixed: the names every Node.js dashboard and alert already uses. They are process facts,
+  // the same for every Node service, so the project's prefix would only hide them.
+  if (options.collectDefault ?? true) collectDefaultMetrics({ register: registry });
 
   const name = (suffix: string) => `${METRIC_PREFIX}${suffix}`;
 
@@ -150,9 +177,47 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
   });
 
+  new Gauge({
+    name: name("build_info"),
+    help: "Always 1; the labels name the version of wa-invite-rotator and of Node.js this process runs",
+    labelNames: ["version", "node"] as const,
+    registers,
+  }).set({ version: VERSION, node: process.version }, 1);
+
+  const redisConnected = new Gauge({
+    name: name("redis_connected"),
+    help: "1 while the Redis connection is ready, 0 while it is closed or reconnecting, by connection role",
+    labelNames: ["connection"] as const,
+    registers,
+  });
+  const configReloads = new Counter({
+    name: name("config_reloads_total"),
+    help: "Reloads of the policy file (SIGHUP or a file change): applied, rejected (invalid file, the running policies stay), failed (applying threw)",
+    labelNames: ["result"] as const,
+    registers,
+  });
+  const configLastReloadOk = new Gauge({
+    name: name("config_last_reload_successful"),
+    help: "1 unless the last reload of the policy file was rejected or failed",
+    registers,
+  });
+  configLastReloadOk.set(1);
+
   return {
     registry,
     contentType: registry.contentType,
+    configReloads,
+    configLastReloadOk,
+    watchRedis(connection, client) {
+      redisConnected.set({ connection }, client.status === "ready" ? 1 : 0);
+      client.on("ready", () => redisConnected.set({ connection }, 1));
+      client.on("close", () => redisConnected.set({ connection }, 0));
+      client.on("end", () => redisConnected.set({ connection }, 0));
+    },
+    countReload(result) {
+      configReloads.inc({ result });
+      configLastReloadOk.set(result === "applied" ? 1 : 0);
+    },
     text: () => registry.metrics(),
     collectErrors,
     rotations: new Counter({

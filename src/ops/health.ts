@@ -21,6 +21,8 @@ export interface HealthServerOptions {
   /** Interface to bind. Default `0.0.0.0` (probes come from outside the container). */
   host?: string;
   metrics: Metrics;
+  /** The roles the process runs, reported by `/healthz` (absent: not reported). */
+  roles?: readonly string[];
   /** Readiness checks (Redis answers, policy file loaded). Bounded by `readyTimeoutMs`. */
   ready: () => Promise<Readiness>;
   logger: Logger;
@@ -41,7 +43,8 @@ export interface HealthServer {
 /**
  * Starts the HTTP server of the probes and the scrape:
  *
- * - `GET /healthz`: 200 `{"status":"ok"}` while the process runs; touches nothing else (no Redis).
+ * - `GET /healthz`: 200 `{"status":"ok","roles":[…]}` while the process runs; touches nothing else
+ *   (no Redis). `roles` is what the process runs (`worker`, `scheduler`, `health`).
  * - `GET /readyz`: 200 when `ready()` reports ok, else 503; the body lists the checks. A `ready()`
  *   that takes longer than `readyTimeoutMs` (1 s) answers 503 with a `timeout` check.
  * - `GET /metrics`: the Prometheus text exposition of `metrics`.
@@ -69,7 +72,7 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
       res.setHeader("Allow", "GET, HEAD");
       return send(req, res, 405, json({ status: "method not allowed" }));
     }
-    if (path === "/healthz") return send(req, res, 200, json({ status: "ok" }));
+    if (path === "/healthz") return send(req, res, 200, json({ status: "ok", roles: options.roles }));
     if (path === "/readyz") {
       const result = await readiness();
       return send(

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig, type ResolvedConfig } from "../../src/config/config.js";
 import { createConfigReloader, type ConfigReloader } from "../../src/config/reload.js";
 import { createLogger } from "../../src/infra/logger.js";
+import { createMetrics } from "../../src/infra/metrics.js";
 
 /** Reload of the policy file: validate first, apply a valid file at once, keep the old on a bad one. */
 const policies = (schedule: string, groups: string) =>
@@ -20,7 +21,7 @@ afterEach(async () => {
   dir = undefined;
 });
 
-async function setup() {
+async function setup(options: { apply?: (next: ResolvedConfig) => void; watch?: boolean } = {}) {
   dir = await mkdtemp(join(tmpdir(), "rotator-reload-"));
   const file = join(dir, "rotation.yaml");
   await writeFile(file, policies("0 3 * * *", '"A"'));
@@ -34,19 +35,24 @@ async function setup() {
       done();
     },
   });
+  const metrics = createMetrics({ collectDefault: false });
   reloader = createConfigReloader({
     file,
     load,
-    apply: (next) => {
-      holder.current = next;
-      applied.push(next);
-    },
+    apply:
+      options.apply ??
+      ((next) => {
+        holder.current = next;
+        applied.push(next);
+      }),
+    onResult: (result) => metrics.countReload(result),
     logger: createLogger("info", stream),
     pollMs: 50,
     debounceMs: 50,
   });
-  reloader.start();
-  return { file, holder, applied, lines };
+  // Unwatched, only the test's own reload() calls reload.
+  if (options.watch ?? true) reloader.start();
+  return { file, holder, applied, lines, metrics };
 }
 
 const until = async (check: () => boolean, ms = 5_000) => {
@@ -83,5 +89,38 @@ describe("config reload", () => {
     process.kill(process.pid, "SIGHUP");
     await until(() => applied.length === 1);
     expect(lines.some((l) => l.reason === "SIGHUP" && l.msg === "policy file reloaded")).toBe(true);
+  });
+
+  it("counts reloads by result in wa_rotator_config_reloads_total and the last one's success", async () => {
+    const { file, metrics } = await setup({ watch: false });
+    const sample = async (name: string) => {
+      const text = await metrics.text();
+      const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+      return line === undefined ? undefined : Number(line.split(" ")[1]);
+    };
+    expect(await sample("wa_rotator_config_last_reload_successful")).toBe(1);
+
+    await writeFile(file, policies("0 3 * *", '"A"'));
+    expect(await reloader!.reload("test")).toBe(false);
+    expect(await sample('wa_rotator_config_reloads_total{result="rejected"}')).toBe(1);
+    expect(await sample("wa_rotator_config_last_reload_successful")).toBe(0);
+
+    await writeFile(file, policies("*/5 * * * *", '"A"'));
+    expect(await reloader!.reload("test")).toBe(true);
+    expect(await sample('wa_rotator_config_reloads_total{result="applied"}')).toBe(1);
+    expect(await sample("wa_rotator_config_last_reload_successful")).toBe(1);
+  });
+
+  it("counts a reload whose apply throws as failed", async () => {
+    const { metrics } = await setup({
+      watch: false,
+      apply: () => {
+        throw new Error("boom");
+      },
+    });
+    expect(await reloader!.reload("test")).toBe(false);
+    const text = await metrics.text();
+    expect(text).toContain('wa_rotator_config_reloads_total{result="failed"} 1');
+    expect(text).toContain("wa_rotator_config_last_reload_successful 0");
   });
 });

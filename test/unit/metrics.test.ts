@@ -68,7 +68,7 @@ describe("createMetrics", () => {
     expect(sample(text, 'wa_rotator_graph_call_duration_seconds_count{operation="create"}')).toBe(1);
   });
 
-  it("keeps no state between instances, and adds prefixed process metrics on request", async () => {
+  it("keeps no state between instances, and adds unprefixed Node.js process metrics by default", async () => {
     const a = createMetrics({ collectDefault: false });
     const b = createMetrics({ collectDefault: false });
     a.throttlePauses.inc({ account: "x" });
@@ -79,8 +79,10 @@ describe("createMetrics", () => {
     const withDefaults = createMetrics({ registry });
     expect(withDefaults.registry).toBe(registry);
     const text = await withDefaults.text();
-    expect(text).toContain("wa_rotator_process_cpu_user_seconds_total");
-    expect(text).not.toMatch(/^process_/m);
+    // The names stock Node.js dashboards query.
+    expect(text).toMatch(/^process_cpu_user_seconds_total /m);
+    expect(text).toMatch(/^nodejs_heap_size_used_bytes /m);
+    expect(text).not.toContain("wa_rotator_process_");
   });
 
   it("reports queue depth and groups without a link from collect callbacks", async () => {
