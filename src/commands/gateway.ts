@@ -28,6 +28,7 @@ const command: Command = {
           .reload(next)
           .catch((error: unknown) => logger.error({ err: toError(error) }, "gateway reload failed"));
       },
+      onResult: (result) => gateway.context.metrics.countReload(result),
       logger,
     });
     const exit = handleShutdownSignals(() => {
