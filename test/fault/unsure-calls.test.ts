@@ -51,7 +51,7 @@ const calls = (groupId: string) => sim.calls.filter((c) => c.groupId === groupId
 
 async function rotateOnce(groupId: string): Promise<void> {
   const jobs = await tq.rotate([{ groupId, account: "a" }], channel);
-  const [outcome] = await settleAll(jobs, tq.events, 10_000);
+  const [outcome] = await settleAll(jobs, tq, 10_000);
   expect(outcome).not.toBeInstanceOf(Error);
   await new Promise((resolve) => setTimeout(resolve, 900)); // every late call has landed by now
   await assertPromise({

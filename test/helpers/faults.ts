@@ -66,11 +66,9 @@ export async function openTestQueue(redis: Redis, prefix: string, backoffMs = 10
     prefix,
     defaultJobOptions: { ...rotationJobOptions, backoff: { type: "fixed", delay: backoffMs } },
   });
-  queue.setMaxListeners(1000);
   queue.on("error", () => {});
   const events = new QueueEvents(keys.rotationQueue, { connection: connections[1]!, prefix });
   events.on("error", () => {});
-  events.setMaxListeners(1000);
   await events.waitUntilReady();
   return {
     keys,
@@ -98,14 +96,52 @@ export async function openTestQueue(redis: Redis, prefix: string, backoffMs = 10
   };
 }
 
-/** Waits for every job; resolves with the outcome of each (its return value or error). */
+/**
+ * Waits for every job; resolves with the outcome of each (its return value or error). One pair of
+ * listeners on the queue's events serves all the jobs: `Job.waitUntilFinished` adds a `closing`
+ * listener to the queue per job waited on, more than Node's 10 when many are waited on at once.
+ */
 export async function settleAll(
   jobs: readonly Job<RotationJobData, RotationJobResult>[],
-  events: QueueEvents,
+  tq: Pick<TestQueue, "queue" | "events">,
   timeoutMs: number,
 ): Promise<(RotationJobResult | Error)[]> {
-  return Promise.all(
-    jobs.map((job) => job.waitUntilFinished(events, timeoutMs).catch((error: unknown) => error as Error)),
+  const { queue, events } = tq;
+  const outcomes = new Map<string, RotationJobResult | Error>();
+  const wanted = new Set(jobs.map((job) => job.id!));
+  let finish = () => {};
+  const allSettled = new Promise<void>((resolve) => (finish = resolve));
+  const settle = (jobId: string, outcome: RotationJobResult | Error) => {
+    if (!wanted.has(jobId) || outcomes.has(jobId)) return;
+    outcomes.set(jobId, outcome);
+    if (outcomes.size === wanted.size) finish();
+  };
+  const onCompleted = (args: { jobId: string; returnvalue: unknown }) =>
+    settle(args.jobId, args.returnvalue as RotationJobResult);
+  const onFailed = (args: { jobId: string; failedReason: string }) =>
+    settle(args.jobId, new Error(args.failedReason));
+  events.on("completed", onCompleted);
+  events.on("failed", onFailed);
+  const timer = setTimeout(finish, timeoutMs);
+  try {
+    // Jobs that finished before the listeners were on: read once, now that events are heard.
+    await events.waitUntilReady();
+    for (const id of wanted) {
+      const job = await queue.getJob(id);
+      if (job?.finishedOn === undefined) continue;
+      settle(id, job.failedReason ? new Error(job.failedReason) : (job.returnvalue as RotationJobResult));
+    }
+    if (wanted.size === 0) finish();
+    await allSettled;
+  } finally {
+    clearTimeout(timer);
+    events.off("completed", onCompleted);
+    events.off("failed", onFailed);
+  }
+  return jobs.map(
+    (job) =>
+      outcomes.get(job.id!) ??
+      new Error(`job ${job.id} did not finish within ${timeoutMs} ms (settleAll's timeout)`),
   );
 }
 
