@@ -1,19 +1,9 @@
-import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import type { App } from "../../src/app.js";
 import type { Fault } from "../../src/graph-sim/faults.js";
 import { simFaults } from "../../src/graph-sim/faults.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
-import {
-  accountsYaml,
-  assertPromise,
-  openTestQueue,
-  seeded,
-  settleAll,
-  type TestQueue,
-} from "../helpers/faults.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import { messageOf, startTestRotator } from "../helpers/rotator.js";
+import { expect } from "vitest";
+import { accountsYaml, assertPromise, seeded, settleAll } from "../helpers/faults.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { messageOf } from "../helpers/rotator.js";
 
 /**
  * The worker's promise under Graph faults, in process against the simulator: random transient
@@ -22,39 +12,15 @@ import { messageOf, startTestRotator } from "../helpers/rotator.js";
  */
 const TOKA = "fault-token-A-0123456789";
 const TOKB = "fault-token-B-9876543210";
-let sim: GraphSimulator;
-let redis: Redis;
-let app: App | undefined;
-let tq: TestQueue | undefined;
-const cleanup: string[] = [];
-
-beforeAll(async () => {
-  sim = await startGraphSimulator({
-    tokens: {
-      [TOKA]: { name: "acct-a", phoneNumberId: "1001" },
-      [TOKB]: { name: "acct-b", phoneNumberId: "1002" },
-    },
-  });
-  redis = testRedis();
-});
-afterEach(async () => {
-  await tq?.close();
-  await app?.stop();
-  tq = undefined;
-  app = undefined;
-  sim.clearFaults();
-  sim.clearCalls();
-  await deleteKeys(redis, ...cleanup.splice(0));
-});
-afterAll(async () => {
-  await sim.close();
-  await redis.quit();
+const it = simTest({
+  tokens: {
+    [TOKA]: { name: "acct-a", phoneNumberId: "1001" },
+    [TOKB]: { name: "acct-b", phoneNumberId: "1002" },
+  },
 });
 
-async function start(groupsA: string[], groupsB: string[], env: Record<string, string> = {}) {
-  const prefix = uniquePrefix("fault");
-  const channel = `${prefix}-links`;
-  cleanup.push(prefix, channel);
+async function start(rig: Rig, groupsA: string[], groupsB: string[], env: Record<string, string> = {}) {
+  const { prefix, channel } = rig.prefix("fault");
   const yaml = accountsYaml(
     [
       { name: "a", tokenEnv: "TOKEN_A", phone: "1001", groups: groupsA },
@@ -62,15 +28,13 @@ async function start(groupsA: string[], groupsB: string[], env: Record<string, s
     ],
     channel,
   );
-  for (const id of groupsA) sim.addGroup({ id, token: TOKA, phoneNumberId: "1001" });
-  for (const id of groupsB) sim.addGroup({ id, token: TOKB, phoneNumberId: "1002" });
-  app = await startTestRotator({
-    graphUrl: sim.url,
-    prefix,
+  for (const id of groupsA) rig.sim.addGroup({ id, token: TOKA, phoneNumberId: "1001" });
+  for (const id of groupsB) rig.sim.addGroup({ id, token: TOKB, phoneNumberId: "1002" });
+  const app = await rig.rotator(prefix, {
     yaml,
     env: { TOKEN_A: TOKA, TOKEN_B: TOKB, ROTATOR_CONCURRENCY: "16", ...env },
   });
-  tq = await openTestQueue(redis, prefix);
+  const tq = await rig.queue(prefix);
   return { app, tq, channel, keys: app.keys };
 }
 
@@ -110,10 +74,11 @@ const RANDOM_FAULTS: ((groupId: string) => Fault)[] = [
   }),
 ];
 
-it("keeps the promise under seeded random transient faults", async () => {
+it("keeps the promise under seeded random transient faults", async ({ rig }) => {
+  const { sim, redis } = rig;
   const groupsA = ids("RA", 6);
   const groupsB = ids("RB", 6);
-  const { tq, channel, keys } = await start(groupsA, groupsB, {
+  const { tq, channel, keys } = await start(rig, groupsA, groupsB, {
     GRAPH_REQUEST_TIMEOUT: "300ms",
     ROTATOR_UNSURE_SETTLE: "1s",
     ROTATOR_THROTTLE_BASE: "50ms",
@@ -142,7 +107,7 @@ it("keeps the promise under seeded random transient faults", async () => {
       ],
       channel,
     );
-    const results = await settleAll(jobs, tq.events, 20_000);
+    const results = await settleAll(jobs, tq, 20_000);
     expect(results.filter((r) => r instanceof Error)).toEqual([]);
   }
   const groups = [...groupsA, ...groupsB];
@@ -174,10 +139,11 @@ it("keeps the promise under seeded random transient faults", async () => {
   );
 });
 
-it("a 429 storm pauses only the throttled account, which is not hammered", async () => {
+it("a 429 storm pauses only the throttled account, which is not hammered", async ({ rig }) => {
+  const { sim, redis } = rig;
   const groupsA = ids("SA", 4);
   const groupsB = ids("SB", 6);
-  const { tq, channel, keys } = await start(groupsA, groupsB, { ROTATOR_THROTTLE_BASE: "200ms" });
+  const { tq, channel, keys } = await start(rig, groupsA, groupsB, { ROTATOR_THROTTLE_BASE: "200ms" });
   sim.inject({
     kind: "error",
     status: 429,
@@ -191,7 +157,7 @@ it("a 429 storm pauses only the throttled account, which is not hammered", async
     groupsB.map((g) => ({ groupId: g, account: "b" })),
     channel,
   );
-  const settledB = settleAll(jobsB, tq.events, 20_000);
+  const settledB = settleAll(jobsB, tq, 20_000);
 
   // Account a keeps rotating, three rounds, while b is throttled.
   for (let round = 0; round < 3; round++) {
@@ -199,7 +165,7 @@ it("a 429 storm pauses only the throttled account, which is not hammered", async
       groupsA.map((g) => ({ groupId: g, account: "a" })),
       channel,
     );
-    expect((await settleAll(jobsA, tq.events, 10_000)).filter((r) => r instanceof Error)).toEqual([]);
+    expect((await settleAll(jobsA, tq, 10_000)).filter((r) => r instanceof Error)).toEqual([]);
   }
   await new Promise((r) => setTimeout(r, Math.max(0, 2_500 - (Date.now() - stormStart))));
   const stormCallsB = sim.calls.filter((c) => c.account === "acct-b").length;
@@ -230,10 +196,13 @@ it("a 429 storm pauses only the throttled account, which is not hammered", async
   );
 });
 
-it("an expired token fails the account: rotations held before DELETE, a linkless group finishes after recovery", async () => {
+it("an expired token fails the account: rotations held before DELETE, a linkless group finishes after recovery", async ({
+  rig,
+}) => {
+  const { sim, redis } = rig;
   const groupsA = ["TA1", "TA2"];
   const groupsB = ["TB1", "TB2", "TB3"];
-  const { app, tq, channel, keys } = await start(groupsA, groupsB, {
+  const { app, tq, channel, keys } = await start(rig, groupsA, groupsB, {
     ROTATOR_ACCOUNT_PROBE_INTERVAL: "300ms",
   });
   const linkOf = (g: string) => sim.group(g)?.link;
@@ -254,7 +223,7 @@ it("an expired token fails the account: rotations held before DELETE, a linkless
     [{ groupId: "TB2", account: "b" }, ...groupsA.map((g) => ({ groupId: g, account: "a" }))],
     channel,
   );
-  expect((await settleAll(jobsA, tq.events, 10_000)).filter((r) => r instanceof Error)).toEqual([]);
+  expect((await settleAll(jobsA, tq, 10_000)).filter((r) => r instanceof Error)).toEqual([]);
   await expect.poll(() => redis.hget(keys.group("TB2"), "failure_code")).toBe("E_ACCOUNT_FAILING");
   expect(await waiting!.getState()).toBe("delayed");
   expect(await redis.hget(keys.group("TB2"), "failure_message")).toMatch(/failing.*held before DELETE/);
@@ -292,7 +261,7 @@ it("an expired token fails the account: rotations held before DELETE, a linkless
     groupsB.map((g) => ({ groupId: g, account: "b" })),
     channel,
   );
-  expect((await settleAll(after, tq.events, 10_000)).filter((r) => r instanceof Error)).toEqual([]);
+  expect((await settleAll(after, tq, 10_000)).filter((r) => r instanceof Error)).toEqual([]);
   await assertPromise({ redis, sim, keys, channel, groups: [...groupsA, ...groupsB], secrets: [TOKA, TOKB] });
   expect(JSON.stringify(await redis.hgetall(keys.account("b")))).not.toContain(TOKB);
   console.log(

@@ -1,17 +1,7 @@
-import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import type { App } from "../../src/app.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
-import {
-  accountsYaml,
-  assertPromise,
-  openTestQueue,
-  seeded,
-  settleAll,
-  type TestQueue,
-} from "../helpers/faults.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import { capturingLogger, startTestRotator, type LogLine } from "../helpers/rotator.js";
+import { expect } from "vitest";
+import { accountsYaml, assertPromise, seeded, settleAll } from "../helpers/faults.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { capturingLogger, type LogLine } from "../helpers/rotator.js";
 
 /**
  * The sweep of groups without link under load (issue 8): many rotations at once, Graph slow, the
@@ -22,37 +12,14 @@ import { capturingLogger, startTestRotator, type LogLine } from "../helpers/rota
  */
 const TOKEN = "sweep-race-token-0123456789";
 const GROUPS = 200;
-let sim: GraphSimulator;
-let redis: Redis;
-let app: App | undefined;
-let tq: TestQueue | undefined;
-const cleanup: string[] = [];
-
-beforeAll(async () => {
-  sim = await startGraphSimulator({
-    tokens: { [TOKEN]: { name: "acct", phoneNumberId: "3001" } },
-    latencyMs: 50,
-  });
-  redis = testRedis();
-});
-afterEach(async () => {
-  await tq?.close();
-  await app?.stop();
-  tq = undefined;
-  app = undefined;
-  sim.clearFaults();
-  sim.clearCalls();
-  await deleteKeys(redis, ...cleanup.splice(0));
-});
-afterAll(async () => {
-  await sim.close();
-  await redis.quit();
+const it = simTest({
+  tokens: { [TOKEN]: { name: "acct", phoneNumberId: "3001" } },
+  latencyMs: 50,
 });
 
-async function rotateAllUnderSweep(faultRate: number) {
-  const prefix = uniquePrefix("sweep-race");
-  const channel = `${prefix}-links`;
-  cleanup.push(prefix, channel);
+async function rotateAllUnderSweep(rig: Rig, faultRate: number) {
+  const { sim, redis } = rig;
+  const { prefix, channel } = rig.prefix("sweep-race");
   const groups = Array.from({ length: GROUPS }, (_, i) => `SR${i + 1}`);
   for (const id of groups) sim.addGroup({ id, token: TOKEN, phoneNumberId: "3001" });
   const random = seeded(80_808);
@@ -71,9 +38,7 @@ async function rotateAllUnderSweep(faultRate: number) {
     }
   }
   const lines: LogLine[] = [];
-  app = await startTestRotator({
-    graphUrl: sim.url,
-    prefix,
+  const app = await rig.rotator(prefix, {
     yaml: accountsYaml([{ name: "a", tokenEnv: "TOKEN_A", phone: "3001", groups }], channel),
     env: {
       TOKEN_A: TOKEN,
@@ -83,12 +48,12 @@ async function rotateAllUnderSweep(faultRate: number) {
     },
     logger: capturingLogger(lines, "info"),
   });
-  tq = await openTestQueue(redis, prefix);
+  const tq = await rig.queue(prefix);
   const jobs = await tq.rotate(
     groups.map((groupId) => ({ groupId, account: "a" })),
     channel,
   );
-  const results = await settleAll(jobs, tq.events, 60_000);
+  const results = await settleAll(jobs, tq, 60_000);
   expect(results.filter((r) => r instanceof Error)).toEqual([]);
   // Two more sweeps after the last rotation finished.
   await new Promise((r) => setTimeout(r, 600));
@@ -114,11 +79,13 @@ async function rotateAllUnderSweep(faultRate: number) {
   return { injected };
 }
 
-it("the sweep never takes a rotation that just finished for one that left its group without link", async () => {
-  await rotateAllUnderSweep(0);
+it("the sweep never takes a rotation that just finished for one that left its group without link", async ({
+  rig,
+}) => {
+  await rotateAllUnderSweep(rig, 0);
 }, 120_000);
 
-it("likewise with 5% of Graph calls answered 5xx", async () => {
-  const { injected } = await rotateAllUnderSweep(0.05);
+it("likewise with 5% of Graph calls answered 5xx", async ({ rig }) => {
+  const { injected } = await rotateAllUnderSweep(rig, 0.05);
   expect(injected).toBeGreaterThan(10);
 }, 120_000);
