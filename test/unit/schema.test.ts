@@ -1,6 +1,6 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { parse } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { describe, expect, it } from "vitest";
 import { parseConfigText } from "../../src/config/config.js";
 import { renderPolicyFileJsonSchema, SCHEMA_ID } from "../../src/config/schema.js";
@@ -128,17 +128,42 @@ describe("config/rotation.schema.json", () => {
     });
   });
 
-  it.each(["rotation.example.yaml", "demo.yaml", "rotation.yaml"])("accepts config/%s", (name) => {
+  // Every policy file the repo ships: each config/*.yaml, and the one a Kubernetes ConfigMap carries.
+  // (config/local.yaml is an operator's own copy, git-ignored: not the repo's to check.)
+  const configFiles = readdirSync(configFile(".")).filter(
+    (name) => /\.ya?ml$/.test(name) && name !== "local.yaml",
+  );
+  const configMapPolicies = (): string[] => {
+    const text = readFileSync(
+      fileURLToPath(new URL("../../deploy/kubernetes.yaml", import.meta.url)),
+      "utf8",
+    );
+    return parseAllDocuments(text)
+      .map((doc) => doc.toJS() as { kind?: string; data?: Record<string, string> })
+      .filter((doc) => doc.kind === "ConfigMap")
+      .flatMap((doc) => Object.values(doc.data ?? {}));
+  };
+  const schemaLine = /^# yaml-language-server: \$schema=\.\/rotation\.schema\.json\n/;
+
+  it("finds the policy files it checks", () => {
+    expect(configFiles).toEqual(
+      expect.arrayContaining(["rotation.example.yaml", "demo.yaml", "rotation.yaml"]),
+    );
+    expect(configMapPolicies()).toHaveLength(1);
+  });
+
+  it.each(configFiles)("accepts config/%s, which names the schema on its first line", (name) => {
     const text = readFileSync(configFile(name), "utf8");
+    expect(text).toMatch(schemaLine);
     expect(check(schema, parse(text))).toEqual([]);
     expect(loads(parse(text))).toBe(true);
   });
 
-  it("is referenced from the example configs for the YAML language server", () => {
-    for (const name of ["rotation.example.yaml", "demo.yaml"]) {
-      expect(readFileSync(configFile(name), "utf8")).toMatch(
-        /^# yaml-language-server: \$schema=\.\/rotation\.schema\.json$/m,
-      );
+  it("accepts the policy file of deploy/kubernetes.yaml's ConfigMap, which names the schema too", () => {
+    for (const text of configMapPolicies()) {
+      expect(text).toMatch(schemaLine);
+      expect(check(schema, parse(text))).toEqual([]);
+      expect(loads(parse(text))).toBe(true);
     }
   });
 
