@@ -26,8 +26,10 @@ import {
 /**
  * `npm run demo [-- --duration <s>]`: the whole system on one machine. Redis (REDIS_URL if it
  * answers, else a private redis-server), the Graph simulator in this process, `wa-invite-rotator
- * start` as a child process with config/demo.yaml (three groups every ten seconds), and a
- * subscriber that verifies every signature and prints each new link as it arrives. Ctrl-C (or
+ * start` as a child process with config/demo.yaml (three groups every ten seconds), a subscriber
+ * that verifies every signature and prints each new link as it arrives, and a gateway whose join
+ * URL (`/join/demo`, over the three groups) is followed after each new link, printing where it led
+ * and whether that link was current (Graph's, per the simulator) at the time. Ctrl-C (or
  * `--duration` / DEMO_DURATION seconds after the first link) stops it all and removes the demo's
  * keys. A demo that received no link exits 1 with the reason.
  */
@@ -86,6 +88,12 @@ async function main(): Promise<number> {
   const gotFirstLink = new Promise<void>((resolve) => (firstLink = resolve));
   let invalid = 0;
   let exitCode = 0;
+  const follows: Promise<void>[] = [];
+  const followed = { current: 0, stale: 0, unanswered: 0 };
+  const report = (result: FollowResult) => {
+    followed[result.kind]++;
+    say(formatFollow(result));
+  };
   try {
     try {
       redis = await findOrStartRedis(process.env.REDIS_URL || "redis://127.0.0.1:6379", {
@@ -107,6 +115,8 @@ async function main(): Promise<number> {
         REDIS_URL: shared.url,
         ROTATOR_PREFIX: prefix,
         WHATSAPP_APP_SECRET: appSecret,
+        ROTATOR_SIGNING_SECRET: secret,
+        GATEWAY_RATE_LIMIT: "0",
       }),
       config: parseConfigText(readFileSync(config, "utf8"), config, {}, { graphApiVersion: "v23.0" }),
       logger: createLogger("warn"),
@@ -115,6 +125,7 @@ async function main(): Promise<number> {
     });
     await gateway.start();
     const webhookUrl = `${gateway.server()!.url}/webhooks/whatsapp`;
+    const joinUrl = `${gateway.server()!.url}/join/${JOIN_SLUG}`;
     sim = await startGraphSimulator({
       tokens: { [token]: { name: "default" } },
       webhook: { url: webhookUrl, appSecret },
@@ -127,6 +138,8 @@ async function main(): Promise<number> {
         if (received.size === 0) firstLink();
         received.set(msg.group_id, (received.get(msg.group_id) ?? 0) + 1);
         say(formatMessage(msg));
+        // Follow the stable join URL after each new link: it must lead to a link Graph holds now.
+        if (sim) follows.push(followJoinUrl(joinUrl, sim).then(report));
       },
       onInvalid: (error) => {
         invalid++;
@@ -143,6 +156,7 @@ async function main(): Promise<number> {
     say(`  graph      ${sim.url} (simulator)`);
     say(`  policy     config/demo.yaml: three groups every ten seconds; DEMO-GROUP-1 also after 3 joins`);
     say(`  webhooks   ${webhookUrl} (the simulator sends a signed join every 2 s to DEMO-GROUP-1)`);
+    say(`  join URL   ${joinUrl} (stable over the three groups; followed after each new link)`);
     say(`  prefix     ${prefix}`);
     say(`  channel    ${channel}`);
     say(`  metrics    http://127.0.0.1:${healthPort}/metrics`);
@@ -221,6 +235,7 @@ async function main(): Promise<number> {
   } finally {
     child?.kill("SIGKILL");
     if (visitors) clearInterval(visitors);
+    await Promise.all(follows);
     await sub?.close();
     await sim?.close();
     await gateway?.stop();
@@ -234,6 +249,15 @@ async function main(): Promise<number> {
     `${total} link${total === 1 ? "" : "s"} received for ${received.size} group${received.size === 1 ? "" : "s"}, ` +
       `${invalid === 0 ? "every signature valid" : `${invalid} rejected`}.`,
   );
+  const visits = followed.current + followed.stale + followed.unanswered;
+  if (visits > 0) {
+    say(
+      `join URL followed ${visits} time${visits === 1 ? "" : "s"}: ` +
+        (followed.stale === 0
+          ? `every redirect to a current link${followed.unanswered > 0 ? ` (${followed.unanswered} not answered with a link)` : ""}.`
+          : `${followed.stale} to a link that was no longer current.`),
+    );
+  }
   if (total === 0 && exitCode === 0 && child !== undefined) {
     console.error(
       "demo: FAILED: no link was received. The rotator's lines above (prefixed `rotator |`) say why; " +
@@ -241,7 +265,54 @@ async function main(): Promise<number> {
     );
     return 1;
   }
-  return invalid > 0 ? 1 : exitCode;
+  return invalid > 0 || followed.stale > 0 ? 1 : exitCode;
+}
+
+/** The demo's join link (config/demo.yaml `links:`). */
+const JOIN_SLUG = "demo";
+
+type FollowResult =
+  | { kind: "current" | "stale"; link: string; group: string | undefined }
+  | { kind: "unanswered"; status: number };
+
+/**
+ * One visit of the join URL, as a phone would make it (no redirect followed). Its link counts as
+ * current when Graph (the simulator) held it just before or just after the visit, so a rotation
+ * that deletes it a moment after the redirect is not mistaken for a stale answer.
+ */
+async function followJoinUrl(url: string, sim: GraphSimulator): Promise<FollowResult> {
+  const before = currentLinks(sim);
+  let res: Response;
+  try {
+    res = await fetch(url, { redirect: "manual", signal: AbortSignal.timeout(5_000) });
+    await res.arrayBuffer();
+  } catch {
+    return { kind: "unanswered", status: 0 };
+  }
+  const link = res.headers.get("location");
+  if (res.status !== 302 || link === null) return { kind: "unanswered", status: res.status };
+  const group = before.get(link) ?? currentLinks(sim).get(link);
+  return { kind: group === undefined ? "stale" : "current", link, group };
+}
+
+/** Graph's current link of each group, link → group. */
+function currentLinks(sim: GraphSimulator): Map<string, string> {
+  const links = new Map<string, string>();
+  for (const id of ["DEMO-GROUP-1", "DEMO-GROUP-2", "DEMO-GROUP-3"]) {
+    const link = sim.group(id)?.link;
+    if (link !== undefined) links.set(link, id);
+  }
+  return links;
+}
+
+function formatFollow(result: FollowResult): string {
+  const time = new Date().toISOString().slice(11, 23) + "Z";
+  if (result.kind === "unanswered") {
+    const why = result.status === 0 ? "no answer" : `${result.status} (no group with room and a link)`;
+    return row([time, "join URL", "->", why]);
+  }
+  const where = result.kind === "current" ? `current link of ${result.group!}` : "NOT CURRENT";
+  return row([time, "join URL", "->", result.link, where]);
 }
 
 /** A stop signal came before the rotator was started. */

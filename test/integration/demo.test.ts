@@ -73,6 +73,12 @@ const linkLine = (group: string) =>
     "m",
   );
 
+/** A line saying where the join URL led: a link and the group whose current link it is. */
+const JOIN_FOLLOW =
+  /^\d\d:\d\d:\d\d\.\d{3}Z\s+join URL\s+->\s+(https:\/\/chat\.whatsapp\.com\/\S+)\s+current link of DEMO-GROUP-\d$/gm;
+/** A published link's line: its sequence and link. */
+const LINK_LINE = /^\S+Z\s+DEMO-GROUP-\d\s+(\d+)\s+(https:\/\/chat\.whatsapp\.com\/\S+)\s+signature ok/gm;
+
 describe("npm run demo", () => {
   it("prints a verified link for each of the three groups, then stops cleanly on Ctrl-C", async () => {
     const demo = runDemo(["--duration", "60"], { REDIS_URL: testRedisUrl() });
@@ -82,6 +88,14 @@ describe("npm run demo", () => {
         (out) => ["DEMO-GROUP-1", "DEMO-GROUP-2", "DEMO-GROUP-3"].every((g) => linkLine(g).test(out)),
         25_000,
       );
+      // The join URL, followed after each new link, leads to a current link; after a group's
+      // rotation too (a follow that led to a group's second or later link).
+      await demo.until((out) => {
+        const rotated = new Set(
+          [...out.matchAll(LINK_LINE)].filter((m) => Number(m[1]) >= 2).map((m) => m[2]),
+        );
+        return [...out.matchAll(JOIN_FOLLOW)].some((m) => rotated.has(m[1]));
+      }, 30_000);
       demo.child.kill("SIGINT");
       expect(await demo.exited).toBe(0);
     } finally {
@@ -91,6 +105,12 @@ describe("npm run demo", () => {
     expect(out).toContain("(shared; demo keys removed at the end)");
     expect(out).toContain("Stopping (interrupted)...");
     expect(out).toMatch(/\d+ links received for 3 groups, every signature valid\.$/m);
+    expect(out).toMatch(/^ {2}join URL {3}http:\/\/127\.0\.0\.1:\d+\/join\/demo /m);
+    const follows = [...out.matchAll(JOIN_FOLLOW)].map((m) => m[1]);
+    // Each redirect went to a link Graph held at the time, and later ones to newer links.
+    expect(new Set(follows).size).toBeGreaterThan(1);
+    expect(out).not.toContain("NOT CURRENT");
+    expect(out).toMatch(/^join URL followed \d+ times: every redirect to a current link/m);
     expect(out).not.toMatch(/demo-secret-|demo-token-/);
 
     const prefix = /prefix\s+(\S+)/.exec(out)![1]!;
@@ -98,7 +118,8 @@ describe("npm run demo", () => {
     const [, left] = await redis.scan("0", "MATCH", `${prefix}:*`, "COUNT", 10_000);
     expect(left).toEqual([]);
     expect(await redis.exists(`${channel}:latest`, `${channel}:stream`)).toBe(0);
-  });
+    // Two fires of a ten-second policy and the start: longer than the default test timeout.
+  }, 60_000);
 
   it("stops by itself DEMO_DURATION seconds after the first link and exits 0", async () => {
     const demo = runDemo([], { REDIS_URL: testRedisUrl(), DEMO_DURATION: "1" });
