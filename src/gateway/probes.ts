@@ -18,7 +18,9 @@ export function probeRoutes(options: {
       name: "healthz",
       methods: ["GET"],
       match: (path) => path === "/healthz",
-      handle: (_req, res) => send(res, 200, "application/json; charset=utf-8", json({ status: "ok" })),
+      // The one role a gateway process runs (start, worker and scheduler name theirs the same way).
+      handle: (_req, res) =>
+        send(res, 200, "application/json; charset=utf-8", json({ status: "ok", roles: ["gateway"] })),
     },
     {
       name: "readyz",

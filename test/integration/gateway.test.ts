@@ -230,6 +230,8 @@ describe("the join page and the HTTP bounds", () => {
     expect(text).toMatch(/wa_rotator_gateway_visits_total\{slug="-",outcome="unknown"\} 1/);
     expect(text).toMatch(/wa_rotator_gateway_pool_groups\{slug="solo",state="room"\} 1/);
     expect((await fetch(`${fx.url}/readyz`)).status).toBe(200);
-    expect((await fetch(`${fx.url}/healthz`)).status).toBe(200);
+    const health = await fetch(`${fx.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: "ok", roles: ["gateway"] });
   });
 });
