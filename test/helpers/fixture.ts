@@ -8,7 +8,13 @@ import {
 import type { App } from "../../src/app.js";
 import { openTestQueue, type TestQueue } from "./faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "./redis.js";
-import { startTestRotator, type TestRotatorOptions } from "./rotator.js";
+import {
+  startTestRotator,
+  startTestWorker,
+  type TestRotatorOptions,
+  type TestWorker,
+  type TestWorkerOptions,
+} from "./rotator.js";
 
 /** What a test gets from `simTest`: the file's simulator and Redis, and keys of its own. */
 export interface Rig {
@@ -22,6 +28,11 @@ export interface Rig {
   defer(close: () => Promise<unknown>): void;
   /** The rotator (`startTestRotator`) on `prefix` against the file's simulator; stopped after the test. */
   rotator(prefix: string, options?: Omit<TestRotatorOptions, "graphUrl" | "prefix">): Promise<App>;
+  /** A rotation worker (`startTestWorker`) on `prefix` against the file's simulator; closed after the test. */
+  worker(
+    prefix: string,
+    options: Omit<TestWorkerOptions, "graphUrl" | "redis" | "prefix">,
+  ): Promise<TestWorker>;
   /** A test queue on `prefix` (`openTestQueue`); closed after the test. */
   queue(prefix: string, backoffMs?: number): Promise<TestQueue>;
 }
@@ -75,6 +86,11 @@ export function simTest(options: SimulatorOptions = {}) {
           const app = await startTestRotator({ ...options, graphUrl: sim.url, prefix });
           defer(() => app.stop());
           return app;
+        },
+        async worker(prefix, options) {
+          const tw = await startTestWorker({ ...options, graphUrl: sim.url, redis, prefix });
+          defer(() => tw.close());
+          return tw;
         },
         async queue(prefix, backoffMs) {
           const tq = await openTestQueue(redis, prefix, backoffMs);

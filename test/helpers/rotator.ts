@@ -92,19 +92,21 @@ export interface TestWorker {
   close(): Promise<void>;
 }
 
-/**
- * A rotation worker wired as the composition root wires it (real Graph client, state, lock,
- * publisher and account gate on the test Redis), with hooks the app does not offer: the live
- * config, a wrapped publisher, captured logs and attempt events. Call `close()`.
- */
-export async function startTestWorker(options: {
+export interface TestWorkerOptions {
   graphUrl: string;
   redis: Redis;
   prefix: string;
   yaml: string;
   env?: Record<string, string>;
   publisher?: (real: PublisherPort) => PublisherPort;
-}): Promise<TestWorker> {
+}
+
+/**
+ * A rotation worker wired as the composition root wires it (real Graph client, state, lock,
+ * publisher and account gate on the test Redis), with hooks the app does not offer: the live
+ * config, a wrapped publisher, captured logs and attempt events. Call `close()`.
+ */
+export async function startTestWorker(options: TestWorkerOptions): Promise<TestWorker> {
   const { redis } = options;
   const keys = createKeys(options.prefix);
   const env = { WHATSAPP_ACCESS_TOKEN: TEST_TOKEN, ...options.env };

@@ -3,29 +3,25 @@ import { createAccountGate } from "../../src/accounts/gate.js";
 import { createAccountProbe } from "../../src/accounts/probe.js";
 import { createLogger } from "../../src/infra/logger.js";
 import type { RotationMessage } from "../../src/core/interfaces.js";
-import { openTestQueue } from "../helpers/faults.js";
 import { simTest, type Rig } from "../helpers/fixture.js";
-import { policyYaml, startTestWorker, TEST_TOKEN, type LogLine, messageOf } from "../helpers/rotator.js";
+import {
+  policyYaml,
+  TEST_TOKEN,
+  type LogLine,
+  type TestWorkerOptions,
+  messageOf,
+} from "../helpers/rotator.js";
 
 /** What the worker's failure lines carry, and the loud line of a link Graph created but nobody got. */
 const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
 
-async function start(
-  rig: Rig,
-  groups: string[],
-  options: Parameters<typeof startTestWorker>[0]["publisher"] = undefined,
-) {
+async function start(rig: Rig, groups: string[], options: TestWorkerOptions["publisher"] = undefined) {
   const { prefix, channel } = rig.prefix("failure-logs");
-  const tw = await startTestWorker({
-    graphUrl: rig.sim.url,
-    redis: rig.redis,
-    prefix,
+  const tw = await rig.worker(prefix, {
     yaml: policyYaml(groups, channel),
     ...(options ? { publisher: options } : {}),
   });
-  rig.defer(() => tw.close());
-  const tq = await openTestQueue(rig.redis, prefix, 20);
-  rig.defer(() => tq.close());
+  const tq = await rig.queue(prefix, 20);
   return { tw, tq, channel, sim: rig.sim, redis: rig.redis };
 }
 

@@ -4,24 +4,17 @@ import { parseConfigText } from "../../src/config/config.js";
 import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationJobData, Trigger } from "../../src/core/interfaces.js";
 import { enqueueRotations, manualRotationId, scheduledRotationId } from "../../src/rotation/queue.js";
-import { openTestQueue, type TestQueue } from "../helpers/faults.js";
+import type { TestQueue } from "../helpers/faults.js";
 import { simTest, type Rig } from "../helpers/fixture.js";
-import { policyYaml, startTestRotator, startTestWorker, TEST_TOKEN, messageOf } from "../helpers/rotator.js";
+import { policyYaml, TEST_TOKEN, messageOf } from "../helpers/rotator.js";
 
 /** A reload removed a group from its policy: its already-queued scheduled rotations do not rotate it. */
 const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
 
 async function start(rig: Rig, groups: string[]) {
   const { prefix, channel } = rig.prefix("membership");
-  const tw = await startTestWorker({
-    graphUrl: rig.sim.url,
-    redis: rig.redis,
-    prefix,
-    yaml: policyYaml(groups, channel),
-  });
-  rig.defer(() => tw.close());
-  const tq = await openTestQueue(rig.redis, prefix);
-  rig.defer(() => tq.close());
+  const tw = await rig.worker(prefix, { yaml: policyYaml(groups, channel) });
+  const tq = await rig.queue(prefix);
   const reload = (yaml: string) => {
     tw.config.current = parseConfigText(
       yaml,
@@ -179,31 +172,22 @@ describe("the app wires the live policy file into its worker", () => {
   it("after app.reload, a queued scheduled rotation of a removed group is skipped", async ({ rig }) => {
     const { redis, sim } = rig;
     const { prefix, channel } = rig.prefix("membership-app");
-    const app = await startTestRotator({
-      graphUrl: sim.url,
-      prefix,
-      yaml: policyYaml(["PA1", "PA2"], channel),
-    });
-    try {
-      const tq = await openTestQueue(redis, prefix);
-      rig.defer(() => tq.close());
-      app.reload(
-        parseConfigText(
-          policyYaml(["PA2"], channel),
-          "test.yaml",
-          { WHATSAPP_ACCESS_TOKEN: TEST_TOKEN },
-          {
-            graphApiVersion: "v23.0",
-          },
-        ),
-      );
-      const gone = await scheduled(redis, tq, "PA1", channel);
-      await enqueueRotations(tq.queue, [gone]);
-      const result = await (await tq.queue.getJob(gone.rotationId))!.waitUntilFinished(tq.events, 10_000);
-      expect(result).toMatchObject({ skipped: "removed from policy" });
-      expect(callsOf(sim, "PA1")).toEqual([]);
-    } finally {
-      await app.stop();
-    }
+    const app = await rig.rotator(prefix, { yaml: policyYaml(["PA1", "PA2"], channel) });
+    const tq = await rig.queue(prefix);
+    app.reload(
+      parseConfigText(
+        policyYaml(["PA2"], channel),
+        "test.yaml",
+        { WHATSAPP_ACCESS_TOKEN: TEST_TOKEN },
+        {
+          graphApiVersion: "v23.0",
+        },
+      ),
+    );
+    const gone = await scheduled(redis, tq, "PA1", channel);
+    await enqueueRotations(tq.queue, [gone]);
+    const result = await (await tq.queue.getJob(gone.rotationId))!.waitUntilFinished(tq.events, 10_000);
+    expect(result).toMatchObject({ skipped: "removed from policy" });
+    expect(callsOf(sim, "PA1")).toEqual([]);
   });
 });
