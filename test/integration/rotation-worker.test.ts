@@ -1,52 +1,34 @@
 import type { RotationJobResult } from "../../src/rotation/worker.js";
 import type { Job } from "bullmq";
-import { QueueEvents } from "bullmq";
-import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import type { App } from "../../src/app.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationJobData } from "../../src/core/interfaces.js";
 import { parseMessage } from "../../src/publish/message.js";
 import { enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import { messageOf, policyYaml, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { uniquePrefix } from "../helpers/redis.js";
+import { messageOf, policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
+import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import { createKeys } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createRotationWorker, type RotationWorkerOptions } from "../../src/rotation/worker.js";
 
 /** The worker end to end: BullMQ on a real Redis, the Graph simulator over HTTP, the real publisher. */
-let sim: GraphSimulator;
-let redis: Redis;
-let app: App | undefined;
-let events: QueueEvents | undefined;
-const cleanup: string[] = [];
+const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
 
-beforeAll(async () => {
-  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
-  redis = testRedis();
-});
-afterEach(async () => {
-  await events?.close();
-  await app?.stop();
-  events = undefined;
-  app = undefined;
-  sim.clearFaults();
-  sim.clearCalls();
-  await deleteKeys(redis, ...cleanup.splice(0));
-});
-afterAll(async () => {
-  await sim.close();
-  await redis.quit();
-});
-
-async function start(groups: string[], env: Record<string, string> = {}) {
-  const prefix = uniquePrefix("worker");
-  const channel = `${prefix}-links`;
-  cleanup.push(prefix, channel);
-  app = await startTestRotator({ graphUrl: sim.url, prefix, yaml: policyYaml(groups, channel), env });
-  events = new QueueEvents(app.keys.rotationQueue, { connection: redis.duplicate(), prefix });
-  await events.waitUntilReady();
-  return { app, channel };
+/** The rotator on a fresh prefix, and the queue's events to wait on its jobs with. */
+async function start(rig: Rig, groups: string[], env: Record<string, string> = {}) {
+  const { prefix, channel } = rig.prefix("worker");
+  const app = await rig.rotator(prefix, { yaml: policyYaml(groups, channel), env });
+  const { events } = await rig.queue(prefix);
+  return {
+    app,
+    channel,
+    events,
+    sim: rig.sim,
+    redis: rig.redis,
+    callsOf: (g: string) => callsOf(rig.sim, g),
+  };
 }
 
 async function rotate(
@@ -67,19 +49,21 @@ async function rotate(
   return (await a.queue.getJob(data.rotationId)) as Job<RotationJobData, RotationJobResult>;
 }
 
-const callsOf = (groupId: string) =>
+const callsOf = (sim: GraphSimulator, groupId: string) =>
   sim.calls.filter((c) => c.groupId === groupId).map((c) => `${c.method} ${c.status ?? "-"}`);
 
 describe("rotation worker", () => {
-  it("publishes exactly the simulator's new link on the channel, in C:latest and in C:stream", async () => {
-    const { app, channel } = await start(["G1"]);
+  it("publishes exactly the simulator's new link on the channel, in C:latest and in C:stream", async ({
+    rig,
+  }) => {
+    const { app, channel, events, sim, redis, callsOf } = await start(rig, ["G1"]);
     const subscriber = redis.duplicate();
     const received: string[] = [];
     subscriber.on("message", (_channel: string, text: string) => received.push(text));
     await subscriber.subscribe(channel);
     try {
       const job = await rotate(app, "G1", channel);
-      const message = await messageOf(redis, await job.waitUntilFinished(events!, 10_000));
+      const message = await messageOf(redis, await job.waitUntilFinished(events, 10_000));
       const link = sim.group("G1")?.link;
       expect(link).toMatch(/^https:\/\/chat\.whatsapp\.com\//);
       expect(message).toMatchObject({ group_id: "G1", invite_link: link, sequence: 1, trigger: "manual" });
@@ -107,12 +91,12 @@ describe("rotation worker", () => {
     }
   });
 
-  it("counts sequences 1, 2, 3 across rotations of one group", async () => {
-    const { app, channel } = await start(["G2"]);
+  it("counts sequences 1, 2, 3 across rotations of one group", async ({ rig }) => {
+    const { app, channel, events, redis, callsOf } = await start(rig, ["G2"]);
     const sequences: number[] = [];
     for (let i = 0; i < 3; i++) {
       const job = await rotate(app, "G2", channel);
-      sequences.push((await messageOf(redis, await job.waitUntilFinished(events!, 10_000))).sequence);
+      sequences.push((await messageOf(redis, await job.waitUntilFinished(events, 10_000))).sequence);
     }
     expect(sequences).toEqual([1, 2, 3]);
     expect(callsOf("G2")).toEqual([
@@ -125,9 +109,11 @@ describe("rotation worker", () => {
     ]);
   });
 
-  it("runs more than 10 rotations at once without a MaxListenersExceededWarning", async () => {
+  it("runs more than 10 rotations at once without a MaxListenersExceededWarning", async ({ rig }) => {
     const groups = Array.from({ length: 16 }, (_, i) => `ML${i + 1}`);
-    const { app, channel } = await start(groups, { ROTATOR_CONCURRENCY: "16" });
+    const { app, channel, events, sim } = await start(rig, groups, {
+      ROTATOR_CONCURRENCY: "16",
+    });
     const warnings: Error[] = [];
     const onWarning = (warning: Error) => warnings.push(warning);
     process.on("warning", onWarning);
@@ -135,7 +121,7 @@ describe("rotation worker", () => {
       // Slow answers keep all 16 in flight together.
       for (const groupId of groups) sim.inject({ kind: "latency", ms: 300, match: { groupId } });
       const jobs = await Promise.all(groups.map((groupId) => rotate(app, groupId, channel)));
-      for (const job of jobs) await job.waitUntilFinished(events!, 15_000);
+      for (const job of jobs) await job.waitUntilFinished(events, 15_000);
       await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
     } finally {
       process.off("warning", onWarning);
@@ -143,10 +129,10 @@ describe("rotation worker", () => {
     expect(warnings.map((w) => `${w.name}: ${w.message}`)).toEqual([]);
   });
 
-  it("sends a group id with + / = as one percent-encoded path segment", async () => {
-    const { app, channel } = await start(["Y2Fw+aV9/ncm=="]);
+  it("sends a group id with + / = as one percent-encoded path segment", async ({ rig }) => {
+    const { app, channel, events, sim } = await start(rig, ["Y2Fw+aV9/ncm=="]);
     const job = await rotate(app, "Y2Fw+aV9/ncm==", channel);
-    const message = await job.waitUntilFinished(events!, 10_000);
+    const message = await job.waitUntilFinished(events, 10_000);
     expect(message.group_id).toBe("Y2Fw+aV9/ncm==");
     const paths = sim.calls.map((c) => `${c.method} ${c.path}`);
     expect(paths).toEqual([
@@ -155,8 +141,8 @@ describe("rotation worker", () => {
     ]);
   });
 
-  it("retries a failed POST without a second DELETE", async () => {
-    const { app, channel } = await start(["G3"]);
+  it("retries a failed POST without a second DELETE", async ({ rig }) => {
+    const { app, channel, events, sim, redis, callsOf } = await start(rig, ["G3"]);
     sim.inject({
       match: { method: "POST", groupId: "G3" },
       kind: "error",
@@ -165,15 +151,15 @@ describe("rotation worker", () => {
       isTransient: true,
     });
     const job = await rotate(app, "G3", channel);
-    const message = await messageOf(redis, await job.waitUntilFinished(events!, 15_000));
+    const message = await messageOf(redis, await job.waitUntilFinished(events, 15_000));
     expect(callsOf("G3")).toEqual(["DELETE 200", "POST 503", "POST 200"]);
     expect(message.invite_link).toBe(sim.group("G3")?.link);
     expect(message.sequence).toBe(1);
   });
 
-  it("a rotation that lost its group lock tries again without using an attempt", async () => {
+  it("a rotation that lost its group lock tries again without using an attempt", async ({ rig }) => {
     // The hung POST may still land: the retry reads the link back once it cannot (2 s later).
-    const { app, channel } = await start(["G6"], {
+    const { app, channel, events, sim, redis } = await start(rig, ["G6"], {
       ROTATOR_GROUP_LOCK_TTL: "600ms",
       ROTATOR_UNSURE_SETTLE: "2s",
     });
@@ -184,7 +170,7 @@ describe("rotation worker", () => {
       .toBe(true);
     // Another owner takes the lock: the heartbeat finds it lost and the attempt stops, writing nothing.
     await redis.set(app.keys.groupLock("G6"), "someone-else", "PX", 1_000);
-    const message = await messageOf(redis, await job.waitUntilFinished(events!, 15_000));
+    const message = await messageOf(redis, await job.waitUntilFinished(events, 15_000));
     expect(message.invite_link).toBe(sim.group("G6")?.link);
     expect((await app.queue.getJob(job.id!))?.attemptsMade).toBe(1);
     expect(await app.metrics.text()).toContain(
@@ -192,12 +178,14 @@ describe("rotation worker", () => {
     );
   });
 
-  it("stops at once on an expired token (190): no retry, no POST, the old link untouched", async () => {
-    const { app, channel } = await start(["G4"]);
+  it("stops at once on an expired token (190): no retry, no POST, the old link untouched", async ({
+    rig,
+  }) => {
+    const { app, channel, events, sim, redis, callsOf } = await start(rig, ["G4"]);
     const before = sim.addGroup({ id: "G4" }).link;
     sim.inject({ match: { groupId: "G4" }, kind: "error", status: 401, code: 190, times: Infinity });
     const job = await rotate(app, "G4", channel);
-    const error = await job.waitUntilFinished(events!, 10_000).catch((e: Error) => e);
+    const error = await job.waitUntilFinished(events, 10_000).catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
     expect(String((error as Error).message)).toMatch(/G4.*190/s);
     expect(callsOf("G4")).toEqual(["DELETE 401"]);
@@ -209,17 +197,17 @@ describe("rotation worker", () => {
     expect(JSON.stringify(state)).not.toContain(TEST_TOKEN);
   });
 
-  it("a group that is unknown to Graph (131041) fails for good with the reason recorded", async () => {
-    const { app, channel } = await start(["G5"]);
+  it("a group that is unknown to Graph (131041) fails for good with the reason recorded", async ({ rig }) => {
+    const { app, channel, events, sim, redis, callsOf } = await start(rig, ["G5"]);
     sim.inject({ match: { groupId: "G5" }, kind: "error", status: 400, code: 131041, times: Infinity });
     const job = await rotate(app, "G5", channel);
-    await expect(job.waitUntilFinished(events!, 10_000)).rejects.toThrow(/G5/);
+    await expect(job.waitUntilFinished(events, 10_000)).rejects.toThrow(/G5/);
     expect(callsOf("G5")).toEqual(["DELETE 400"]);
     expect(await redis.hget(app.keys.group("G5"), "failure_code")).toBe("GRAPH_GROUP_UNKNOWN");
   });
 
-  it("tries Redis again 1 s after an error, not after BullMQ's 15 s", async () => {
-    const connection = redis.duplicate();
+  it("tries Redis again 1 s after an error, not after BullMQ's 15 s", async ({ rig }) => {
+    const connection = rig.redis.duplicate();
     const worker = createRotationWorker({
       keys: createKeys(uniquePrefix("worker-opts")),
       connection,

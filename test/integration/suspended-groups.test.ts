@@ -1,12 +1,12 @@
-import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
+import { describe, expect } from "vitest";
+import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationJobData } from "../../src/core/interfaces.js";
 import { createDeliveryRecorder } from "../../src/gateway/webhook-receiver.js";
 import { createGroupEventsConsumer } from "../../src/groups/consumer.js";
 import { createGroupStateStore } from "../../src/groups/state.js";
 import { enqueueRotations, manualRotationId, scheduledRotationId } from "../../src/rotation/queue.js";
-import { openTestQueue, type TestQueue } from "../helpers/faults.js";
+import type { TestQueue } from "../helpers/faults.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
 import { reason } from "../../src/commands/status.js";
 import { listGroupIds, readGroupStatuses, type GroupStatus } from "../../src/ops/status.js";
 import {
@@ -15,45 +15,17 @@ import {
   groupSuspensionCleared,
   joinedByInviteLink,
 } from "../helpers/meta-webhooks.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import {
-  capturingLogger,
-  policyYaml,
-  startTestWorker,
-  TEST_TOKEN,
-  type TestWorker,
-} from "../helpers/rotator.js";
+import { capturingLogger, policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /** WhatsApp suspended or deleted a group (its webhooks say so): its rotations make no Graph call. */
-let sim: GraphSimulator;
-let redis: Redis;
-let tw: TestWorker | undefined;
-let tq: TestQueue | undefined;
-const cleanup: string[] = [];
+const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
 const T = 1_739_321_024;
 
-beforeAll(async () => {
-  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
-  redis = testRedis();
-});
-afterEach(async () => {
-  await tq?.close();
-  await tw?.close();
-  tq = tw = undefined;
-  sim.clearCalls();
-  await deleteKeys(redis, ...cleanup.splice(0));
-});
-afterAll(async () => {
-  await sim.close();
-  await redis.quit();
-});
-
-async function start(groups: string[]) {
-  const prefix = uniquePrefix("suspended");
-  const channel = `${prefix}-links`;
-  cleanup.push(prefix, channel);
-  tw = await startTestWorker({ graphUrl: sim.url, redis, prefix, yaml: policyYaml(groups, channel) });
-  tq = await openTestQueue(redis, prefix);
+async function start(rig: Rig, groups: string[]) {
+  const { sim, redis } = rig;
+  const { prefix, channel } = rig.prefix("suspended");
+  const tw = await rig.worker(prefix, { yaml: policyYaml(groups, channel) });
+  const tq = await rig.queue(prefix);
   const consumer = createGroupEventsConsumer({
     redis,
     keys: tq.keys,
@@ -61,10 +33,10 @@ async function start(groups: string[]) {
     logger: capturingLogger([]),
   });
   const webhook = async (payload: Record<string, unknown>) => {
-    await createDeliveryRecorder(redis, tq!.keys)(Buffer.from(JSON.stringify(payload)));
+    await createDeliveryRecorder(redis, tq.keys)(Buffer.from(JSON.stringify(payload)));
     await consumer.drain();
   };
-  return { tq, channel, webhook };
+  return { tw, tq, channel, webhook, redis, callsOf: (groupId: string) => callsOf(sim, groupId) };
 }
 
 function fire(groupId: string, channel: string, at = Date.now()): RotationJobData {
@@ -85,11 +57,14 @@ async function run(tq: TestQueue, data: RotationJobData): Promise<unknown> {
   return (await tq.queue.getJob(data.rotationId))!.waitUntilFinished(tq.events, 10_000);
 }
 
-const callsOf = (groupId: string) => sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
+const callsOf = (sim: GraphSimulator, groupId: string) =>
+  sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
 
 describe("suspended and deleted groups", () => {
-  it("a suspended group's fire ends skipped with the reason and no Graph call; once cleared it rotates", async () => {
-    const { tq, channel, webhook } = await start(["S1"]);
+  it("a suspended group's fire ends skipped with the reason and no Graph call; once cleared it rotates", async ({
+    rig,
+  }) => {
+    const { tw, tq, channel, webhook, callsOf } = await start(rig, ["S1"]);
     await webhook(groupSuspended("S1", T));
     const skipped = await run(tq, fire("S1", channel));
     expect(skipped).toMatchObject({
@@ -107,27 +82,31 @@ describe("suspended and deleted groups", () => {
     };
     expect(await run(tq, manual)).toMatchObject({ skipped: "group suspended" });
     expect(callsOf("S1")).toEqual([]);
-    expect(tw!.logs.some((l) => /rotation skipped: group suspended/.test(l.msg))).toBe(true);
+    expect(tw.logs.some((l) => /rotation skipped: group suspended/.test(l.msg))).toBe(true);
 
     await webhook(groupSuspensionCleared("S1", T + 60));
     expect(await run(tq, fire("S1", channel, Date.now() + 1))).toMatchObject({ group_id: "S1", sequence: 1 });
     expect(callsOf("S1")).toEqual(["DELETE", "POST"]);
   });
 
-  it("a deleted group is dropped: its fires end skipped as deleted, without a Graph call", async () => {
-    const { tq, channel, webhook } = await start(["D1"]);
+  it("a deleted group is dropped: its fires end skipped as deleted, without a Graph call", async ({
+    rig,
+  }) => {
+    const { tq, channel, webhook, callsOf } = await start(rig, ["D1"]);
     await webhook(groupDeleted("D1", T));
     expect(await run(tq, fire("D1", channel))).toMatchObject({ skipped: "group deleted" });
     expect(callsOf("D1")).toEqual([]);
   });
 
-  it("status says why: deleted, suspended, and the participants and joins the webhooks told", async () => {
-    const { tq, channel, webhook } = await start(["D2", "S2", "OK2"]);
+  it("status says why: deleted, suspended, and the participants and joins the webhooks told", async ({
+    rig,
+  }) => {
+    const { tw, tq, channel, webhook, redis } = await start(rig, ["D2", "S2", "OK2"]);
     await run(tq, fire("OK2", channel));
     await webhook(groupDeleted("D2", T));
     await webhook(groupSuspended("S2", T));
     await webhook(joinedByInviteLink("OK2", "1001", Math.floor(Date.now() / 1000) + 1));
-    const config = tw!.config.current;
+    const config = tw.config.current;
     const rows: GroupStatus[] = [];
     for await (const batch of readGroupStatuses(
       { redis, keys: tq.keys, config, now: Date.now() },
