@@ -1,14 +1,12 @@
-import { QueueEvents } from "bullmq";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
-import type { RotationJobData } from "../../src/core/interfaces.js";
-import { createKeys } from "../../src/core/keys.js";
-import { createRotationQueue, enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
+import { expect } from "vitest";
+import type { RotatedResult } from "../../src/rotation/worker.js";
+import { settleAll } from "../helpers/faults.js";
+import { simTest } from "../helpers/fixture.js";
 import { spawnCli, type CliProcess } from "../helpers/cli.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+import { testRedisUrl } from "../helpers/redis.js";
 import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /**
@@ -16,27 +14,19 @@ import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
  * rotation of a group, so the simulator sees DELETE, POST, DELETE, POST... and never two DELETEs
  * (or two POSTs) of one group in a row; sequences come out 1..N without gaps.
  */
-let sim: GraphSimulator;
-const redis = testRedis();
-const prefix = uniquePrefix("two-workers");
-const channel = `${prefix}-links`;
-const dir = mkdtempSync(join(tmpdir(), "wa-rotator-two-"));
-const workers: CliProcess[] = [];
+const it = simTest({ latencyMs: 30 });
 
-beforeAll(async () => {
-  sim = await startGraphSimulator({ latencyMs: 30 });
+it("never interleaves two rotations of one group across processes", async ({ rig }) => {
+  const { sim } = rig;
+  const { prefix, channel } = rig.prefix("two-workers");
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-two-"));
+  rig.defer(async () => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, "rotation.yaml"), policyYaml(["GA", "GB"], channel));
-});
-afterAll(async () => {
-  for (const w of workers) w.kill("SIGKILL");
-  await Promise.all(workers.map((w) => w.exited));
-  await sim.close();
-  await deleteKeys(redis, prefix, channel);
-  await redis.quit();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-it("never interleaves two rotations of one group across processes", async () => {
+  const workers: CliProcess[] = [];
+  rig.defer(async () => {
+    for (const w of workers) w.kill("SIGKILL");
+    await Promise.all(workers.map((w) => w.exited));
+  });
   const env = {
     REDIS_URL: testRedisUrl(),
     ROTATOR_PREFIX: prefix,
@@ -49,31 +39,16 @@ it("never interleaves two rotations of one group across processes", async () => 
   workers.push(spawnCli(["worker"], env), spawnCli(["worker"], env));
   await Promise.all(workers.map((w) => w.waitFor('"service":"worker"')));
 
-  const keys = createKeys(prefix);
-  const queue = createRotationQueue(keys, redis.duplicate());
-  const events = new QueueEvents(keys.rotationQueue, { connection: redis.duplicate(), prefix });
-  events.setMaxListeners(100);
-  await events.waitUntilReady();
+  const tq = await rig.queue(prefix);
   const perGroup = 6;
-  const rotations: RotationJobData[] = [];
-  for (let i = 0; i < perGroup; i++) {
-    for (const groupId of ["GA", "GB"]) {
-      rotations.push({
-        rotationId: manualRotationId(),
-        groupId,
-        account: "default",
-        policy: null,
-        channel,
-        trigger: "manual",
-        requestedAt: Date.now(),
-      });
-    }
-  }
-  await enqueueRotations(queue, rotations);
-  const jobs = await Promise.all(rotations.map((r) => queue.getJob(r.rotationId)));
-  const messages = await Promise.all(jobs.map((job) => job!.waitUntilFinished(events, 30_000)));
-  await events.close();
-  await queue.close();
+  const groups = Array.from({ length: perGroup }, () => ["GA", "GB"]).flat();
+  const jobs = await tq.rotate(
+    groups.map((groupId) => ({ groupId, account: "default" })),
+    channel,
+  );
+  const results = await settleAll(jobs, tq, 30_000);
+  expect(results.filter((r) => r instanceof Error)).toEqual([]);
+  const messages = results as RotatedResult[];
 
   for (const groupId of ["GA", "GB"]) {
     const calls = sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
