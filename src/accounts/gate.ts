@@ -4,6 +4,7 @@ import { AccountFailingError } from "../core/errors.js";
 import type { AccountContext, Step } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
+import { luaScript } from "../infra/scripts.js";
 import type { Metrics } from "../infra/metrics.js";
 import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
 import type { RotationGate } from "../rotation/ports.js";
@@ -223,6 +224,15 @@ const SUCCESS = `${NOW}
 if (tonumber(redis.call("HGET", KEYS[1], "paused_until")) or 0) <= now then
   return redis.call("HDEL", KEYS[1], "throttle_level", "probe_until") end return 0`;
 
+// Registered once per client (infra/scripts.ts): each call sends the script's SHA1, not its text.
+const CHECK_SCRIPT = luaScript<[number, number, number, string, string, string]>(
+  "rotatorGateCheck",
+  4,
+  CHECK,
+);
+const THROTTLE_SCRIPT = luaScript<[number, number, string]>("rotatorGateThrottle", 3, THROTTLE);
+const SUCCESS_SCRIPT = luaScript<number>("rotatorGateSuccess", 1, SUCCESS);
+
 /** Held rotations are forgotten after a week without a new one (saga state lives that long too). */
 const HELD_TTL_MS = 7 * 24 * 3600 * 1000;
 
@@ -268,20 +278,19 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
   const gate: AccountGate = {
     recheckMs,
     async beforeGraphCall(account, step, groupId) {
-      const reply = (await redis.eval(
-        CHECK,
-        4,
-        keys.account(account.name),
-        ...subjects(account),
-        ticketsOf(account),
-        String(Math.max(1000, base * 2)),
-        String(ceilingOf(account.name)),
-        String(maxInline),
-        step,
-        groupId,
-        String(startOf(account.name)),
-        String(options.clock?.() ?? -1),
-      )) as [number, number, number, string, string, string];
+      const reply = await CHECK_SCRIPT.run(
+        redis,
+        [keys.account(account.name), ...subjects(account), ticketsOf(account)],
+        [
+          String(Math.max(1000, base * 2)),
+          String(ceilingOf(account.name)),
+          String(maxInline),
+          step,
+          groupId,
+          String(startOf(account.name)),
+          String(options.clock?.() ?? -1),
+        ],
+      );
       const [wait, sleep, inBackoff, failingCode, fingerprint, rate] = reply;
       showRate(account, rate);
       if (inBackoff === 1) {
@@ -307,22 +316,21 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
       const byNumber = error.scope === "number";
       const subject = byNumber ? numberSubject(account) : tokenSubject(account);
       const asked = error.retryAfterMs === undefined ? undefined : boundWait(error.retryAfterMs, max);
-      const [wait, set, rate] = (await redis.eval(
-        THROTTLE,
-        3,
-        subject,
-        keys.account(account.name),
-        ticketsOf(account),
-        String(asked?.ms ?? -1),
-        String(base),
-        String(max),
-        byNumber ? "1" : "0",
-        String(ceilingOf(account.name)),
-        String(startOf(account.name)),
-        groupId ?? "",
-        error.operation === "create-invite-link" ? "1" : "0",
-        String(options.clock?.() ?? -1),
-      )) as [number, number, string];
+      const [wait, set, rate] = await THROTTLE_SCRIPT.run(
+        redis,
+        [subject, keys.account(account.name), ticketsOf(account)],
+        [
+          String(asked?.ms ?? -1),
+          String(base),
+          String(max),
+          byNumber ? "1" : "0",
+          String(ceilingOf(account.name)),
+          String(startOf(account.name)),
+          groupId ?? "",
+          error.operation === "create-invite-link" ? "1" : "0",
+          String(options.clock?.() ?? -1),
+        ],
+      );
       showRate(account, rate);
       const fields = {
         account: account.name,
@@ -384,7 +392,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
       if (!set) return;
       recovering.delete(accountName);
       for (const subject of set) {
-        redis.eval(SUCCESS, 1, subject).catch((error: unknown) => {
+        SUCCESS_SCRIPT.run(redis, [subject], []).catch((error: unknown) => {
           logger.warn({ account: accountName, err: error }, "could not reset the throttle back-off");
         });
       }

@@ -106,6 +106,8 @@ export interface PublisherPort {
    * publish, and a channel that cannot be written fails the rotation before it deletes anything.
    */
   claim?(groupId: string, channel: string, owner: string): Promise<void>;
+  /** True when `publish` carries out `PublishInput.finish` (the saga asks only then). */
+  readonly finishes?: boolean;
 }
 
 export interface PublishInput {
@@ -124,4 +126,16 @@ export interface PublishInput {
    * `LockLostError`. The rotation saga always sets it.
    */
   readonly lockOwner?: string;
+  /**
+   * The message's `sequence` the caller expects (the saga reads the group's counter on the channel
+   * under the lock): when right, the publish is one call to Redis; when not, the publisher learns
+   * the right one from that call and signs again. Default 1.
+   */
+  readonly expectedSequence?: number;
+  /**
+   * With `lockOwner`: the publish also finishes the rotation in the same call (clears the group's
+   * failure record and without-link mark, settles its pending mark, releases the group's lock),
+   * also when it finds the rotation published already. Only for a publisher that `finishes`.
+   */
+  readonly finish?: boolean;
 }

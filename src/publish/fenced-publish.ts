@@ -3,6 +3,8 @@ import type { PublishInput, RotationMessage } from "../core/interfaces.js";
 import { channelKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../core/keys.js";
 import { parseMessage } from "./message.js";
 import { RotatorError } from "../core/errors.js";
+import { FINISH_ROTATION_LUA } from "../core/finish-lua.js";
+import { luaScript } from "../infra/scripts.js";
 
 /**
  * The publish of a Redis Cluster, where a channel's keys and the project's keys live in different
@@ -24,7 +26,10 @@ import { RotatorError } from "../core/errors.js";
  */
 
 /** KEYS: latest, stream, fence. ARGV: group, owner ("" = unfenced), rotation id, message, prev sequence, channel, maxlen. */
-const PUBLISH_ON_CHANNEL = `
+const PUBLISH_ON_CHANNEL = luaScript<[number, string?]>(
+  "rotatorPublishOnChannel",
+  3,
+  `
 if ARGV[2] ~= "" and redis.call("HGET", KEYS[3], ARGV[1]) ~= ARGV[2] then return {0} end
 local current = redis.call("HGET", KEYS[1], ARGV[1])
 local sequence = 0
@@ -39,20 +44,34 @@ if sequence ~= tonumber(ARGV[5]) then return {3} end
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[4])
 redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[7], "*", "message", ARGV[4])
 redis.call("PUBLISH", ARGV[6], ARGV[4])
-return {1}`;
+return {1}`,
+);
 
-/** KEYS: group, rotation, lock, without-link index, groups index. ARGV: owner ("" = unfenced), group id, message, published at, ttl, then field/value pairs. */
-const RECORD = `
+/**
+ * KEYS: group, rotation, lock, without-link index, groups index. ARGV: owner ("" = unfenced), group
+ * id, message, published at, ttl, "1" to finish the rotation, rotation id, then field/value pairs.
+ * A rotation recorded already is not recorded again (but finished, when asked).
+ */
+const RECORD = luaScript<number>(
+  "rotatorPublishRecord",
+  5,
+  `${FINISH_ROTATION_LUA}
+local finish = ARGV[6] == "1"
+if redis.call("HEXISTS", KEYS[2], "message") == 1 then
+  if finish then finish_rotation(KEYS[1], KEYS[3], KEYS[4], ARGV[1], ARGV[7], ARGV[2]) end
+  return 1
+end
 if ARGV[1] ~= "" and redis.call("GET", KEYS[3]) ~= ARGV[1] then return 0 end
-if redis.call("HEXISTS", KEYS[2], "message") == 1 then return 1 end
 redis.call("HINCRBY", KEYS[1], "sequence", 1)
-redis.call("HSET", KEYS[1], unpack(ARGV, 6))
+redis.call("HSET", KEYS[1], unpack(ARGV, 8))
 redis.call("HDEL", KEYS[1], "without_link_since")
 redis.call("SREM", KEYS[4], ARGV[2])
 redis.call("SADD", KEYS[5], ARGV[2])
 redis.call("HSET", KEYS[2], "message", ARGV[3], "published_at", ARGV[4])
 redis.call("PEXPIRE", KEYS[2], ARGV[5])
-return 1`;
+if finish then finish_rotation(KEYS[1], KEYS[3], KEYS[4], ARGV[1], ARGV[7], ARGV[2]) end
+return 1`,
+);
 
 export interface FencedPublishDeps {
   readonly redis: RedisClient;
@@ -85,11 +104,36 @@ export async function publishFenced(
 ): Promise<RotationMessage | "lost" | null> {
   const { redis, keys } = deps;
   const rotationKey = keys.rotation(input.rotationId);
+  const owner = input.lockOwner ?? "";
+  const finish = input.finish === true && owner !== "" ? "1" : "0";
+  const record = (json: string, fields: string[]) =>
+    RECORD.run(
+      redis,
+      [
+        keys.group(input.groupId),
+        rotationKey,
+        keys.groupLock(input.groupId),
+        keys.withoutLinkIndex,
+        keys.groupsIndex,
+      ],
+      [
+        owner,
+        input.groupId,
+        json,
+        deps.now(),
+        PUBLISHED_ROTATION_TTL_MS,
+        finish,
+        input.rotationId,
+        ...fields,
+      ],
+    );
   const stored = await redis.hget(rotationKey, "message");
-  if (stored !== null) return parseMessage(stored);
+  if (stored !== null) {
+    if (finish === "1") await record(stored, []);
+    return parseMessage(stored);
+  }
 
   const c = channelKeys(input.channel);
-  const owner = input.lockOwner ?? "";
   const raw = await redis.hget(c.latest, input.groupId);
   let previous: RotationMessage | undefined;
   try {
@@ -105,20 +149,11 @@ export async function publishFenced(
     json = raw!;
   } else {
     ({ message, json } = deps.compose(input, (previous?.sequence ?? 0) + 1));
-    const reply = (await redis.eval(
-      PUBLISH_ON_CHANNEL,
-      3,
-      c.latest,
-      c.stream,
-      fenceKey(input.channel),
-      input.groupId,
-      owner,
-      input.rotationId,
-      json,
-      String(previous?.sequence ?? 0),
-      c.channel,
-      String(deps.maxlen),
-    )) as [number, string?];
+    const reply = await PUBLISH_ON_CHANNEL.run(
+      redis,
+      [c.latest, c.stream, fenceKey(input.channel)],
+      [input.groupId, owner, input.rotationId, json, previous?.sequence ?? 0, c.channel, deps.maxlen],
+    );
     if (reply[0] === 0) return "lost";
     if (reply[0] === 3) return null;
     if (reply[0] === 2) {
@@ -127,21 +162,7 @@ export async function publishFenced(
     }
   }
   const fields = Object.entries(deps.groupFields(message, json, input.channel)).flat();
-  const recorded = await redis.eval(
-    RECORD,
-    5,
-    keys.group(input.groupId),
-    rotationKey,
-    keys.groupLock(input.groupId),
-    keys.withoutLinkIndex,
-    keys.groupsIndex,
-    owner,
-    input.groupId,
-    json,
-    String(deps.now()),
-    String(PUBLISHED_ROTATION_TTL_MS),
-    ...fields,
-  );
+  const recorded = await record(json, fields);
   if (Number(recorded) !== 1) {
     // Published, not recorded: like a lost lock, the rotation tries again, and the retry records.
     throw new RotatorError(

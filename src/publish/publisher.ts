@@ -1,4 +1,4 @@
-import { Cluster, type Redis } from "ioredis";
+import { Cluster } from "ioredis";
 import { LockLostError, RotatorError } from "../core/errors.js";
 import {
   systemClock,
@@ -11,7 +11,8 @@ import { channelKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../core/keys.
 import { claimChannel, publishFenced } from "./fenced-publish.js";
 import type { RedisClient } from "../infra/redis.js";
 import { parseMessage, serializeMessage, signMessage, type UnsignedRotationMessage } from "./message.js";
-import { throwOnTransactionError } from "../infra/redis.js";
+import { luaScript } from "../infra/scripts.js";
+import { FINISH_ROTATION_LUA } from "../core/finish-lua.js";
 
 /** Entries kept in `C:stream` (approximately: `MAXLEN ~`). */
 export const STREAM_MAXLEN = 10_000;
@@ -38,20 +39,68 @@ export interface PublisherDeps {
 }
 
 /**
- * The publisher: assigns the group's next sequence on the channel and, in one MULTI/EXEC guarded by WATCH on the
- * group and rotation hashes, writes `C:latest`, appends to `C:stream`, PUBLISHes, and records the
- * group's and the rotation's state. The sequence is read before the transaction because the
- * signature covers it (HMAC cannot run in Lua).
+ * The publish of one node (or a Sentinel-managed master): one Lua script on the shared connection,
+ * so a publish is one call and needs no connection of its own (a WATCH transaction would).
  *
- * With `input.lockOwner` the transaction is fenced by the group's lock: the lock key is WATCHed
- * too and EXEC is sent only if the lock names that owner, so an attempt that lost its lock (a
- * stall, an outage) cannot publish over a newer rotation. A rotation already published still gets
- * its stored message back, lock or not: that write happened while it held the lock.
+ * KEYS: group, rotation, lock, without-link index, groups index, C:latest, C:stream. ARGV: owner
+ * ("" = unfenced), group id, rotation id, message, its sequence, channel, maxlen, published at,
+ * saga ttl, "1" to finish the rotation, then the group's field/value pairs.
  *
- * WATCH belongs to a connection and any EXEC on it clears it, so the transaction runs on connections
- * the publisher owns (duplicates of `redis`, kept only while publishes are in flight), never on the
- * shared one. Publishes of one group are also queued in-process, so they never race each other and
- * WATCH only has to resolve races with other processes.
+ * A rotation already published returns {2, its message}, lock or not (that write happened while it
+ * held the lock), so a resent call publishes nothing twice. Else the fence: {0} unless the owner
+ * holds the group's lock. Then the sequence the message was signed with must be the group's next
+ * on the channel (its counter + 1; without a counter, one more than its newest message on the
+ * channel, as before sequences counted per channel): else {3, the right one}, and the caller signs
+ * again. Then C:latest, C:stream, PUBLISH and the group's and rotation's records, atomically: {1}.
+ */
+const PUBLISH = luaScript<[number, (string | number)?]>(
+  "rotatorPublish",
+  7,
+  `${FINISH_ROTATION_LUA}
+local finish = ARGV[10] == "1"
+local stored = redis.call("HGET", KEYS[2], "message")
+if stored then
+  if finish then finish_rotation(KEYS[1], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[2]) end
+  return {2, stored}
+end
+if ARGV[1] ~= "" and redis.call("GET", KEYS[3]) ~= ARGV[1] then return {0} end
+local counter = redis.call("HGET", KEYS[1], "sequence:" .. ARGV[6])
+local nxt = 1
+if counter then
+  nxt = (tonumber(counter) or 0) + 1
+else
+  local latest = redis.call("HGET", KEYS[6], ARGV[2])
+  if latest then
+    local ok, message = pcall(cjson.decode, latest)
+    if ok and type(message) == "table" and tonumber(message.sequence) then
+      nxt = tonumber(message.sequence) + 1
+    end
+  end
+end
+if nxt ~= tonumber(ARGV[5]) then return {3, nxt} end
+redis.call("HSET", KEYS[6], ARGV[2], ARGV[4])
+redis.call("XADD", KEYS[7], "MAXLEN", "~", ARGV[7], "*", "message", ARGV[4])
+redis.call("PUBLISH", ARGV[6], ARGV[4])
+redis.call("HINCRBY", KEYS[1], "sequence", 1)
+redis.call("HSET", KEYS[1], unpack(ARGV, 11))
+redis.call("HDEL", KEYS[1], "without_link_since")
+redis.call("SREM", KEYS[4], ARGV[2])
+redis.call("SADD", KEYS[5], ARGV[2])
+redis.call("HSET", KEYS[2], "message", ARGV[4], "published_at", ARGV[8])
+redis.call("PEXPIRE", KEYS[2], ARGV[9])
+if finish then finish_rotation(KEYS[1], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[2]) end
+return {1}`,
+);
+
+/**
+ * The publisher: assigns the group's next sequence on the channel, signs (HMAC cannot run in Lua),
+ * and in one atomic step writes `C:latest`, appends to `C:stream`, PUBLISHes, and records the
+ * group's and the rotation's state (the script above; on a Cluster, fenced-publish.ts).
+ *
+ * With `input.lockOwner` the publish is fenced by the group's lock: it writes nothing unless the
+ * lock names that owner, so an attempt that lost its lock (a stall, an outage) cannot publish over
+ * a newer rotation. A rotation already published still gets its stored message back, lock or not.
+ * Publishes of one group are also queued in-process, so they never race each other.
  */
 export function createPublisher(deps: PublisherDeps): PublisherPort {
   const { redis, keys, signingSecret } = deps;
@@ -79,6 +128,7 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
   if (redis instanceof Cluster) {
     const fenced = { redis, keys, maxlen: STREAM_MAXLEN, now: () => clock.now(), compose, groupFields };
     return {
+      finishes: true,
       claim: (groupId, channel, owner) => claimChannel(redis, channel, groupId, owner),
       publish: (input) =>
         serialised(input, () =>
@@ -89,64 +139,48 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
         ),
     };
   }
-  const pool = connectionPool(redis);
 
-  const attempt = async (
-    conn: Redis,
-    input: PublishInput,
-  ): Promise<RotationMessage | typeof LOCK_LOST | null> => {
-    const groupKey = keys.group(input.groupId);
-    const rotationKey = keys.rotation(input.rotationId);
-    const lockKey = keys.groupLock(input.groupId);
+  const publish = async (input: PublishInput): Promise<RotationMessage> => {
     const c = channelKeys(input.channel);
-    const fenced = input.lockOwner !== undefined;
-    // The lock is watched too: its holder changing between the GET and EXEC aborts the EXEC. (A
-    // heartbeat's PEXPIRE does as well; that attempt simply runs again.)
-    await (fenced ? conn.watch(groupKey, rotationKey, lockKey) : conn.watch(groupKey, rotationKey));
-    // C:latest is not watched (every group of the channel writes it): its entry for this group only
-    // changes in a publish of this group, which changes the watched group hash as well.
-    const [stored, counters, latestOnChannel, holder] = await Promise.all([
-      conn.hget(rotationKey, "message"),
-      conn.hmget(groupKey, "sequence", channelSequenceField(input.channel)),
-      conn.hget(c.latest, input.groupId),
-      fenced ? conn.get(lockKey) : null,
-    ]);
-    if (stored !== null) {
-      await conn.unwatch();
-      return parseMessage(stored);
+    const keyList = [
+      keys.group(input.groupId),
+      keys.rotation(input.rotationId),
+      keys.groupLock(input.groupId),
+      keys.withoutLinkIndex,
+      keys.groupsIndex,
+      c.latest,
+      c.stream,
+    ];
+    const finish = input.finish === true && input.lockOwner !== undefined ? "1" : "0";
+    let sequence = input.expectedSequence ?? 1;
+    for (let i = 0; i < MAX_ATTEMPTS; i++) {
+      const { message, json } = compose(input, sequence);
+      const fields = Object.entries(groupFields(message, json, input.channel)).flat();
+      const reply = await PUBLISH.run(redis, keyList, [
+        input.lockOwner ?? "",
+        input.groupId,
+        input.rotationId,
+        json,
+        sequence,
+        c.channel,
+        STREAM_MAXLEN,
+        clock.now(),
+        PUBLISHED_ROTATION_TTL_MS,
+        finish,
+        ...fields,
+      ]);
+      if (reply[0] === 1) return message;
+      if (reply[0] === 2) return parseMessage(String(reply[1]));
+      if (reply[0] === 0) throw new LockLostError(input.groupId, "lost the lock before publishing");
+      // Another publish of the group (another process, unfenced) moved its sequence: sign again,
+      // after a short random pause so racing publishers do not keep colliding.
+      sequence = Number(reply[1]);
+      if (i > 0) await sleep(Math.random() * 20 * i);
     }
-    if (fenced && holder !== input.lockOwner) {
-      await conn.unwatch();
-      return LOCK_LOST;
-    }
-    const [groupCount, channelCount] = counters;
-    const { message, json } = compose(input, nextChannelSequence(channelCount ?? null, latestOnChannel));
-    const results = await conn
-      .multi()
-      .hset(c.latest, input.groupId, json)
-      .xadd(c.stream, "MAXLEN", "~", STREAM_MAXLEN, "*", "message", json)
-      .publish(c.channel, json)
-      .hset(groupKey, {
-        // The group's publishes on every channel (the saga compares it); the message's `sequence`
-        // counts per channel, so each channel's stream is gap-free.
-        sequence: String((Number(groupCount ?? 0) || 0) + 1),
-        ...groupFields(message, json, input.channel),
-      })
-      .hdel(groupKey, "without_link_since")
-      .srem(keys.withoutLinkIndex, input.groupId)
-      .sadd(keys.groupsIndex, input.groupId)
-      .hset(rotationKey, "message", json, "published_at", String(clock.now()))
-      .pexpire(rotationKey, PUBLISHED_ROTATION_TTL_MS)
-      .exec();
-    if (results === null) return null; // a watched key changed: try again
-    throwOnTransactionError(results);
-    return message;
+    throw new PublishConflictError(input.groupId);
   };
 
-  return {
-    publish: (input) =>
-      serialised(input, () => retrying(input, () => pool.use((conn) => attempt(conn, input)))),
-  };
+  return { finishes: true, publish: (input) => serialised(input, () => publish(input)) };
 }
 
 /** Optimistic attempts until one publishes: null means a concurrent writer won, try again. */
@@ -203,21 +237,6 @@ export function channelSequenceField(channel: string): string {
 }
 
 /**
- * The next `sequence` of a group on a channel: one more than its counter there. Without a counter
- * (state written before sequences counted per channel), one more than the group's newest message
- * on that channel, so an upgraded stream goes on where it stopped.
- */
-function nextChannelSequence(counter: string | null, latestOnChannel: string | null): number {
-  if (counter !== null) return (Number(counter) || 0) + 1;
-  if (latestOnChannel === null) return 1;
-  try {
-    return parseMessage(latestOnChannel).sequence + 1;
-  } catch {
-    return 1; // not a message of ours: the channel has none of this group's to follow
-  }
-}
-
-/**
  * Reads a channel's newest messages (`C:latest`): one group's (null when it has none), or every
  * group's as a map by group id. Entries that are not valid messages are left out of the map.
  */
@@ -247,72 +266,6 @@ export async function readLatest(
     }
   }
   return messages;
-}
-
-interface ConnectionPool {
-  use<T>(fn: (conn: Redis) => Promise<T>): Promise<T>;
-}
-
-/**
- * Dedicated connections for WATCH transactions. Idle ones are reused while publishes are in flight
- * and closed once none are, so the pool holds no socket open between bursts and needs no close().
- */
-function connectionPool(redis: Redis): ConnectionPool {
-  const idle: Redis[] = [];
-  let inFlight = 0;
-  /**
-   * A publish connection never resends or queues: if it drops after EXEC ran but before the reply
-   * came, a resent MULTI (without its WATCH, on a new socket) would publish twice. Instead the
-   * attempt fails, the connection is dropped, and the retry finds the rotation already published.
-   */
-  const open = async () => {
-    const name = redis.options.connectionName;
-    const conn = redis.duplicate({
-      connectionName: name ? `${name}:publish` : undefined,
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
-    conn.on("error", () => undefined); // commands reject on their own; no unhandled error events
-    try {
-      await conn.connect();
-    } catch (error) {
-      conn.disconnect();
-      throw error;
-    }
-    return conn;
-  };
-  return {
-    async use(fn) {
-      inFlight++;
-      let conn: Redis;
-      try {
-        conn = idle.pop() ?? (await open());
-      } catch (error) {
-        inFlight--;
-        throw error;
-      }
-      let healthy = false;
-      try {
-        const result = await fn(conn);
-        healthy = true;
-        return result;
-      } finally {
-        inFlight--;
-        if (!healthy) {
-          // the connection may hold a WATCH or a half-read reply: never reuse it
-          conn.disconnect();
-        } else if (inFlight === 0) {
-          for (const other of idle.splice(0)) void other.quit().catch(() => other.disconnect());
-          void conn.quit().catch(() => conn.disconnect());
-        } else {
-          idle.push(conn);
-        }
-      }
-    },
-  };
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

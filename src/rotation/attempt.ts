@@ -128,8 +128,11 @@ export class Attempt {
     const { state } = options.deps;
     switch (outcome.kind) {
       case "published":
-        await state.clearFailure(data.groupId);
-        await state.settle(data.groupId, data.rotationId);
+        // A publish that finished the rotation (the saga's own) cleared and settled already.
+        if (!outcome.finished) {
+          await state.clearFailure(data.groupId);
+          await state.settle(data.groupId, data.rotationId);
+        }
         this.report("published", {
           message: outcome.message,
           ...(outcome.linkGapMs === undefined ? {} : { linkGapMs: outcome.linkGapMs }),

@@ -27,8 +27,7 @@ export async function recordFailure(
   // they have was deleted. The group stays in the without-link index, so the sweep re-drives it.
   const unpublished = state?.inviteLink !== undefined && state.message === undefined;
   await store
-    .markFailed(data.groupId, { rotationId: data.rotationId, code, message: reason, at: Date.now() })
-    .then(() => store.settle(data.groupId, data.rotationId))
+    .markFailed(data.groupId, { rotationId: data.rotationId, code, message: reason, at: Date.now() }, true)
     .catch((error: unknown) =>
       logger.error({ err: error, group: data.groupId }, "could not record a failure"),
     );

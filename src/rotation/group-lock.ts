@@ -1,6 +1,7 @@
 import type { RedisClient } from "../infra/redis.js";
 import { LockLostError } from "../core/errors.js";
 import type { Keys } from "../core/keys.js";
+import { luaScript } from "../infra/scripts.js";
 
 /**
  * The per-group mutual-exclusion lock: two rotations of one group never run at the same time,
@@ -20,23 +21,35 @@ export interface GroupLock {
 
 // Owning the lock already counts as taking it: a SET NX whose reply was lost and that the client
 // resent must not find its own lock and report the group busy.
-const ACQUIRE = `if redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2], "NX") then return 1 end
+const ACQUIRE = luaScript<number>(
+  "rotatorLockAcquire",
+  1,
+  `if redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2], "NX") then return 1 end
 if redis.call("GET", KEYS[1]) == ARGV[1] then redis.call("PEXPIRE", KEYS[1], ARGV[2]) return 1 end
-return 0`;
-const EXTEND = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`;
-const RELEASE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
+return 0`,
+);
+const EXTEND = luaScript<number>(
+  "rotatorLockExtend",
+  1,
+  `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`,
+);
+const RELEASE = luaScript<number>(
+  "rotatorLockRelease",
+  1,
+  `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`,
+);
 
 export function createGroupLock(redis: RedisClient, keys: Keys, ttlMs = 15_000): GroupLock {
   return {
     ttlMs,
     async acquire(groupId, owner) {
-      return Number(await redis.eval(ACQUIRE, 1, keys.groupLock(groupId), owner, String(ttlMs))) === 1;
+      return (await ACQUIRE.run(redis, [keys.groupLock(groupId)], [owner, ttlMs])) === 1;
     },
     async extend(groupId, owner) {
-      return Number(await redis.eval(EXTEND, 1, keys.groupLock(groupId), owner, String(ttlMs))) === 1;
+      return (await EXTEND.run(redis, [keys.groupLock(groupId)], [owner, ttlMs])) === 1;
     },
     async release(groupId, owner) {
-      await redis.eval(RELEASE, 1, keys.groupLock(groupId), owner);
+      await RELEASE.run(redis, [keys.groupLock(groupId)], [owner]);
     },
   };
 }

@@ -46,6 +46,11 @@ export type RotationOutcome =
       readonly resumedAt: Step;
       /** DELETE success to POST success, when known: how long the group had no link. */
       readonly linkGapMs?: number;
+      /**
+       * The publish finished the rotation in the same call (failure record cleared, pending mark
+       * settled, lock released): nothing is left to record.
+       */
+      readonly finished?: boolean;
     }
   /**
    * This rotation stopped half-way, and meanwhile another rotation of the group changed its link at
@@ -100,6 +105,8 @@ export interface SagaRun {
   readonly sequenceAtDelete: number | undefined;
   inviteLink: string | undefined;
   createdAt: number | undefined;
+  /** The group's message count on the rotation's channel, read under the lock. */
+  readonly channelSequence: number;
 }
 
 /** A step returns an outcome to end the attempt with, or undefined to go on to the next one. */

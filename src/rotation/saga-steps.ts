@@ -150,6 +150,7 @@ export async function publishStep(run: SagaRun): Promise<RotationOutcome> {
   const { deps, data } = run;
   if (run.inviteLink === undefined) throw new Error(`group ${data.groupId}: no link to publish`);
   run.signal.throwIfAborted();
+  const finish = deps.publisher.finishes === true;
   const message = await deps.publisher.publish({
     rotationId: data.rotationId,
     groupId: data.groupId,
@@ -160,6 +161,10 @@ export async function publishStep(run: SagaRun): Promise<RotationOutcome> {
     trigger: data.trigger,
     channel: data.channel,
     lockOwner: run.context.owner,
+    // Under the lock no other rotation of the group publishes: the sequence read then is right,
+    // and the publish is one call. It also finishes the rotation and releases the lock.
+    expectedSequence: run.channelSequence + 1,
+    finish,
   });
   run.log.info({ step: "publish", sequence: message.sequence, channel: data.channel }, "invite link rotated");
   const { deletedAt, createdAt } = run;
@@ -168,6 +173,7 @@ export async function publishStep(run: SagaRun): Promise<RotationOutcome> {
     kind: "published",
     message,
     resumedAt: run.resumedAt,
+    finished: finish,
     ...(linkGapMs === undefined ? {} : { linkGapMs }),
   };
 }

@@ -1,6 +1,5 @@
 import { linkSignals } from "../core/abort.js";
 import type { RotationJobData } from "../core/interfaces.js";
-import type { Logger } from "../infra/logger.js";
 import { holdLock } from "./group-lock.js";
 import type { RotateGroupDeps, RotationContext, RotationOutcome, SagaRun, SagaStep } from "./saga-run.js";
 import {
@@ -37,29 +36,56 @@ export async function rotateGroup(
     trigger: data.trigger,
   });
 
-  // Already published on an earlier attempt: nothing left to do, and nothing to do twice.
-  const before = await deps.state.read(data.rotationId);
-  if (before.message) return { kind: "published", message: before.message, resumedAt: "publish" };
-
+  // One call: already published on an earlier attempt (its saga state says so, or past the hour it
+  // is kept, the group names it last; nothing to do, and nothing to do twice),
+  // the group busy, or the lock taken and the saga and the group read under it (a previous owner
+  // may have advanced the saga).
   const acquiredAt = Date.now(); // wall time, as the lock's ttl runs in Redis (not deps.clock)
-  if (!(await deps.lock.acquire(data.groupId, context.owner))) return { kind: "busy" };
+  const start = await deps.state.begin(
+    data.rotationId,
+    data.groupId,
+    data.channel,
+    context.owner,
+    deps.lock.ttlMs,
+  );
+  if (start.kind === "published") return { kind: "published", message: start.message, resumedAt: "publish" };
+  if (start.kind === "busy") return { kind: "busy" };
   const held = holdLock(deps.lock, data.groupId, context.owner, acquiredAt);
   const attempt = linkSignals(context.signal ? [held.signal, context.signal] : [held.signal]);
+  let released = false;
   try {
     await deps.publisher.claim?.(data.groupId, data.channel, context.owner);
-    const run = await readUnderLock(data, deps, context, log, attempt.signal);
-    if ("kind" in run) return run;
+    const { state } = start;
+    const run: SagaRun = {
+      data,
+      deps,
+      context,
+      log,
+      signal: attempt.signal,
+      group: start.group,
+      resumedAt: "delete",
+      deletedAt: state.deletedAt,
+      sequenceAtDelete: state.sequenceAtDelete,
+      inviteLink: state.inviteLink,
+      createdAt: state.createdAt,
+      channelSequence: start.channelSequence,
+    };
     for (const step of STEPS) {
       const outcome = await step(run);
       if (outcome) return outcome;
     }
-    return await publishStep(run);
+    const published = await publishStep(run);
+    // The publish released the lock (the heartbeat is stopped below).
+    released = published.kind === "published" && published.finished === true;
+    return published;
   } finally {
     attempt.dispose();
     held.stop();
-    await deps.lock.release(data.groupId, context.owner).catch((error: unknown) => {
-      log.warn({ err: error }, "could not release the group lock; it expires by itself");
-    });
+    if (!released) {
+      await deps.lock.release(data.groupId, context.owner).catch((error: unknown) => {
+        log.warn({ err: error }, "could not release the group lock; it expires by itself");
+      });
+    }
   }
 }
 
@@ -72,32 +98,3 @@ const STEPS: readonly SagaStep[] = [
   createStep,
   settleUnsureCall,
 ];
-
-/** Re-reads the saga and the group under the lock: a previous owner may have advanced the saga. */
-async function readUnderLock(
-  data: RotationJobData,
-  deps: RotateGroupDeps,
-  context: RotationContext,
-  log: Logger,
-  signal: AbortSignal,
-): Promise<SagaRun | RotationOutcome> {
-  const state = await deps.state.read(data.rotationId);
-  if (state.message) return { kind: "published", message: state.message, resumedAt: "publish" };
-  const group = await deps.state.readGroup(data.groupId);
-  // Its saga state expires an hour after the publish (keys.ts): the group still names it.
-  if (group.lastMessage?.rotation_id === data.rotationId)
-    return { kind: "published", message: group.lastMessage, resumedAt: "publish" };
-  return {
-    data,
-    deps,
-    context,
-    log,
-    signal,
-    group,
-    resumedAt: "delete",
-    deletedAt: state.deletedAt,
-    sequenceAtDelete: state.sequenceAtDelete,
-    inviteLink: state.inviteLink,
-    createdAt: state.createdAt,
-  };
-}

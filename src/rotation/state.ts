@@ -1,8 +1,9 @@
 import type { RedisClient } from "../infra/redis.js";
 import { LockLostError } from "../core/errors.js";
 import { ROTATION_STATE_TTL_MS, type Keys } from "../core/keys.js";
-import { throwOnTransactionError } from "../infra/redis.js";
+import { luaScript } from "../infra/scripts.js";
 import type { RotationMessage } from "../core/interfaces.js";
+import { FAILURE_FIELDS, FINISH_ROTATION_LUA } from "../core/finish-lua.js";
 
 /**
  * The persisted saga state of one rotation, in `keys.rotation(rotation_id)`. Each step's outcome is
@@ -43,8 +44,32 @@ export interface GroupLinkState {
   readonly groupDeletedAt?: number;
 }
 
+/** What a rotation finds when it starts: published already, its group busy, or the lock and the state. */
+export type RotationStart =
+  | { readonly kind: "published"; readonly message: RotationMessage }
+  | { readonly kind: "busy" }
+  | {
+      readonly kind: "acquired";
+      readonly state: RotationState;
+      readonly group: GroupLinkState;
+      /** The group's message count on the rotation's channel (0 for none yet, or not counted). */
+      readonly channelSequence: number;
+    };
+
 export interface RotationStateStore {
   read(rotationId: string): Promise<RotationState>;
+  /**
+   * One call at the start of an attempt: a rotation already published returns its message (lock
+   * or not); else it takes the group's lock for `owner` (owning it already counts, as in
+   * `GroupLock.acquire`) and reads the saga state and the group under it.
+   */
+  begin(
+    rotationId: string,
+    groupId: string,
+    channel: string,
+    owner: string,
+    lockTtlMs: number,
+  ): Promise<RotationStart>;
   /**
    * Records a confirmed DELETE (with the group's sequence at that moment), forgets any link this
    * rotation created before it, marks the group as having no link since then, and this rotation as
@@ -68,8 +93,11 @@ export interface RotationStateStore {
     lockOwner?: string,
   ): Promise<void>;
   readGroup(groupId: string): Promise<GroupLinkState>;
-  /** Records on the group why its last rotation failed for good (for `status`, logs, metrics). */
-  markFailed(groupId: string, failure: GroupFailure): Promise<void>;
+  /**
+   * Records on the group why its last rotation failed for good (for `status`, logs, metrics); with
+   * `settle`, also settles it as `settle` does, in the same call.
+   */
+  markFailed(groupId: string, failure: GroupFailure, settle?: boolean): Promise<void>;
   /**
    * Clears the group's `pending_rotation` mark (set by the scheduler when it enqueues a scheduled
    * rotation) if it names this rotation: the rotation has finished, for good or ill, so the group's
@@ -90,6 +118,11 @@ export interface RotationStateStore {
   clearFailureOf(groupId: string, rotationId: string): Promise<void>;
   /** Clears the group's failure and its without-link mark after a published rotation. */
   clearFailure(groupId: string): Promise<void>;
+  /**
+   * After a published rotation, in one call: `clearFailure`, `settle`, and the lock released if
+   * `owner` still holds it (the publisher does the same inside its publish when asked to).
+   */
+  finish(groupId: string, rotationId: string, owner: string): Promise<void>;
 }
 
 export interface GroupFailure {
@@ -101,13 +134,56 @@ export interface GroupFailure {
 }
 
 // Step writes are fenced: an owner that lost the group's lock (a stall, an outage) writes nothing.
-// An empty owner means unfenced (callers outside a rotation).
+// An empty owner means unfenced (callers outside a rotation). Each script is registered once per
+// client (infra/scripts.ts): a call sends its SHA1, not its text.
 const FENCE = `if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
 `;
 
+const STATE_FIELDS = ["deleted_at", "sequence_at_delete", "invite_link", "created_at"] as const;
+const GROUP_FIELDS = [
+  "sequence",
+  "graph_owner",
+  "last_message",
+  "unsure_until",
+  "suspended_at",
+  "deleted_at",
+] as const;
+
+/**
+ * KEYS: lock, rotation, group. ARGV: owner, ttl ms, the group's channel counter field, rotation id.
+ * Returns {2, message} when published already (its saga state says so, or, once that expired an
+ * hour after the publish, the group's last rotation is this one), {0} when another owner holds the
+ * lock, else {1, the saga state's fields, the group's fields, the channel counter}. Owning the lock
+ * already counts as taking it: a call whose reply was lost and that the client resent must not
+ * find the group busy.
+ */
+const BEGIN = luaScript<[number, ...(string | null)[]]>(
+  "rotatorBegin",
+  3,
+  `local message = redis.call("HGET", KEYS[2], "message")
+if message then return {2, message} end
+if redis.call("HGET", KEYS[3], "last_rotation_id") == ARGV[4] then
+  message = redis.call("HGET", KEYS[3], "last_message")
+  if message then return {2, message} end
+end
+if not redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2], "NX") then
+  if redis.call("GET", KEYS[1]) ~= ARGV[1] then return {0} end
+  redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+local reply = {1}
+for _, v in ipairs(redis.call("HMGET", KEYS[2], "${STATE_FIELDS.join('", "')}")) do table.insert(reply, v) end
+for _, v in ipairs(redis.call("HMGET", KEYS[3], "${GROUP_FIELDS.join('", "')}", ARGV[3])) do
+  table.insert(reply, v)
+end
+return reply`,
+);
+
 // A DELETE invalidates any link created before it, this rotation's own included (after a start
 // over): drop it, or a retry would resume at publish with a link Graph no longer knows.
-const MARK_DELETED = `${FENCE}local seq = redis.call("HGET", KEYS[3], "sequence") or "0"
+const MARK_DELETED = luaScript<number>(
+  "rotatorMarkDeleted",
+  5,
+  `${FENCE}local seq = redis.call("HGET", KEYS[3], "sequence") or "0"
 redis.call("HSET", KEYS[2], "deleted_at", ARGV[2], "sequence_at_delete", seq)
 redis.call("HDEL", KEYS[2], "invite_link", "created_at")
 redis.call("PEXPIRE", KEYS[2], ARGV[3])
@@ -115,17 +191,29 @@ redis.call("HSETNX", KEYS[3], "without_link_since", ARGV[2])
 redis.call("HSET", KEYS[3], "graph_owner", ARGV[4])
 redis.call("SADD", KEYS[4], ARGV[5])
 redis.call("SADD", KEYS[5], ARGV[5])
-return 1`;
+return 1`,
+);
 
-const MARK_CREATED = `${FENCE}redis.call("HSET", KEYS[2], "invite_link", ARGV[2], "created_at", ARGV[3])
+const MARK_CREATED = luaScript<number>(
+  "rotatorMarkCreated",
+  3,
+  `${FENCE}redis.call("HSET", KEYS[2], "invite_link", ARGV[2], "created_at", ARGV[3])
 redis.call("PEXPIRE", KEYS[2], ARGV[4])
 redis.call("HSET", KEYS[3], "graph_owner", ARGV[5])
-return 1`;
+return 1`,
+);
 
-const RESET_STEPS = `${FENCE}redis.call("HDEL", KEYS[2], "deleted_at", "sequence_at_delete", "invite_link", "created_at")
-return 1`;
+const RESET_STEPS = luaScript<number>(
+  "rotatorResetSteps",
+  2,
+  `${FENCE}redis.call("HDEL", KEYS[2], "deleted_at", "sequence_at_delete", "invite_link", "created_at")
+return 1`,
+);
 
-const MARK_UNSURE = `local current = tonumber(redis.call("HGET", KEYS[1], "unsure_until") or "0")
+const MARK_UNSURE = luaScript<number>(
+  "rotatorMarkUnsure",
+  3,
+  `local current = tonumber(redis.call("HGET", KEYS[1], "unsure_until") or "0")
 if tonumber(ARGV[1]) > current then redis.call("HSET", KEYS[1], "unsure_until", ARGV[1]) end
 redis.call("HSET", KEYS[1], "graph_owner", ARGV[2])
 if ARGV[3] == "delete" then
@@ -133,130 +221,181 @@ if ARGV[3] == "delete" then
   redis.call("SADD", KEYS[2], ARGV[5])
   redis.call("SADD", KEYS[3], ARGV[5])
 end
-return 1`;
+return 1`,
+);
 
-const CLEAR_UNSURE = `if redis.call("HGET", KEYS[1], "unsure_until") == ARGV[1] then
-  return redis.call("HDEL", KEYS[1], "unsure_until") end return 0`;
+const CLEAR_UNSURE = luaScript<number>(
+  "rotatorClearUnsure",
+  1,
+  `if redis.call("HGET", KEYS[1], "unsure_until") == ARGV[1] then
+  return redis.call("HDEL", KEYS[1], "unsure_until") end return 0`,
+);
 
-const SETTLE = `if redis.call("HGET", KEYS[1], "pending_rotation") == ARGV[1] then
+const SETTLE_LUA = `if redis.call("HGET", KEYS[1], "pending_rotation") == ARGV[1] then
   return redis.call("HDEL", KEYS[1], "pending_rotation", "pending_since") end return 0`;
+const SETTLE = luaScript<number>("rotatorSettle", 1, SETTLE_LUA);
 
-const FAILURE_FIELDS = ["failed_rotation_id", "failure_code", "failure_message", "failed_at"] as const;
+const CLEAR_FAILURE_OF = luaScript<number>(
+  "rotatorClearFailureOf",
+  1,
+  `if redis.call("HGET", KEYS[1], "failed_rotation_id") == ARGV[1] then
+  return redis.call("HDEL", KEYS[1], unpack(ARGV, 2)) end return 0`,
+);
 
-const CLEAR_FAILURE_OF = `if redis.call("HGET", KEYS[1], "failed_rotation_id") == ARGV[1] then
-  return redis.call("HDEL", KEYS[1], unpack(ARGV, 2)) end return 0`;
+/** KEYS: group, groups index. ARGV: rotation id, code, message, at, group id, "1" to settle. */
+const MARK_FAILED = luaScript<number>(
+  "rotatorMarkFailed",
+  2,
+  `redis.call("HSET", KEYS[1], "failed_rotation_id", ARGV[1], "failure_code", ARGV[2],
+  "failure_message", ARGV[3], "failed_at", ARGV[4])
+redis.call("SADD", KEYS[2], ARGV[5])
+if ARGV[6] == "1" and redis.call("HGET", KEYS[1], "pending_rotation") == ARGV[1] then
+  redis.call("HDEL", KEYS[1], "pending_rotation", "pending_since")
+end
+return 1`,
+);
+
+/** KEYS: group, without-link index. ARGV: group id. */
+const CLEAR_FAILURE = luaScript<number>(
+  "rotatorClearFailure",
+  2,
+  `redis.call("HDEL", KEYS[1], "${FAILURE_FIELDS.join('", "')}", "without_link_since")
+redis.call("SREM", KEYS[2], ARGV[1])
+return 1`,
+);
+
+/** KEYS: group, lock, without-link index. ARGV: owner, rotation id, group id. */
+const FINISH = luaScript<number>(
+  "rotatorFinish",
+  3,
+  `${FINISH_ROTATION_LUA}
+finish_rotation(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+return 1`,
+);
+
+const num = (value: string | null | undefined) => (value ? Number(value) : undefined);
+
+/** The saga state from its hash's fields (absent ones are left out). */
+function rotationState(raw: Partial<Record<string, string | null>>): RotationState {
+  const deletedAt = num(raw.deleted_at);
+  const sequenceAtDelete = num(raw.sequence_at_delete);
+  return {
+    ...(deletedAt !== undefined ? { deletedAt } : {}),
+    ...(sequenceAtDelete !== undefined ? { sequenceAtDelete } : {}),
+    ...(raw.invite_link ? { inviteLink: raw.invite_link, createdAt: Number(raw.created_at) } : {}),
+    ...(raw.message ? { message: JSON.parse(raw.message) as RotationMessage } : {}),
+  };
+}
+
+/** The group's link state from its hash's fields, in `GROUP_FIELDS` order. */
+function groupLinkState(values: readonly (string | null | undefined)[]): GroupLinkState {
+  const [sequence, graphOwner, lastMessage, unsureUntil, suspendedAt, groupDeletedAt] = values;
+  const unsure = num(unsureUntil);
+  const suspended = num(suspendedAt);
+  const deleted = num(groupDeletedAt);
+  return {
+    sequence: Number(sequence ?? 0) || 0,
+    ...(graphOwner ? { graphOwner } : {}),
+    ...(lastMessage ? { lastMessage: JSON.parse(lastMessage) as RotationMessage } : {}),
+    ...(unsure !== undefined ? { unsureUntil: unsure } : {}),
+    ...(suspended !== undefined ? { suspendedAt: suspended } : {}),
+    ...(deleted !== undefined ? { groupDeletedAt: deleted } : {}),
+  };
+}
+
+/** The group hash's field counting the group's messages on one channel (the publisher's too). */
+const channelSequenceField = (channel: string) => `sequence:${channel}`;
 
 export function createRotationStateStore(redis: RedisClient, keys: Keys): RotationStateStore {
   return {
     async read(rotationId) {
-      const raw = await redis.hgetall(keys.rotation(rotationId));
+      return rotationState(await redis.hgetall(keys.rotation(rotationId)));
+    },
+    async begin(rotationId, groupId, channel, owner, lockTtlMs) {
+      const reply = await BEGIN.run(
+        redis,
+        [keys.groupLock(groupId), keys.rotation(rotationId), keys.group(groupId)],
+        [owner, lockTtlMs, channelSequenceField(channel), rotationId],
+      );
+      if (reply[0] === 2) return { kind: "published", message: JSON.parse(reply[1]!) as RotationMessage };
+      if (reply[0] !== 1) return { kind: "busy" };
+      const values = reply.slice(1) as (string | null)[];
+      const state: Record<string, string | null> = {};
+      STATE_FIELDS.forEach((field, i) => (state[field] = values[i] ?? null));
+      const group = values.slice(STATE_FIELDS.length, STATE_FIELDS.length + GROUP_FIELDS.length);
+      const counter = values[STATE_FIELDS.length + GROUP_FIELDS.length];
       return {
-        ...(raw.deleted_at ? { deletedAt: Number(raw.deleted_at) } : {}),
-        ...(raw.sequence_at_delete ? { sequenceAtDelete: Number(raw.sequence_at_delete) } : {}),
-        ...(raw.invite_link ? { inviteLink: raw.invite_link, createdAt: Number(raw.created_at) } : {}),
-        ...(raw.message ? { message: JSON.parse(raw.message) as RotationMessage } : {}),
+        kind: "acquired",
+        state: rotationState(state),
+        group: groupLinkState(group),
+        channelSequence: Number(counter ?? 0) || 0,
       };
     },
     async markDeleted(rotationId, groupId, at, lockOwner) {
-      const done = await redis.eval(
-        MARK_DELETED,
-        5,
-        keys.groupLock(groupId),
-        keys.rotation(rotationId),
-        keys.group(groupId),
-        keys.withoutLinkIndex,
-        keys.groupsIndex,
-        lockOwner ?? "",
-        String(at),
-        String(ROTATION_STATE_TTL_MS),
-        rotationId,
-        groupId,
+      const done = await MARK_DELETED.run(
+        redis,
+        [
+          keys.groupLock(groupId),
+          keys.rotation(rotationId),
+          keys.group(groupId),
+          keys.withoutLinkIndex,
+          keys.groupsIndex,
+        ],
+        [lockOwner ?? "", at, ROTATION_STATE_TTL_MS, rotationId, groupId],
       );
-      if (Number(done) !== 1) throw new LockLostError(groupId, "lost the lock before recording the DELETE");
+      if (done !== 1) throw new LockLostError(groupId, "lost the lock before recording the DELETE");
     },
     async resetSteps(rotationId, groupId, lockOwner) {
-      const done = await redis.eval(
-        RESET_STEPS,
-        2,
-        keys.groupLock(groupId),
-        keys.rotation(rotationId),
-        lockOwner,
+      const done = await RESET_STEPS.run(
+        redis,
+        [keys.groupLock(groupId), keys.rotation(rotationId)],
+        [lockOwner],
       );
-      if (Number(done) !== 1) throw new LockLostError(groupId, "lost the lock before starting over");
+      if (done !== 1) throw new LockLostError(groupId, "lost the lock before starting over");
     },
     async markCreated(rotationId, groupId, inviteLink, at, lockOwner) {
-      const done = await redis.eval(
-        MARK_CREATED,
-        3,
-        keys.groupLock(groupId),
-        keys.rotation(rotationId),
-        keys.group(groupId),
-        lockOwner ?? "",
-        inviteLink,
-        String(at),
-        String(ROTATION_STATE_TTL_MS),
-        rotationId,
+      const done = await MARK_CREATED.run(
+        redis,
+        [keys.groupLock(groupId), keys.rotation(rotationId), keys.group(groupId)],
+        [lockOwner ?? "", inviteLink, at, ROTATION_STATE_TTL_MS, rotationId],
       );
-      if (Number(done) !== 1) throw new LockLostError(groupId, "lost the lock before recording the POST");
+      if (done !== 1) throw new LockLostError(groupId, "lost the lock before recording the POST");
     },
     async markUnsure(rotationId, groupId, step, until) {
-      await redis.eval(
-        MARK_UNSURE,
-        3,
-        keys.group(groupId),
-        keys.withoutLinkIndex,
-        keys.groupsIndex,
-        String(until),
-        rotationId,
-        step,
-        String(Date.now()),
-        groupId,
+      await MARK_UNSURE.run(
+        redis,
+        [keys.group(groupId), keys.withoutLinkIndex, keys.groupsIndex],
+        [until, rotationId, step, Date.now(), groupId],
       );
     },
     async clearUnsure(groupId, until) {
-      await redis.eval(CLEAR_UNSURE, 1, keys.group(groupId), String(until));
+      await CLEAR_UNSURE.run(redis, [keys.group(groupId)], [until]);
     },
     async clearFailureOf(groupId, rotationId) {
-      await redis.eval(CLEAR_FAILURE_OF, 1, keys.group(groupId), rotationId, ...FAILURE_FIELDS);
+      await CLEAR_FAILURE_OF.run(redis, [keys.group(groupId)], [rotationId, ...FAILURE_FIELDS]);
     },
-    async markFailed(groupId, failure) {
-      await redis.hset(keys.group(groupId), {
-        failed_rotation_id: failure.rotationId,
-        failure_code: failure.code,
-        failure_message: failure.message,
-        failed_at: String(failure.at),
-      });
-      await redis.sadd(keys.groupsIndex, groupId);
+    async markFailed(groupId, failure, settle = false) {
+      await MARK_FAILED.run(
+        redis,
+        [keys.group(groupId), keys.groupsIndex],
+        [failure.rotationId, failure.code, failure.message, failure.at, groupId, settle ? "1" : "0"],
+      );
     },
     async readGroup(groupId) {
-      const [sequence, graphOwner, lastMessage, unsureUntil, suspendedAt, groupDeletedAt] = await redis.hmget(
-        keys.group(groupId),
-        "sequence",
-        "graph_owner",
-        "last_message",
-        "unsure_until",
-        "suspended_at",
-        "deleted_at",
-      );
-      return {
-        sequence: Number(sequence ?? 0) || 0,
-        ...(graphOwner ? { graphOwner } : {}),
-        ...(lastMessage ? { lastMessage: JSON.parse(lastMessage) as RotationMessage } : {}),
-        ...(unsureUntil ? { unsureUntil: Number(unsureUntil) } : {}),
-        ...(suspendedAt ? { suspendedAt: Number(suspendedAt) } : {}),
-        ...(groupDeletedAt ? { groupDeletedAt: Number(groupDeletedAt) } : {}),
-      };
+      return groupLinkState(await redis.hmget(keys.group(groupId), ...GROUP_FIELDS));
     },
     async settle(groupId, rotationId) {
-      await redis.eval(SETTLE, 1, keys.group(groupId), rotationId);
+      await SETTLE.run(redis, [keys.group(groupId)], [rotationId]);
     },
     async clearFailure(groupId) {
-      await redis
-        .multi()
-        .hdel(keys.group(groupId), ...FAILURE_FIELDS, "without_link_since")
-        .srem(keys.withoutLinkIndex, groupId)
-        .exec()
-        .then(throwOnTransactionError);
+      await CLEAR_FAILURE.run(redis, [keys.group(groupId), keys.withoutLinkIndex], [groupId]);
+    },
+    async finish(groupId, rotationId, owner) {
+      await FINISH.run(
+        redis,
+        [keys.group(groupId), keys.groupLock(groupId), keys.withoutLinkIndex],
+        [owner, rotationId, groupId],
+      );
     },
   };
 }

@@ -245,10 +245,11 @@ describe("publisher sequences per channel", () => {
   });
 });
 
-describe("publisher across a lost EXEC reply", () => {
-  it("publishes once when the connection drops after EXEC ran but before its reply arrived", async () => {
-    // A proxy in front of Redis that lets the first EXEC through, then cuts the client off before
-    // Redis's reply reaches it: the classic case where a client that resends would publish twice.
+describe("publisher across a lost reply", () => {
+  it("publishes once when the connection drops after the publish ran but before its reply arrived", async () => {
+    // A proxy in front of Redis that lets the first publish script through, then cuts the client
+    // off before Redis's reply reaches it: the client resends it on its new connection, and the
+    // resent call must find the rotation published instead of publishing twice.
     const target = new URL(testRedisUrl());
     let cut = false;
     const proxy = createServer((client) => {
@@ -257,7 +258,7 @@ describe("publisher across a lost EXEC reply", () => {
       upstream.on("error", () => undefined);
       client.on("data", (chunk: Buffer) => {
         upstream.write(chunk);
-        if (!cut && /\r\nEXEC\r\n/i.test(chunk.toString("latin1"))) {
+        if (!cut && /\r\nEVAL(SHA)?\r\n/i.test(chunk.toString("latin1"))) {
           cut = true;
           setTimeout(() => {
             client.destroy();
@@ -317,35 +318,71 @@ describe("publisher fenced by the group lock", () => {
     expect((await publisher.publish(input({ lockOwner: "me" }))).sequence).toBe(1);
   });
 
-  it("a lock taken over between its check and EXEC aborts the transaction", async () => {
-    // The publisher's own connections read the lock; the first read hands it to a thief right after.
-    const lockKey = keys.groupLock(GROUP);
-    const spied = redis.duplicate();
-    const duplicate = spied.duplicate.bind(spied);
-    let stolen = false;
-    spied.duplicate = (options) => {
-      const conn = duplicate(options);
-      const get = conn.get.bind(conn);
-      conn.get = (async (key: string) => {
-        const value = await get(key);
-        if (key === lockKey && !stolen) {
-          stolen = true;
-          await redis.set(lockKey, "thief");
-        }
-        return value;
-      }) as typeof conn.get;
-      return conn;
+  it("publishes on the shared connection: one call, no connection of its own", async () => {
+    const shared = redis.duplicate();
+    shared.duplicate = () => {
+      throw new Error("the publisher opened a connection");
     };
+    const sent: string[] = [];
+    const sendCommand = shared.sendCommand.bind(shared);
+    shared.sendCommand = ((command: { name: string }, ...rest: unknown[]) => {
+      sent.push(command.name);
+      return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
+    }) as typeof shared.sendCommand;
     try {
-      await redis.set(lockKey, "me");
-      await expect(
-        createPublisher({ redis: spied, keys }).publish(input({ lockOwner: "me" })),
-      ).rejects.toThrow(LockLostError);
-      expect(stolen).toBe(true);
-      await publishedNothing();
+      await shared.set(keys.groupLock(GROUP), "me");
+      sent.length = 0;
+      const publisher = createPublisher({ redis: shared, keys });
+      expect((await publisher.publish(input({ lockOwner: "me" }))).sequence).toBe(1);
+      expect(sent).toEqual(["evalsha"]);
     } finally {
-      await spied.quit();
+      await shared.quit();
     }
+  });
+
+  it("a wrong expected sequence costs one more call, never a wrong message", async () => {
+    const publisher = createPublisher({ redis, keys, signingSecret: SECRET });
+    await redis.set(keys.groupLock(GROUP), "me");
+    await publisher.publish(input({ lockOwner: "me" }));
+    const second = await publisher.publish(
+      input({ rotationId: "rot-2", lockOwner: "me", expectedSequence: 7 }),
+    );
+    expect(second.sequence).toBe(2);
+    expect(verifySignature(second, SECRET, { channel })).toBe(true);
+    const [, fields] = (await redis.xrange(channelKeys(channel).stream, "-", "+"))[1]!;
+    expect(parseMessage(fields[1]!)).toEqual(second);
+  });
+
+  it("finishes the rotation in the same call when asked: failure cleared, settled, lock released", async () => {
+    const publisher = createPublisher({ redis, keys });
+    const group = keys.group(GROUP);
+    await redis.set(keys.groupLock(GROUP), "me");
+    await redis.hset(group, {
+      failed_rotation_id: "rot-0",
+      failure_code: "GRAPH_TIMEOUT",
+      failure_message: "timed out",
+      failed_at: "1",
+      pending_rotation: "rot-1",
+      pending_since: "1",
+    });
+    expect(publisher.finishes).toBe(true);
+    await publisher.publish(input({ lockOwner: "me", finish: true }));
+    expect(await redis.exists(keys.groupLock(GROUP))).toBe(0);
+    expect(
+      await redis.hmget(
+        group,
+        "failed_rotation_id",
+        "failure_code",
+        "pending_rotation",
+        "without_link_since",
+      ),
+    ).toEqual([null, null, null, null]);
+    expect(await redis.sismember(keys.withoutLinkIndex, GROUP)).toBe(0);
+
+    // Another owner's lock is never released, even when the rotation was published already.
+    await redis.set(keys.groupLock(GROUP), "next-owner");
+    await publisher.publish(input({ lockOwner: "me", finish: true }));
+    expect(await redis.get(keys.groupLock(GROUP))).toBe("next-owner");
   });
 
   it("a rotation already published gets its message back after its lock is gone", async () => {
