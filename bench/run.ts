@@ -3,8 +3,8 @@
  *
  * 1. A policy file of 100,000 groups loads and validates within 2 s — against parsing the same
  *    YAML alone, to show what validation costs on top.
- * 2. A fire of 10,000 groups is enqueued within 2 s — the scheduler's path (one Lua call and one
- *    addBulk per 1,000 groups) against a naive one (a pending check, a mark and an add per group).
+ * 2. fire (bench/fire.ts): a fire of 100,000 groups is enqueued within 3 s — the scheduler's path
+ *    (one Lua call per 1,000 groups) at 10,000 and 100,000 groups, against a naive one at 10,000.
  * 3. drain (bench/drain.ts): the worker against a raw loop of the same Graph calls and publish.
  * 4. throttle (bench/throttle.ts): rotations of one phone number against a hidden limit.
  * 5. gateway (bench/gateway.ts): visits per second and latency of one gateway process, against a
@@ -12,19 +12,14 @@
  *
  * Uses the Redis at REDIS_URL (default 127.0.0.1:6379) under a private key prefix it deletes after.
  */
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { parse as parseYaml } from "yaml";
-import { loadConfig, type ResolvedPolicy } from "../src/config/config.js";
-import { createFirer } from "../src/schedule/fire.js";
-import { createKeys } from "../src/core/keys.js";
-import { createLogger } from "../src/infra/logger.js";
-import { createRotationQueue, scheduledRotationId } from "../src/rotation/queue.js";
+import { loadConfig } from "../src/config/config.js";
 import { benchCliHelp } from "./cli-help.js";
 import { benchDrain } from "./drain.js";
+import { benchFire } from "./fire.js";
 import { benchThrottle } from "./throttle.js";
 import { benchGateway } from "./gateway.js";
 
@@ -84,100 +79,10 @@ async function benchConfig(): Promise<void> {
   }
 }
 
-async function benchFire(): Promise<void> {
-  const groups = Array.from({ length: 10_000 }, (_, i) => `BENCH-${String(i).padStart(5, "0")}`);
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-  const prefixes: string[] = [];
-  try {
-    const policy: ResolvedPolicy = {
-      name: "bench",
-      account: "default",
-      schedule: "0 3 * * *",
-      timezone: "UTC",
-      jitterMs: 15 * 60_000,
-      catchUpMs: 3_600_000,
-      channel: "bench:links",
-      groups,
-    };
-    const fireAt = Date.parse("2026-11-26T03:00:00Z");
-    console.log(`\nfire: ${groups.length} groups, one rotation job each`);
-
-    // The scheduler's path.
-    const prefix = `bench-${randomBytes(4).toString("hex")}`;
-    prefixes.push(prefix);
-    const keys = createKeys(prefix);
-    const queue = createRotationQueue(keys, redis);
-    const fire = createFirer({
-      redis,
-      keys,
-      queue,
-      graph: { listGroups: async () => [] },
-      config: () => {
-        throw new Error("not used: the policy lists its groups");
-      },
-      resolveAccount: () => ({ name: "default", token: "x", graphApiVersion: "v23.0" }),
-      logger: createLogger("silent"),
-      clock: { now: () => fireAt - 1_000 },
-    });
-    const bulk = await timed(() => fire(policy, fireAt, "schedule"));
-    if (bulk.value.enqueued !== groups.length) throw new Error(`enqueued ${bulk.value.enqueued}`);
-
-    // A naive path: per group, check the pending mark, set it, add the job.
-    const naivePrefix = `bench-${randomBytes(4).toString("hex")}`;
-    prefixes.push(naivePrefix);
-    const naiveKeys = createKeys(naivePrefix);
-    const naiveQueue = createRotationQueue(naiveKeys, redis);
-    const naive = await timed(async () => {
-      for (const groupId of groups) {
-        const rotationId = scheduledRotationId(policy.name, fireAt, groupId);
-        if (await redis.hget(naiveKeys.group(groupId), "pending_rotation")) continue;
-        await redis.hset(
-          naiveKeys.group(groupId),
-          "pending_rotation",
-          rotationId,
-          "pending_since",
-          String(fireAt),
-        );
-        await naiveQueue.add(
-          "rotate",
-          {
-            rotationId,
-            groupId,
-            account: "default",
-            policy: "bench",
-            channel: "bench:links",
-            trigger: "schedule",
-            fireAt,
-            requestedAt: fireAt,
-          },
-          { jobId: rotationId, delay: 0 },
-        );
-      }
-    });
-    line("bulk: Lua + addBulk per 1,000 groups", bulk.ms, `${bulk.value.chunks} chunks`);
-    line("naive: 3 round trips per group", naive.ms);
-    console.log(
-      `  speed-up bulk/naive: ${(naive.ms / bulk.ms).toFixed(1)}x   goal ${GOAL_MS} ms: ${bulk.ms <= GOAL_MS ? "met" : "MISSED"} (${(bulk.ms / GOAL_MS).toFixed(2)} of it)`,
-    );
-    await queue.close();
-    await naiveQueue.close();
-  } finally {
-    for (const prefix of prefixes) {
-      let cursor = "0";
-      do {
-        const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 5000);
-        cursor = next;
-        if (found.length > 0) await redis.unlink(...found);
-      } while (cursor !== "0");
-    }
-    await redis.quit();
-  }
-}
-
 /** Scenarios by name: `npm run bench -- drain` runs one; no name runs them all. */
 const scenarios: Record<string, () => Promise<void>> = {
   config: benchConfig,
-  fire: benchFire,
+  fire: () => benchFire(REDIS_URL),
   "cli-help": async () => benchCliHelp(),
   drain: () =>
     benchDrain({

@@ -9,12 +9,13 @@ import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import type { Metrics } from "../infra/metrics.js";
 import { enqueueRotations, scheduledRotationId } from "../rotation/queue.js";
+import { fireChunk } from "./fire-chunk.js";
 
 /**
  * One fire of a policy becomes rotations: the group list (as written, or discovered from Graph
  * for `groups: all`), then per chunk of groups ONE Lua call that marks each group's
  * `pending_rotation` (skipping groups whose previous rotation is still waiting or retrying) and
- * ONE bulk enqueue. Rotation ids come from (policy, fire, group), so a repeated enqueue of the
+ * adds their delayed jobs (fire-chunk.ts). Rotation ids come from (policy, fire, group), so a repeated enqueue of the
  * same fire is deduplicated by BullMQ, and a group whose last published rotation is this one is
  * left out: running a fire again (after a failure or a crash) enqueues each group at most once.
  * The caller claims the fire first and records it done after (see policy-state.ts, scheduler.ts).
@@ -37,6 +38,12 @@ export interface FireResult {
   readonly chunks: number;
 }
 
+interface ChunkResult {
+  readonly skipped: readonly string[];
+  readonly alreadyRotated: number;
+  readonly enqueued: number;
+}
+
 /** Turns one fire of a policy into rotation jobs. */
 export type FirePolicy = (
   policy: ResolvedPolicy,
@@ -56,7 +63,7 @@ export interface FireDeps {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics?: Pick<Metrics, "fires" | "firedRotations" | "skippedFires" | "fireFailures"> | undefined;
-  /** Groups per Lua call and bulk enqueue. Default 1000. */
+  /** Groups per Lua call (it marks them and adds their jobs). Default 1000. */
   readonly chunkSize?: number;
   /**
    * A pending mark at least this old whose job is gone or finished is stale. Default 60 s. A mark
@@ -66,42 +73,14 @@ export interface FireDeps {
 }
 
 const DEFAULT_CHUNK = 1000;
+/** Chunks in flight at once (each one Lua call). */
+const CHUNKS_IN_FLIGHT = 3;
 const DEFAULT_ORPHAN_GRACE_MS = 60_000;
 /** Skipped groups named in one log line; the rest are counted. */
 const LOGGED_SKIPS = 20;
 
-/**
- * KEYS: group hashes. ARGV: now, orphanGraceMs, BullMQ job key prefix, then one rotation id per
- * key. A group is busy when it has a pending mark of another rotation that is younger than the
- * grace (its job may not be enqueued yet) or whose job is still unfinished, however old: a rotation
- * held for days while its account fails must not have a second one queued behind it each day.
- * Busy groups are returned as 1-based indexes, groups whose last published rotation is this one as
- * negative indexes; every other group gets the new mark.
- */
-const MARK_PENDING = `local now = tonumber(ARGV[1])
-local grace = tonumber(ARGV[2])
-local skipped = {}
-for i, key in ipairs(KEYS) do
-  local id = ARGV[i + 3]
-  local pending = redis.call("HGET", key, "pending_rotation")
-  local busy = false
-  if pending and pending ~= id then
-    local age = now - (tonumber(redis.call("HGET", key, "pending_since")) or 0)
-    busy = true
-    if age >= grace then
-      local job = ARGV[3] .. pending
-      if redis.call("EXISTS", job) == 0 or redis.call("HEXISTS", job, "finishedOn") == 1 then busy = false end
-    end
-  end
-  if redis.call("HGET", key, "last_rotation_id") == id then skipped[#skipped + 1] = -i
-  elseif busy then skipped[#skipped + 1] = i
-  else redis.call("HSET", key, "pending_rotation", id, "pending_since", ARGV[1]) end
-end
-return skipped`;
-
 export function createFirer(deps: FireDeps): FirePolicy {
   const chunkSize = Math.max(1, deps.chunkSize ?? DEFAULT_CHUNK);
-  const jobKeyPrefix = deps.queue.toKey("");
 
   const fire: FirePolicy = async (policy, fireAt, trigger) => {
     const log = deps.logger.child({ policy: policy.name, fireAt: new Date(fireAt).toISOString(), trigger });
@@ -112,36 +91,15 @@ export function createFirer(deps: FireDeps): FirePolicy {
     const base = trigger === "catch-up" ? Math.max(fireAt, now) : fireAt;
     const next = nextFires(policy.schedule, policy.timezone, base, 1)[0];
     const gap = next === undefined ? Infinity : next - base;
-    const skipped: string[] = [];
-    let enqueued = 0;
-    let alreadyRotated = 0;
-    let chunks = 0;
+    const orphanGraceMs = deps.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS;
 
-    for (let start = 0; start < groups.length; start += chunkSize) {
-      const chunk = groups.slice(start, start + chunkSize);
-      const ids = chunk.map((group) => scheduledRotationId(policy.name, fireAt, group));
-      const busy = (await deps.redis.eval(
-        MARK_PENDING,
-        chunk.length,
-        ...chunk.map((group) => deps.keys.group(group)),
-        String(now),
-        String(deps.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS),
-        jobKeyPrefix,
-        ...ids,
-      )) as number[];
-      const skip = new Set(busy.filter((index) => index > 0).map((index) => index - 1));
-      const done = new Set(busy.filter((index) => index < 0).map((index) => -index - 1));
-      alreadyRotated += done.size;
+    // One chunk: marks its groups and adds their delayed jobs in one Lua call (fire-chunk.ts).
+    const runChunk = async (chunk: readonly string[]): Promise<ChunkResult> => {
       const rotations: RotationJobData[] = [];
       const delays: number[] = [];
-      chunk.forEach((groupId, i) => {
-        if (done.has(i)) return;
-        if (skip.has(i)) {
-          skipped.push(groupId);
-          return;
-        }
+      for (const groupId of chunk) {
         rotations.push({
-          rotationId: ids[i]!,
+          rotationId: scheduledRotationId(policy.name, fireAt, groupId),
           groupId,
           account: policy.account,
           policy: policy.name,
@@ -151,11 +109,58 @@ export function createFirer(deps: FireDeps): FirePolicy {
           requestedAt: now,
         });
         delays.push(Math.max(0, base - now + jitterOffset(policy.name, groupId, policy.jitterMs, gap)));
+      }
+      const outcomes = await fireChunk(deps.redis, deps.queue, {
+        rotations,
+        delays,
+        now,
+        orphanGraceMs,
+        groupKey: (groupId) => deps.keys.group(groupId),
       });
-      await enqueueRotations(deps.queue, rotations, { delays });
-      enqueued += rotations.length;
-      chunks++;
-    }
+      const skipped: string[] = [];
+      const addNow: RotationJobData[] = [];
+      let alreadyRotated = 0;
+      let enqueued = 0;
+      outcomes.forEach((outcome, i) => {
+        if (outcome === 1) skipped.push(chunk[i]!);
+        else if (outcome === 2) alreadyRotated++;
+        else {
+          enqueued++;
+          if (outcome === 3) addNow.push(rotations[i]!);
+        }
+      });
+      // Jobs due at once enter BullMQ's wait list (or its paused list) through BullMQ itself.
+      await enqueueRotations(deps.queue, addNow);
+      return { skipped, alreadyRotated, enqueued };
+    };
+
+    // A few chunks in flight at once, so this process prepares the next chunk while Redis runs the
+    // previous one (one after another, each would wait for the other). Chunks hold different
+    // groups, so their order does not matter; results are kept in order. A failed chunk stops the
+    // fire (the scheduler runs it again: fire-retry.ts).
+    const chunks: (readonly string[])[] = [];
+    for (let start = 0; start < groups.length; start += chunkSize)
+      chunks.push(groups.slice(start, start + chunkSize));
+    const results = new Array<ChunkResult>(chunks.length);
+    let nextChunk = 0;
+    let failed = false;
+    const lane = async () => {
+      while (!failed && nextChunk < chunks.length) {
+        const index = nextChunk++;
+        results[index] = await runChunk(chunks[index]!).catch((error: unknown) => {
+          failed = true;
+          throw error;
+        });
+      }
+    };
+    const lanes = await Promise.allSettled(
+      Array.from({ length: Math.min(CHUNKS_IN_FLIGHT, chunks.length) }, lane),
+    );
+    const rejected = lanes.find((lane) => lane.status === "rejected");
+    if (rejected) throw rejected.reason;
+    const skipped = results.flatMap((result) => result.skipped);
+    const enqueued = results.reduce((sum, result) => sum + result.enqueued, 0);
+    const alreadyRotated = results.reduce((sum, result) => sum + result.alreadyRotated, 0);
 
     deps.metrics?.fires.inc({ policy: policy.name, trigger });
     if (enqueued > 0) deps.metrics?.firedRotations.inc({ policy: policy.name }, enqueued);
@@ -166,7 +171,13 @@ export function createFirer(deps: FireDeps): FirePolicy {
         "skipped groups whose previous rotation is still pending",
       );
     }
-    const counts = { groups: groups.length, enqueued, skipped: skipped.length, alreadyRotated, chunks };
+    const counts = {
+      groups: groups.length,
+      enqueued,
+      skipped: skipped.length,
+      alreadyRotated,
+      chunks: chunks.length,
+    };
     log.info(counts, "fire enqueued");
     return {
       policy: policy.name,
@@ -176,7 +187,7 @@ export function createFirer(deps: FireDeps): FirePolicy {
       enqueued,
       skipped,
       alreadyRotated,
-      chunks,
+      chunks: chunks.length,
     };
   };
 
