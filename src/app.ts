@@ -168,6 +168,7 @@ export function createApp(options: {
         lock: createGroupLock(redis, keys, settings.ROTATOR_GROUP_LOCK_TTL),
         resolveAccount: (name) => resolveAccount(config.current, name),
         beforeGraphCall: gate.beforeGraphCall,
+        gateCheck: gate.checkCall,
         clock: systemClock,
         logger,
         unsureSettleMs: settings.ROTATOR_UNSURE_SETTLE,

@@ -7,7 +7,7 @@ import type { Logger } from "../infra/logger.js";
 import { luaScript } from "../infra/scripts.js";
 import type { Metrics } from "../infra/metrics.js";
 import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
-import type { RotationGate } from "../rotation/ports.js";
+import type { GateCheckCall, RotationGate } from "../rotation/ports.js";
 import { CUT_WINDOW_MS, DEFAULT_CEILING, DEFAULT_START_RATE, RATE_FUNCTIONS } from "./rate-script.js";
 
 /**
@@ -23,6 +23,8 @@ import { CUT_WINDOW_MS, DEFAULT_CEILING, DEFAULT_START_RATE, RATE_FUNCTIONS } fr
 export interface AccountGate extends RotationGate {
   /** Wait in ms before the call may go (the job is delayed), or undefined to go now. */
   beforeGraphCall(account: AccountContext, step: Step, groupId: string): Promise<number | undefined>;
+  /** The same check as parts another script runs in its own call (rotation/ports.ts). */
+  checkCall(account: AccountContext, step: Step, groupId: string): GateCheckCall;
   /** A Graph call of the account succeeded (from the client's onCall hook). Never throws. */
   succeeded(accountName: string): void;
   /** The account's failing state, if failing. */
@@ -225,11 +227,8 @@ if (tonumber(redis.call("HGET", KEYS[1], "paused_until")) or 0) <= now then
   return redis.call("HDEL", KEYS[1], "throttle_level", "probe_until") end return 0`;
 
 // Registered once per client (infra/scripts.ts): each call sends the script's SHA1, not its text.
-const CHECK_SCRIPT = luaScript<[number, number, number, string, string, string]>(
-  "rotatorGateCheck",
-  4,
-  CHECK,
-);
+type CheckReply = [number, number, number, string, string, string];
+const CHECK_SCRIPT = luaScript<CheckReply>("rotatorGateCheck", 4, CHECK);
 const THROTTLE_SCRIPT = luaScript<[number, number, string]>("rotatorGateThrottle", 3, THROTTLE);
 const SUCCESS_SCRIPT = luaScript<number>("rotatorGateSuccess", 1, SUCCESS);
 
@@ -278,10 +277,15 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
   const gate: AccountGate = {
     recheckMs,
     async beforeGraphCall(account, step, groupId) {
-      const reply = await CHECK_SCRIPT.run(
-        redis,
-        [keys.account(account.name), ...subjects(account), ticketsOf(account)],
-        [
+      const call = gate.checkCall(account, step, groupId);
+      return call.done(await CHECK_SCRIPT.run(redis, call.keys, call.args));
+    },
+
+    checkCall(account, step, groupId) {
+      return {
+        lua: CHECK,
+        keys: [keys.account(account.name), ...subjects(account), ticketsOf(account)],
+        args: [
           String(Math.max(1000, base * 2)),
           String(ceilingOf(account.name)),
           String(maxInline),
@@ -290,26 +294,28 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
           String(startOf(account.name)),
           String(options.clock?.() ?? -1),
         ],
-      );
-      const [wait, sleep, inBackoff, failingCode, fingerprint, rate] = reply;
-      showRate(account, rate);
-      if (inBackoff === 1) {
-        const set = recovering.get(account.name) ?? new Set<string>();
-        subjects(account).forEach((s) => set.add(s));
-        recovering.set(account.name, set);
-      }
-      if (failingCode !== "") {
-        if (fingerprint !== tokenFingerprint(account.token)) {
-          await gate.recover(account.name, "the account has a new token");
+        done: async (reply) => {
+          const [wait, sleep, inBackoff, failingCode, fingerprint, rate] = reply as CheckReply;
+          showRate(account, rate);
+          if (inBackoff === 1) {
+            const set = recovering.get(account.name) ?? new Set<string>();
+            subjects(account).forEach((s) => set.add(s));
+            recovering.set(account.name, set);
+          }
+          if (failingCode !== "") {
+            if (fingerprint !== tokenFingerprint(account.token)) {
+              await gate.recover(account.name, "the account has a new token");
+              return undefined;
+            }
+            if (step === "delete") throw new AccountFailingError(account.name, failingCode, groupId);
+            // The group has no link: wait for the account to recover, then finish the POST.
+            return recheckMs;
+          }
+          if (wait > 0) return wait;
+          if (sleep > 0) await new Promise((resolve) => setTimeout(resolve, sleep));
           return undefined;
-        }
-        if (step === "delete") throw new AccountFailingError(account.name, failingCode, groupId);
-        // The group has no link: wait for the account to recover, then finish the POST.
-        return recheckMs;
-      }
-      if (wait > 0) return wait;
-      if (sleep > 0) await new Promise((resolve) => setTimeout(resolve, sleep));
-      return undefined;
+        },
+      };
     },
 
     async throttled(account, error, groupId) {

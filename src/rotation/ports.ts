@@ -1,4 +1,4 @@
-import type { AccountContext } from "../core/interfaces.js";
+import type { AccountContext, Step } from "../core/interfaces.js";
 import type { GraphError } from "../graph/errors.js";
 
 /**
@@ -18,3 +18,19 @@ export interface RotationGate {
   /** How long a rotation that waits for a failing account sleeps between checks. */
   readonly recheckMs: number;
 }
+
+/**
+ * The gate's check before a Graph call, as parts another script runs inside its own call: the saga
+ * records its DELETE and checks its POST in one round trip (rotation/state.ts) instead of two.
+ */
+export interface GateCheckCall {
+  /** Lua statements (the check's body): they read `KEYS` and `ARGV` and `return` the reply. */
+  readonly lua: string;
+  readonly keys: readonly string[];
+  readonly args: readonly string[];
+  /** What the reply means, as `beforeGraphCall` returns it (it may sleep a short slot, or throw). */
+  done(reply: unknown): Promise<number | undefined>;
+}
+
+/** Builds the gate's check of one call for `GateCheckCall`. */
+export type GateCheck = (account: AccountContext, step: Step, groupId: string) => GateCheckCall;

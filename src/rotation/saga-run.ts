@@ -9,6 +9,7 @@ import type {
 } from "../core/interfaces.js";
 import type { Logger } from "../infra/logger.js";
 import type { GroupLock } from "./group-lock.js";
+import type { GateCheck } from "./ports.js";
 import type { GroupLinkState, RotationStateStore } from "./state.js";
 
 /** The rotation saga's ports, its outcomes, and what one attempt carries from step to step. */
@@ -28,6 +29,11 @@ export interface RotateGroupDeps {
     step: Step,
     groupId: string,
   ) => Promise<number | undefined>;
+  /**
+   * The same gate's check as parts of another script: with it, the DELETE's record and the POST's
+   * check are one call.
+   */
+  readonly gateCheck?: GateCheck;
   readonly clock: Clock;
   readonly logger: Logger;
   /**
@@ -107,6 +113,8 @@ export interface SagaRun {
   createdAt: number | undefined;
   /** The group's message count on the rotation's channel, read under the lock. */
   readonly channelSequence: number;
+  /** The POST's gate check, done already with the DELETE's record: its wait (undefined: go). */
+  createChecked?: { readonly wait: number | undefined };
 }
 
 /** A step returns an outcome to end the attempt with, or undefined to go on to the next one. */

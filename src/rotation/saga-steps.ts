@@ -61,6 +61,20 @@ export async function deleteStep(run: SagaRun): Promise<RotationOutcome | undefi
   run.signal.throwIfAborted();
   await guarded(run, "delete", () => deps.graph.deleteInviteLink(account, data.groupId, run.signal));
   run.deletedAt = deps.clock.now();
+  // The DELETE's record and the POST's gate check in one call, when the gate offers its check.
+  const check = deps.beforeGraphCall ? deps.gateCheck?.(account, "create", data.groupId) : undefined;
+  if (check) {
+    const reply = await deps.state.markDeletedThenCheck(
+      data.rotationId,
+      data.groupId,
+      run.deletedAt,
+      run.context.owner,
+      check,
+    );
+    run.log.debug({ step: "delete" }, "old invite link deleted");
+    run.createChecked = { wait: await check.done(reply) };
+    return undefined;
+  }
   await deps.state.markDeleted(data.rotationId, data.groupId, run.deletedAt, run.context.owner);
   run.log.debug({ step: "delete" }, "old invite link deleted");
   return undefined;
@@ -71,7 +85,9 @@ export async function createStep(run: SagaRun): Promise<RotationOutcome | undefi
   if (run.inviteLink !== undefined) return undefined;
   const { deps, data } = run;
   const account = deps.resolveAccount(data.account);
-  const wait = await deps.beforeGraphCall?.(account, "create", data.groupId);
+  const checked = run.createChecked;
+  run.createChecked = undefined;
+  const wait = checked ? checked.wait : await deps.beforeGraphCall?.(account, "create", data.groupId);
   if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "create" };
   run.signal.throwIfAborted();
   const link = await guarded(run, "create", () =>

@@ -1,7 +1,8 @@
 import type { RedisClient } from "../infra/redis.js";
 import { LockLostError } from "../core/errors.js";
 import { ROTATION_STATE_TTL_MS, type Keys } from "../core/keys.js";
-import { luaScript } from "../infra/scripts.js";
+import { luaScript, type LuaScript } from "../infra/scripts.js";
+import type { GateCheckCall } from "./ports.js";
 import type { RotationMessage } from "../core/interfaces.js";
 import { FAILURE_FIELDS, FINISH_ROTATION_LUA } from "../core/finish-lua.js";
 
@@ -79,6 +80,17 @@ export interface RotationStateStore {
    * they write nothing and throw `LockLostError` unless `lockOwner` holds it at that moment.
    */
   markDeleted(rotationId: string, groupId: string, at: number, lockOwner?: string): Promise<void>;
+  /**
+   * `markDeleted` and then, in the same call, the gate's check of the POST (fenced alike: no check
+   * when the lock is lost). Returns the check's reply for `check.done`.
+   */
+  markDeletedThenCheck(
+    rotationId: string,
+    groupId: string,
+    at: number,
+    lockOwner: string,
+    check: GateCheckCall,
+  ): Promise<unknown>;
   /**
    * Forgets this rotation's DELETE and link (it starts over because another rotation changed the
    * group's link). Fenced like the step writes.
@@ -180,10 +192,7 @@ return reply`,
 
 // A DELETE invalidates any link created before it, this rotation's own included (after a start
 // over): drop it, or a retry would resume at publish with a link Graph no longer knows.
-const MARK_DELETED = luaScript<number>(
-  "rotatorMarkDeleted",
-  5,
-  `${FENCE}local seq = redis.call("HGET", KEYS[3], "sequence") or "0"
+const MARK_DELETED_LUA = `local seq = redis.call("HGET", KEYS[3], "sequence") or "0"
 redis.call("HSET", KEYS[2], "deleted_at", ARGV[2], "sequence_at_delete", seq)
 redis.call("HDEL", KEYS[2], "invite_link", "created_at")
 redis.call("PEXPIRE", KEYS[2], ARGV[3])
@@ -191,8 +200,32 @@ redis.call("HSETNX", KEYS[3], "without_link_since", ARGV[2])
 redis.call("HSET", KEYS[3], "graph_owner", ARGV[4])
 redis.call("SADD", KEYS[4], ARGV[5])
 redis.call("SADD", KEYS[5], ARGV[5])
-return 1`,
-);
+`;
+const MARK_DELETED = luaScript<number>("rotatorMarkDeleted", 5, `${FENCE}${MARK_DELETED_LUA}return 1`);
+
+/**
+ * MARK_DELETED's keys and arguments, then the gate check's (its script runs as a function whose
+ * KEYS and ARGV are its own): returns {0} when the lock is lost, else {1, the check's reply}. One
+ * script per check text (the gate's is one constant).
+ */
+const markDeletedThenCheck = new Map<string, LuaScript<[number, unknown?]>>();
+function markDeletedThenCheckScript(check: GateCheckCall): LuaScript<[number, unknown?]> {
+  let script = markDeletedThenCheck.get(check.lua);
+  if (!script) {
+    const n = check.keys.length;
+    const lua = `local function gate_check(KEYS, ARGV)
+${check.lua}
+end
+if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return {0} end
+${MARK_DELETED_LUA}local keys, args = {}, {}
+for i = 6, #KEYS do table.insert(keys, KEYS[i]) end
+for i = 6, #ARGV do table.insert(args, ARGV[i]) end
+return {1, gate_check(keys, args)}`;
+    script = luaScript(`rotatorMarkDeletedThenCheck${markDeletedThenCheck.size || ""}`, 5 + n, lua);
+    markDeletedThenCheck.set(check.lua, script);
+  }
+  return script;
+}
 
 const MARK_CREATED = luaScript<number>(
   "rotatorMarkCreated",
@@ -344,6 +377,22 @@ export function createRotationStateStore(redis: RedisClient, keys: Keys): Rotati
         [lockOwner ?? "", at, ROTATION_STATE_TTL_MS, rotationId, groupId],
       );
       if (done !== 1) throw new LockLostError(groupId, "lost the lock before recording the DELETE");
+    },
+    async markDeletedThenCheck(rotationId, groupId, at, lockOwner, check) {
+      const reply = await markDeletedThenCheckScript(check).run(
+        redis,
+        [
+          keys.groupLock(groupId),
+          keys.rotation(rotationId),
+          keys.group(groupId),
+          keys.withoutLinkIndex,
+          keys.groupsIndex,
+          ...check.keys,
+        ],
+        [lockOwner, at, ROTATION_STATE_TTL_MS, rotationId, groupId, ...check.args],
+      );
+      if (reply[0] !== 1) throw new LockLostError(groupId, "lost the lock before recording the DELETE");
+      return reply[1];
     },
     async resetSteps(rotationId, groupId, lockOwner) {
       const done = await RESET_STEPS.run(

@@ -133,6 +133,7 @@ export async function startTestWorker(options: TestWorkerOptions): Promise<TestW
       lock: createGroupLock(redis, keys),
       resolveAccount: (name) => resolveAccount(config.current, name),
       beforeGraphCall: gate.beforeGraphCall,
+      gateCheck: gate.checkCall,
       clock: systemClock,
       logger,
       // Short, like the test timeouts: an unsure call's rotation reads its link back soon.

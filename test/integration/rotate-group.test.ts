@@ -15,6 +15,7 @@ import { createKeys, PUBLISHED_ROTATION_TTL_MS } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createPublisher } from "../../src/publish/publisher.js";
 import { createRotationStateStore } from "../../src/rotation/state.js";
+import { createAccountGate } from "../../src/accounts/gate.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 
 /** The saga alone: a scripted Graph, a recording publisher, real Redis for state and lock. */
@@ -377,5 +378,57 @@ describe("rotation saga and the worker's shutdown signal", () => {
       rotateGroup(job(), { ...deps, graph: hanging }, { owner: "a", signal: shutdown.signal }),
     ).rejects.toThrow("worker closed by force");
     expect(getEventListeners(shutdown.signal, "abort")).toHaveLength(0);
+  });
+});
+
+describe("what a rotation costs in Redis", () => {
+  it("five calls from lock to publish: start, the DELETE's check, its record with the POST's check, the POST's record, the publish", async () => {
+    const counted = redis.duplicate();
+    const sent: string[] = [];
+    const graphCalls: string[] = [];
+    try {
+      const keys = createKeys(prefix);
+      const gate = createAccountGate({
+        redis: counted,
+        keys,
+        logger: createLogger("silent"),
+        startRate: 1_000,
+      });
+      const graph: GraphPort = {
+        async deleteInviteLink() {
+          graphCalls.push(`DELETE after ${sent.length}`);
+        },
+        async createInviteLink() {
+          graphCalls.push(`POST after ${sent.length}`);
+          return "https://chat.whatsapp.com/COUNTED_abcdefghij";
+        },
+      };
+      const deps: RotateGroupDeps = {
+        graph,
+        publisher: createPublisher({ redis: counted, keys }),
+        state: createRotationStateStore(counted, keys),
+        lock: createGroupLock(counted, keys, 2_000),
+        resolveAccount: () => account,
+        beforeGraphCall: gate.beforeGraphCall,
+        gateCheck: gate.checkCall,
+        clock: { now: () => Date.now() },
+        logger: createLogger("silent"),
+      };
+      await counted.ping();
+      const sendCommand = counted.sendCommand.bind(counted);
+      counted.sendCommand = ((command: { name: string }, ...rest: unknown[]) => {
+        sent.push(command.name);
+        return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
+      }) as typeof counted.sendCommand;
+      const outcome = await rotateGroup(job("G1", "r-counted"), deps, { owner: "a" });
+      expect(outcome).toMatchObject({ kind: "published", finished: true });
+      // Scripts go by SHA1 after their first call on a connection: count calls, not their names.
+      expect(sent).toHaveLength(5);
+      expect(graphCalls).toEqual(["DELETE after 2", "POST after 3"]);
+      // The publish released the lock and settled the rotation in its own call.
+      expect(await redis.exists(keys.groupLock("G1"))).toBe(0);
+    } finally {
+      await counted.quit();
+    }
   });
 });
