@@ -7,7 +7,7 @@ import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/si
 import type { RotationMessage } from "../../src/core/interfaces.js";
 import { subscribe } from "../../src/publish/subscriber.js";
 import { runCli, spawnCli, type CliProcess } from "../helpers/cli.js";
-import { freePort } from "../helpers/redis-server.js";
+import { freePort } from "../../scripts/redis-server.js";
 import { startOwnedCluster, type OwnedCluster } from "../helpers/redis-deployments.js";
 import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 

@@ -7,7 +7,7 @@ import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/si
 import { spawnCli, type CliProcess } from "../helpers/cli.js";
 import { assertPromise, openTestQueue, type TestQueue } from "../helpers/faults.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
-import { freePort, startOwnedRedis, type OwnedRedis } from "../helpers/redis-server.js";
+import { freePort, startOwnedRedis, type OwnedRedis } from "../../scripts/redis-server.js";
 import { messageOf, policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /**

@@ -1,6 +1,6 @@
 import type { TestProject } from "vitest/node";
 import { redisAnswers } from "../../scripts/demo-redis.js";
-import { startOwnedRedis, type OwnedRedis } from "./redis-server.js";
+import { startOwnedRedis, type OwnedRedis } from "../../scripts/redis-server.js";
 
 declare module "vitest" {
   export interface ProvidedContext {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
-import { freePort, startOwnedRedis, waitForRedis, type OwnedRedis } from "./redis-server.js";
+import { freePort, startOwnedRedis, waitForRedis, type OwnedRedis } from "../../scripts/redis-server.js";
 
 const run = promisify(execFile);
 

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createKeys } from "../../src/core/keys.js";
 import { createPublisher } from "../../src/publish/publisher.js";
 import { spawnCli, type CliProcess } from "../helpers/cli.js";
-import { freePort } from "../helpers/redis-server.js";
+import { freePort } from "../../scripts/redis-server.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
 
 /**

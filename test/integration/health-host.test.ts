@@ -1,6 +1,6 @@
 import { expect, it } from "vitest";
 import { spawnCli } from "../helpers/cli.js";
-import { freePort } from "../helpers/redis-server.js";
+import { freePort } from "../../scripts/redis-server.js";
 import { uniquePrefix } from "../helpers/redis.js";
 
 it("binds the health server to HEALTH_HOST and says it listens once", async () => {

@@ -9,7 +9,7 @@ import {
 } from "../../src/ops/health.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createMetrics, type Metrics } from "../../src/infra/metrics.js";
-import { startOwnedRedis, type OwnedRedis } from "../helpers/redis-server.js";
+import { startOwnedRedis, type OwnedRedis } from "../../scripts/redis-server.js";
 
 const logger = createLogger("silent");
 const cleanups: Array<() => Promise<unknown>> = [];

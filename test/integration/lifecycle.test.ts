@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:net";
 import { describe, expect, it } from "vitest";
 import { runCli, spawnCli, type CliProcess } from "../helpers/cli.js";
-import { freePort, startOwnedRedis } from "../helpers/redis-server.js";
+import { freePort, startOwnedRedis } from "../../scripts/redis-server.js";
 import { testRedisUrl, uniquePrefix } from "../helpers/redis.js";
 
 /** A process that cannot start, or is stopped while it waits to, still exits, and with the right code. */

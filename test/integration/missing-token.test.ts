@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { spawnCli } from "../helpers/cli.js";
-import { freePort } from "../helpers/redis-server.js";
+import { freePort } from "../../scripts/redis-server.js";
 import { uniquePrefix } from "../helpers/redis.js";
 
 it("worker warns at start, once per account, when an account has no token", async () => {

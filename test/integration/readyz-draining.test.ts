@@ -2,7 +2,7 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import { enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
-import { freePort } from "../helpers/redis-server.js";
+import { freePort } from "../../scripts/redis-server.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 import { policyYaml, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
 

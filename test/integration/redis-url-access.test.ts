@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.js";
-import { startOwnedRedis, type OwnedRedis } from "../helpers/redis-server.js";
+import { startOwnedRedis, type OwnedRedis } from "../../scripts/redis-server.js";
 
 /**
  * REDIS_URL is checked once with the settings; what the server refuses (a database index, a

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { expect } from "vitest";
 import { spawnCli } from "../helpers/cli.js";
 import { simTest } from "../helpers/fixture.js";
-import { freePort } from "../helpers/redis-server.js";
+import { freePort } from "../../scripts/redis-server.js";
 import { testRedisUrl } from "../helpers/redis.js";
 import { policyYaml, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
 
