@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
+import { deleteKeys } from "../scripts/redis-server.js";
 import type { ResolvedPolicy } from "../src/config/config.js";
 import { createKeys } from "../src/core/keys.js";
 import { createLogger } from "../src/infra/logger.js";
@@ -38,15 +39,6 @@ const benchPolicy = (groups: readonly string[]): ResolvedPolicy => ({
   channel: "bench:links",
   groups,
 });
-
-async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 5000);
-    cursor = next;
-    if (found.length > 0) await redis.unlink(...found);
-  } while (cursor !== "0");
-}
 
 /** The child: one fire of `count` groups through the scheduler's path (createFirer). */
 async function fireOnce(count: number, redisUrl: string): Promise<FireRun> {
@@ -84,7 +76,7 @@ async function fireOnce(count: number, redisUrl: string): Promise<FireRun> {
     };
   } finally {
     await queue.close();
-    await deletePrefix(redis, prefix);
+    await deleteKeys(redis, prefix);
     await redis.quit();
   }
 }
@@ -120,7 +112,7 @@ async function naiveFire(count: number, redisUrl: string): Promise<number> {
     return performance.now() - start;
   } finally {
     await queue.close();
-    await deletePrefix(redis, prefix);
+    await deleteKeys(redis, prefix);
     await redis.quit();
   }
 }

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
+import { deleteKeys } from "../scripts/redis-server.js";
 import { Pool } from "undici";
 import { createKeys } from "../src/core/keys.js";
 import { signedQuery } from "../src/gateway/signed.js";
@@ -182,12 +183,7 @@ export async function benchGateway(redisUrl: string): Promise<void> {
     }
   } finally {
     for (const child of children) child.kill("SIGTERM");
-    let cursor = "0";
-    do {
-      const [nextCursor, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      cursor = nextCursor;
-      if (found.length > 0) await redis.unlink(...found);
-    } while (cursor !== "0");
+    await deleteKeys(redis, prefix);
     await redis.quit();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
+import { deleteKeys } from "../scripts/redis-server.js";
 import { startGraphSimulator } from "../src/graph-sim/simulator.js";
 import { createKeys } from "../src/core/keys.js";
 import { createRotationQueue, enqueueRotations, manualRotationId } from "../src/rotation/queue.js";
@@ -97,10 +98,7 @@ async function trial(n: number): Promise<number> {
   } finally {
     for (const w of workers) w.kill("SIGKILL");
     await sim.close();
-    for (const pattern of [`${prefix}*`, `${channel}*`]) {
-      const found = await redis.keys(pattern);
-      if (found.length > 0) await redis.unlink(...found);
-    }
+    await deleteKeys(redis, prefix, channel);
     redis.disconnect();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
+import { deleteKeys } from "../scripts/redis-server.js";
 import { startGraphSimulator, type GraphSimulator, type SimCall } from "../src/graph-sim/simulator.js";
 import { createKeys } from "../src/core/keys.js";
 import { createRotationQueue, enqueueRotations, manualRotationId } from "../src/rotation/queue.js";
@@ -98,14 +99,7 @@ async function start(redisUrl: string, groups: number, limit: number, processes:
     await queue.close();
     connection.disconnect();
     await sim.close();
-    for (const pattern of [`${prefix}*`, `${channel}*`]) {
-      let cursor = "0";
-      do {
-        const [next, found] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 5000);
-        cursor = next;
-        if (found.length > 0) await redis.unlink(...found);
-      } while (cursor !== "0");
-    }
+    await deleteKeys(redis, prefix, channel);
     redis.disconnect();
     rmSync(dir, { recursive: true, force: true });
   };

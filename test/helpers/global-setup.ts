@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node";
-import { redisAnswers } from "../../scripts/demo-redis.js";
+import { redisAnswers } from "../../scripts/redis-server.js";
 import { startOwnedRedis, type OwnedRedis } from "../../scripts/redis-server.js";
 
 declare module "vitest" {

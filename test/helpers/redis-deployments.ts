@@ -1,10 +1,10 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
-import { freePort, startOwnedRedis, waitForRedis, type OwnedRedis } from "../../scripts/redis-server.js";
+import { freePort, startOwnedRedis, type OwnedRedis } from "../../scripts/redis-server.js";
 
 const run = promisify(execFile);
 
@@ -85,29 +85,14 @@ export async function startOwnedSentinel(name = "rotator-test"): Promise<OwnedSe
       "",
     ].join("\n"),
   );
-  const child: ChildProcess = spawn(
-    "redis-server",
-    [conf, "--sentinel", "--logfile", join(dir, "sentinel.log")],
-    {
-      stdio: "ignore",
-    },
-  );
-  await new Promise<void>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("spawn", () => resolve());
-  });
+  let sentinel: OwnedRedis | undefined;
   const sentinelUrl = `redis://127.0.0.1:${sentinelPort}`;
   const dispose = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      child.kill("SIGKILL");
-      await exited;
-    }
-    await Promise.all([master.dispose(), replica.dispose()]);
+    await Promise.all([sentinel?.dispose(), master.dispose(), replica.dispose()]);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitForRedis(sentinelUrl);
+    sentinel = await startOwnedRedis({ port: sentinelPort, config: conf, args: ["--sentinel"] });
     // The replica is in sync and known to the Sentinel before the test relies on a failover.
     await waitUntil(async () => {
       const info = String(await command(master.url, "INFO", "replication"));
