@@ -1,11 +1,9 @@
 #!/usr/bin/env node
 import { existsSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { ConfigError, UsageError } from "./core/errors.js";
 import { printable } from "./core/printable.js";
 import type { CommandIO } from "./commands/command.js";
 import { commandHelp, findCommand, nearestCommand, overviewHelp } from "./commands/registry.js";
-import { redactSecrets } from "./infra/redact.js";
 
 export async function main(argv: string[], io: CommandIO): Promise<number> {
   const [name, ...rest] = argv;
@@ -30,6 +28,12 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
   try {
     return await command.run(rest, io);
   } catch (error) {
+    // Loaded here, not at the top: help and a mistyped command need neither (the command module
+    // has loaded them already, so this costs nothing).
+    const [{ ConfigError, UsageError }, { redactSecrets }] = await Promise.all([
+      import("./core/errors.js"),
+      import("./infra/redact.js"),
+    ]);
     if (error instanceof UsageError) {
       io.err(
         `${error.message}\nusage: wa-invite-rotator ${spec.usage}\n(wa-invite-rotator help ${name} for more)`,

@@ -14,9 +14,20 @@ function capture(): CommandIO & { stdout: () => string; stderr: () => string } {
   };
 }
 
-/** The heavy modules no help output may load. */
+/**
+ * What no help output may load: the heavy packages, and the modules only a running command needs
+ * (help loads the registry and the printer, nothing else).
+ */
 const loaded = new Set<string>();
-for (const name of ["bullmq", "ioredis", "undici", "pino", "prom-client"]) {
+for (const name of [
+  "bullmq",
+  "ioredis",
+  "undici",
+  "pino",
+  "prom-client",
+  "../../src/core/errors.js",
+  "../../src/infra/redact.js",
+]) {
   vi.doMock(name, () => {
     loaded.add(name);
     return {};
