@@ -5,6 +5,7 @@ import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import type { ResolvedLink } from "../config/links.js";
 import { chooseGroup, type Choice } from "./choose.js";
+import { freshReads } from "./fresh-reads.js";
 import type { LinkStore } from "./link-store.js";
 import type { GatewayMetrics, VisitOutcome } from "./metrics.js";
 import { isPhone, joinPage, PAGE_HEADERS, wantsHtml } from "./page.js";
@@ -38,6 +39,8 @@ export interface JoinDeps {
 }
 
 const PREFIX = "/join/";
+/** The name the visit-count script is defined under on the gateway's connection. */
+const COUNT_VISIT_COMMAND = "waRotatorCountVisit";
 /** Retry-After when every group is full: participants leave slowly, the operator adds groups. */
 const RETRY_FULL_S = 60;
 /** Retry-After when links are missing or mid-rotation: a rotation takes seconds. */
@@ -48,13 +51,21 @@ const RECHECK_MS = 100;
 export function joinRoute(deps: JoinDeps): GatewayRoute {
   const turns = new Map<string, number>();
   const log = deps.logger.child({ component: "join" });
+  // The visit count's script is sent once and then called by its SHA (EVALSHA), not per visit.
+  deps.redis.defineCommand(COUNT_VISIT_COMMAND, { numberOfKeys: 1, lua: COUNT_VISIT });
+  const countVisit = (key: string, expiresAt: string) =>
+    (deps.redis as unknown as Record<string, (key: string, at: string) => Promise<number>>)[
+      COUNT_VISIT_COMMAND
+    ]!(key, expiresAt);
+  // One read of a pool at a time, shared by the visits that arrived while the last one was out.
+  const read = freshReads((link: ResolvedLink) => deps.store.inspect(deps.store.members(link)));
 
   const choose = async (link: ResolvedLink, res: ServerResponse): Promise<Choice> => {
     const deadline = deps.clock.now() + deps.rotationWaitMs;
     for (;;) {
       const turn = turns.get(link.slug) ?? 0;
       turns.set(link.slug, turn + 1);
-      const views = await deps.store.inspect(deps.store.members(link));
+      const views = await read(link);
       const choice = chooseGroup(views, link.capacity, turn);
       const left = deadline - deps.clock.now();
       if (choice.kind !== "rotating" || left <= 0 || res.destroyed) return choice;
@@ -99,7 +110,7 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
     if (signature.kind === "valid" && signature.terms.uses !== undefined) {
       // Counted only once a group is chosen: a visit answered 503 does not use up the URL.
       const key = deps.keys.linkVisits(slug, signature.sig);
-      const count = Number(await deps.redis.eval(COUNT_VISIT, 1, key, String(signature.terms.exp * 1000)));
+      const count = Number(await countVisit(key, String(signature.terms.exp * 1000)));
       if (count > signature.terms.uses) {
         sendText(res, 410, "this join link has been used up\n");
         return [slug, "expired"];
