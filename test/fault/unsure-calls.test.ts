@@ -1,13 +1,14 @@
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import { describe, expect } from "vitest";
 import { parseConfigText } from "../../src/config/config.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
+import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { App } from "../../src/app.js";
 import type { RotationJobData } from "../../src/core/interfaces.js";
 import { manualRotationId, scheduledRotationId, ROTATION_JOB } from "../../src/rotation/queue.js";
 import { readGroupStatuses, type GroupStatus } from "../../src/ops/status.js";
-import { accountsYaml, assertPromise, openTestQueue, settleAll, type TestQueue } from "../helpers/faults.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import { messageOf, startTestRotator } from "../helpers/rotator.js";
+import { accountsYaml, assertPromise, settleAll, type TestQueue } from "../helpers/faults.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { messageOf } from "../helpers/rotator.js";
 
 /**
  * A DELETE or POST that times out may still be carried out by Graph after the retry succeeded.
@@ -17,35 +18,26 @@ import { messageOf, startTestRotator } from "../helpers/rotator.js";
  * inside that window, however loaded the machine.
  */
 const TOKEN = "unsure-token-0123456789";
-const redis = testRedis();
-afterAll(async () => redis.quit());
+const it = simTest({ tokens: { [TOKEN]: { name: "acct", phoneNumberId: "1" } } });
 
+// The current test's, set by start().
 let sim: GraphSimulator;
+let redis: Redis;
 let app: App;
 let tq: TestQueue;
-let prefix: string;
 let channel: string;
 
-async function start(groups: string[], backoffMs = 50): Promise<void> {
-  sim = await startGraphSimulator({ tokens: { [TOKEN]: { name: "acct", phoneNumberId: "1" } } });
-  prefix = uniquePrefix("unsure");
-  channel = `${prefix}-links`;
+async function start(rig: Rig, groups: string[], backoffMs = 50): Promise<void> {
+  ({ sim, redis } = rig);
+  const fresh = rig.prefix("unsure");
+  channel = fresh.channel;
   for (const id of groups) sim.addGroup({ id, token: TOKEN, phoneNumberId: "1" });
-  app = await startTestRotator({
-    graphUrl: sim.url,
-    prefix,
+  app = await rig.rotator(fresh.prefix, {
     yaml: accountsYaml([{ name: "a", tokenEnv: "TOKEN_A", phone: "1", groups }], channel),
     env: { TOKEN_A: TOKEN, GRAPH_REQUEST_TIMEOUT: "300ms", ROTATOR_UNSURE_SETTLE: "1500ms" },
   });
-  tq = await openTestQueue(redis, prefix, backoffMs);
+  tq = await rig.queue(fresh.prefix, backoffMs);
 }
-
-afterEach(async () => {
-  await tq.close();
-  await app.stop();
-  await sim.close();
-  await deleteKeys(redis, prefix, channel);
-});
 
 const calls = (groupId: string) => sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
 
@@ -66,23 +58,25 @@ async function rotateOnce(groupId: string): Promise<void> {
 }
 
 describe("a Graph call that may still land after it failed", () => {
-  it("a late POST: the link Graph holds is published, not the one the retry created", async () => {
-    await start(["UG1"]);
+  it("a late POST: the link Graph holds is published, not the one the retry created", async ({ rig }) => {
+    await start(rig, ["UG1"]);
     sim.inject({ kind: "latency", ms: 800, match: { groupId: "UG1", method: "POST" } });
     await rotateOnce("UG1");
     // DELETE, the POST that timed out, the retried POST, then the read-back.
     expect(calls("UG1")).toEqual(["DELETE", "POST", "POST", "GET"]);
   });
 
-  it("a late DELETE: the group is not left without a link; the rotation creates one again", async () => {
-    await start(["UG2"]);
+  it("a late DELETE: the group is not left without a link; the rotation creates one again", async ({
+    rig,
+  }) => {
+    await start(rig, ["UG2"]);
     sim.inject({ kind: "latency", ms: 800, match: { groupId: "UG2", method: "DELETE" } });
     await rotateOnce("UG2");
     expect(calls("UG2")).toEqual(["DELETE", "DELETE", "POST", "GET", "POST"]);
   });
 
-  it("a rotation without an unsure call reads nothing back", async () => {
-    await start(["UG3"]);
+  it("a rotation without an unsure call reads nothing back", async ({ rig }) => {
+    await start(rig, ["UG3"]);
     await rotateOnce("UG3");
     expect(calls("UG3")).toEqual(["DELETE", "POST"]);
   });
@@ -109,8 +103,10 @@ async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
 }
 
 describe("an unsure call and the rest of the group's rotations", () => {
-  it("an unsure DELETE on the last attempt marks the group as possibly without a link, so it is loud and re-driven", async () => {
-    await start(["RA1"]);
+  it("an unsure DELETE on the last attempt marks the group as possibly without a link, so it is loud and re-driven", async ({
+    rig,
+  }) => {
+    await start(rig, ["RA1"]);
     const first = manual("RA1");
     await tq.queue.add(ROTATION_JOB, first, { jobId: first.rotationId });
     await (await tq.queue.getJob(first.rotationId))!.waitUntilFinished(tq.events, 10_000);
@@ -133,8 +129,10 @@ describe("an unsure call and the rest of the group's rotations", () => {
     expect(status?.state).toBe("no-link");
   });
 
-  it("a rotation whose DELETE was unsure is not skipped after a reload removed its group: it finishes", async () => {
-    await start(["RB1", "RB2"]);
+  it("a rotation whose DELETE was unsure is not skipped after a reload removed its group: it finishes", async ({
+    rig,
+  }) => {
+    await start(rig, ["RB1", "RB2"]);
     const fireAt = Date.now();
     const data: RotationJobData = {
       rotationId: scheduledRotationId("p-a", fireAt, "RB1"),
@@ -178,8 +176,10 @@ describe("an unsure call and the rest of the group's rotations", () => {
     });
   });
 
-  it("another rotation publishing while one waits out its unsure window reads the link back first", async () => {
-    await start(["RC1"], 1000);
+  it("another rotation publishing while one waits out its unsure window reads the link back first", async ({
+    rig,
+  }) => {
+    await start(rig, ["RC1"], 1000);
     const a = manual("RC1");
     sim.inject({ kind: "latency", ms: 800, match: { groupId: "RC1", method: "POST" } });
     await tq.queue.add(ROTATION_JOB, a, { jobId: a.rotationId });
