@@ -4,11 +4,11 @@ import { parseConfigText } from "../../src/config/config.js";
 import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { App } from "../../src/app.js";
 import type { RotationJobData } from "../../src/core/interfaces.js";
-import { manualRotationId, scheduledRotationId, ROTATION_JOB } from "../../src/rotation/queue.js";
+import { manualRotationId, ROTATION_JOB } from "../../src/rotation/queue.js";
 import { readGroupStatuses, type GroupStatus } from "../../src/ops/status.js";
 import { accountsYaml, assertPromise, settleAll, type TestQueue } from "../helpers/faults.js";
 import { simTest, type Rig } from "../helpers/fixture.js";
-import { messageOf } from "../helpers/rotator.js";
+import { messageOf, scheduledRotation } from "../helpers/rotator.js";
 
 /**
  * A DELETE or POST that times out may still be carried out by Graph after the retry succeeded.
@@ -134,16 +134,7 @@ describe("an unsure call and the rest of the group's rotations", () => {
   }) => {
     await start(rig, ["RB1", "RB2"]);
     const fireAt = Date.now();
-    const data: RotationJobData = {
-      rotationId: scheduledRotationId("p-a", fireAt, "RB1"),
-      groupId: "RB1",
-      account: "a",
-      policy: "p-a",
-      channel,
-      trigger: "schedule",
-      fireAt,
-      requestedAt: fireAt,
-    };
+    const data = scheduledRotation("RB1", channel, { policy: "p-a", account: "a", fireAt });
     sim.inject({ kind: "latency", ms: 800, match: { groupId: "RB1", method: "DELETE" } });
     await tq.queue.add(ROTATION_JOB, data, {
       jobId: data.rotationId,

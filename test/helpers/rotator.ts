@@ -4,7 +4,14 @@ import { createApp, type App, type AppRoles } from "../../src/app.js";
 import { parseConfigText, resolveAccount, type ResolvedConfig } from "../../src/config/config.js";
 import { createGraphClient } from "../../src/graph/client.js";
 import { createGroupLock } from "../../src/rotation/group-lock.js";
-import { systemClock, type PublisherPort, type RotationMessage } from "../../src/core/interfaces.js";
+import {
+  systemClock,
+  type PublisherPort,
+  type RotationJobData,
+  type RotationMessage,
+  type Trigger,
+} from "../../src/core/interfaces.js";
+import { scheduledRotationId } from "../../src/rotation/queue.js";
 import { parseMessage } from "../../src/publish/message.js";
 import { createKeys, type Keys } from "../../src/core/keys.js";
 import { createLogger, type Logger } from "../../src/infra/logger.js";
@@ -72,6 +79,25 @@ export async function startTestRotator(options: TestRotatorOptions): Promise<App
   });
   await app.start();
   return app;
+}
+
+/** A rotation as a policy's fire enqueues it: policy `test`, account `default`, fired now, unless given. */
+export function scheduledRotation(
+  groupId: string,
+  channel: string,
+  options: { policy?: string; account?: string; fireAt?: number; trigger?: Trigger } = {},
+): RotationJobData {
+  const { policy = "test", account = "default", fireAt = Date.now(), trigger = "schedule" } = options;
+  return {
+    rotationId: scheduledRotationId(policy, fireAt, groupId),
+    groupId,
+    account,
+    policy,
+    channel,
+    trigger,
+    fireAt,
+    requestedAt: fireAt,
+  };
 }
 
 /** A log line as pino writes it. */

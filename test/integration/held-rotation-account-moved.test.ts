@@ -3,8 +3,8 @@ import { tokenFingerprint } from "../../src/accounts/gate.js";
 import { parseConfigText, resolveAccount } from "../../src/config/config.js";
 import { createFirer } from "../../src/schedule/fire.js";
 import { createLogger } from "../../src/infra/logger.js";
-import type { RotationJobData } from "../../src/core/interfaces.js";
-import { enqueueRotations, scheduledRotationId } from "../../src/rotation/queue.js";
+import { enqueueRotations } from "../../src/rotation/queue.js";
+import { scheduledRotation } from "../helpers/rotator.js";
 import { simTest } from "../helpers/fixture.js";
 
 const it = simTest();
@@ -41,16 +41,7 @@ describe("a rotation held while its account fails", () => {
       probe_group: "RE1",
     });
     const fireAt = Date.now();
-    const data: RotationJobData = {
-      rotationId: scheduledRotationId("test", fireAt, "RE1"),
-      groupId: "RE1",
-      account: "a",
-      policy: "test",
-      channel,
-      trigger: "schedule",
-      fireAt,
-      requestedAt: fireAt,
-    };
+    const data = scheduledRotation("RE1", channel, { account: "a", fireAt });
     await redis.hset(tw.keys.group("RE1"), {
       pending_rotation: data.rotationId,
       pending_since: String(fireAt),

@@ -4,7 +4,7 @@ import type { RotationJobData } from "../../src/core/interfaces.js";
 import { createDeliveryRecorder } from "../../src/gateway/webhook-receiver.js";
 import { createGroupEventsConsumer } from "../../src/groups/consumer.js";
 import { createGroupStateStore } from "../../src/groups/state.js";
-import { enqueueRotations, manualRotationId, scheduledRotationId } from "../../src/rotation/queue.js";
+import { enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
 import type { TestQueue } from "../helpers/faults.js";
 import { simTest, type Rig } from "../helpers/fixture.js";
 import { reason } from "../../src/commands/status.js";
@@ -15,7 +15,7 @@ import {
   groupSuspensionCleared,
   joinedByInviteLink,
 } from "../helpers/meta-webhooks.js";
-import { capturingLogger, policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
+import { capturingLogger, policyYaml, TEST_TOKEN, scheduledRotation } from "../helpers/rotator.js";
 
 /** WhatsApp suspended or deleted a group (its webhooks say so): its rotations make no Graph call. */
 const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
@@ -40,16 +40,7 @@ async function start(rig: Rig, groups: string[]) {
 }
 
 function fire(groupId: string, channel: string, at = Date.now()): RotationJobData {
-  return {
-    rotationId: scheduledRotationId("test", at, groupId),
-    groupId,
-    account: "default",
-    policy: "test",
-    channel,
-    trigger: "schedule",
-    fireAt: at,
-    requestedAt: at,
-  };
+  return scheduledRotation(groupId, channel, { fireAt: at });
 }
 
 async function run(tq: TestQueue, data: RotationJobData): Promise<unknown> {

@@ -3,10 +3,10 @@ import { describe, expect } from "vitest";
 import { parseConfigText } from "../../src/config/config.js";
 import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationJobData, Trigger } from "../../src/core/interfaces.js";
-import { enqueueRotations, manualRotationId, scheduledRotationId } from "../../src/rotation/queue.js";
+import { enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
 import type { TestQueue } from "../helpers/faults.js";
 import { simTest, type Rig } from "../helpers/fixture.js";
-import { policyYaml, TEST_TOKEN, messageOf } from "../helpers/rotator.js";
+import { policyYaml, TEST_TOKEN, messageOf, scheduledRotation } from "../helpers/rotator.js";
 
 /** A reload removed a group from its policy: its already-queued scheduled rotations do not rotate it. */
 const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
@@ -44,20 +44,10 @@ async function scheduled(
   trigger: Trigger = "schedule",
   policy = "test",
 ): Promise<RotationJobData> {
-  const fireAt = Date.now();
-  const data: RotationJobData = {
-    rotationId: scheduledRotationId(policy, fireAt, groupId),
-    groupId,
-    account: "default",
-    policy,
-    channel,
-    trigger,
-    fireAt,
-    requestedAt: fireAt,
-  };
+  const data = scheduledRotation(groupId, channel, { policy, trigger });
   await redis.hset(tq.keys.group(groupId), {
     pending_rotation: data.rotationId,
-    pending_since: String(fireAt),
+    pending_since: String(data.fireAt),
   });
   return data;
 }

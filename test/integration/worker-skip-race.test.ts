@@ -3,12 +3,18 @@ import { rotateGroup } from "../../src/rotation/saga.js";
 import { resolveAccount } from "../../src/config/config.js";
 import { createGraphClient } from "../../src/graph/client.js";
 import { createGroupLock } from "../../src/rotation/group-lock.js";
-import { systemClock, type RotationJobData } from "../../src/core/interfaces.js";
+import { systemClock } from "../../src/core/interfaces.js";
 import { createPublisher } from "../../src/publish/publisher.js";
-import { enqueueRotations, scheduledRotationId } from "../../src/rotation/queue.js";
+import { enqueueRotations } from "../../src/rotation/queue.js";
 import { createRotationStateStore } from "../../src/rotation/state.js";
 import { simTest } from "../helpers/fixture.js";
-import { capturingLogger, messageOf, policyYaml, type LogLine } from "../helpers/rotator.js";
+import {
+  capturingLogger,
+  messageOf,
+  policyYaml,
+  type LogLine,
+  scheduledRotation,
+} from "../helpers/rotator.js";
 
 const it = simTest();
 
@@ -26,16 +32,7 @@ describe("a removed group's rotation and a second delivery of its job", () => {
     sim.addGroup({ id: "RD1" });
     await real.createInviteLink(resolveAccount(tw.config.current, "default"), "RD1");
     const fireAt = Date.now();
-    const data: RotationJobData = {
-      rotationId: scheduledRotationId("test", fireAt, "RD1"),
-      groupId: "RD1",
-      account: "default",
-      policy: "test",
-      channel,
-      trigger: "schedule",
-      fireAt,
-      requestedAt: fireAt,
-    };
+    const data = scheduledRotation("RD1", channel, { fireAt });
     // The first delivery (a worker whose BullMQ job lock lapsed in a stall) is mid-DELETE.
     let release!: () => void;
     const gateOpen = new Promise<void>((r) => (release = r));
