@@ -12,7 +12,7 @@ import { claimChannel, publishFenced } from "./fenced-publish.js";
 import type { RedisClient } from "../infra/redis.js";
 import { parseMessage, serializeMessage, signMessage, type UnsignedRotationMessage } from "./message.js";
 import { luaScript } from "../infra/scripts.js";
-import { FINISH_ROTATION_LUA } from "../core/finish-lua.js";
+import { FAILURE_FIELDS, FINISH_ROTATION_LUA } from "../core/finish-lua.js";
 
 /** Entries kept in `C:stream` (approximately: `MAXLEN ~`). */
 export const STREAM_MAXLEN = 10_000;
@@ -83,12 +83,20 @@ redis.call("XADD", KEYS[7], "MAXLEN", "~", ARGV[7], "*", "message", ARGV[4])
 redis.call("PUBLISH", ARGV[6], ARGV[4])
 redis.call("HINCRBY", KEYS[1], "sequence", 1)
 redis.call("HSET", KEYS[1], unpack(ARGV, 11))
-redis.call("HDEL", KEYS[1], "without_link_since")
 redis.call("SREM", KEYS[4], ARGV[2])
 redis.call("SADD", KEYS[5], ARGV[2])
 redis.call("HSET", KEYS[2], "message", ARGV[4], "published_at", ARGV[8])
 redis.call("PEXPIRE", KEYS[2], ARGV[9])
-if finish then finish_rotation(KEYS[1], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[2]) end
+if not finish then
+  redis.call("HDEL", KEYS[1], "without_link_since")
+  return {1}
+end
+-- finish_rotation, less what this script did already (the fence held, the index is cleared).
+redis.call("HDEL", KEYS[1], "without_link_since", "${FAILURE_FIELDS.join('", "')}")
+if redis.call("HGET", KEYS[1], "pending_rotation") == ARGV[3] then
+  redis.call("HDEL", KEYS[1], "pending_rotation", "pending_since")
+end
+if ARGV[1] ~= "" then redis.call("DEL", KEYS[3]) end
 return {1}`,
 );
 
