@@ -12,6 +12,7 @@ import type { RotationJobData } from "../core/interfaces.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import type { Metrics } from "../infra/metrics.js";
+import { luaScript } from "../infra/scripts.js";
 import { enqueueRotations } from "../rotation/queue.js";
 import { createGroupLock, type GroupLock } from "../rotation/group-lock.js";
 
@@ -60,6 +61,7 @@ export interface AccountProbeOptions {
 const LEASE = `local t = redis.call("TIME") local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if (tonumber(redis.call("HGET", KEYS[1], "probe_lease")) or 0) > now then return 0 end
 redis.call("HSET", KEYS[1], "probe_lease", now + tonumber(ARGV[1])) return 1`;
+const LEASE_SCRIPT = luaScript<number>("rotatorProbeLease", 1, LEASE);
 
 /** What the sweep does for one linkless group. */
 type Action =
@@ -279,7 +281,7 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
       return false;
     }
     if (!failing.probeGroup) return true;
-    const leased = Number(await redis.eval(LEASE, 1, keys.account(name), String(options.intervalMs)));
+    const leased = await LEASE_SCRIPT.run(redis, [keys.account(name)], [options.intervalMs]);
     if (leased !== 1) return true;
     let reason = "a read-only probe succeeded";
     try {

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { RedisClient } from "../infra/redis.js";
 import type { FireTrigger } from "./fire.js";
 import type { Keys } from "../core/keys.js";
+import { luaScript } from "../infra/scripts.js";
 
 /**
  * The scheduler's state of each policy in Redis (`keys.policy(name)`). Claiming is what makes a
@@ -92,6 +93,13 @@ if noted and tonumber(noted) >= tonumber(ARGV[1]) then return false end
 redis.call("HSET", KEYS[1], "missed_fire", ARGV[1])
 return noted or ""`;
 
+// Registered once per client (infra/scripts.ts): each call sends the script's SHA1, not its text.
+const CLAIM_SCRIPT = luaScript<number>("rotatorPolicyClaim", 1, CLAIM);
+const RECORD_IF_ABSENT_SCRIPT = luaScript<number>("rotatorPolicyRecordIfAbsent", 1, RECORD_IF_ABSENT);
+const MARK_DONE_SCRIPT = luaScript<number>("rotatorPolicyMarkDone", 1, MARK_DONE);
+const HOLD_SCRIPT = luaScript<number>("rotatorPolicyHold", 1, HOLD);
+const NOTE_MISSED_SCRIPT = luaScript<string | null>("rotatorPolicyNoteMissed", 1, NOTE_MISSED);
+
 const TRIGGERS: readonly FireTrigger[] = ["schedule", "catch-up"];
 
 /**
@@ -105,7 +113,7 @@ export function createPolicyState(
   replica: string = randomUUID(),
 ): PolicyStatePort {
   const hold = async (policy: string, fireAt: number, grace: string) =>
-    (await redis.eval(HOLD, 1, keys.policy(policy), String(fireAt), String(now()), replica, grace)) === 1;
+    (await HOLD_SCRIPT.run(redis, [keys.policy(policy)], [fireAt, now(), replica, grace])) === 1;
 
   return {
     async lastFire(policy) {
@@ -114,13 +122,13 @@ export function createPolicyState(
     },
     async claim(policy, fireAt, trigger = "schedule") {
       const args = [String(fireAt), trigger, String(now()), replica];
-      return (await redis.eval(CLAIM, 1, keys.policy(policy), ...args)) === 1;
+      return (await CLAIM_SCRIPT.run(redis, [keys.policy(policy)], args)) === 1;
     },
     async recordIfAbsent(policy, fireAt) {
-      return (await redis.eval(RECORD_IF_ABSENT, 1, keys.policy(policy), String(fireAt))) === 1;
+      return (await RECORD_IF_ABSENT_SCRIPT.run(redis, [keys.policy(policy)], [fireAt])) === 1;
     },
     async markDone(policy, fireAt) {
-      await redis.eval(MARK_DONE, 1, keys.policy(policy), String(fireAt));
+      await MARK_DONE_SCRIPT.run(redis, [keys.policy(policy)], [fireAt]);
     },
     async unfinished(policy) {
       const [fire, trigger, at, done] = await redis.hmget(
@@ -142,7 +150,7 @@ export function createPolicyState(
     renew: (policy, fireAt) => hold(policy, fireAt, ""),
     takeOver: (policy, fireAt, graceMs) => hold(policy, fireAt, String(Math.max(0, graceMs))),
     async noteMissed(policy, fireAt) {
-      const noted = (await redis.eval(NOTE_MISSED, 1, keys.policy(policy), String(fireAt))) as string | null;
+      const noted = await NOTE_MISSED_SCRIPT.run(redis, [keys.policy(policy)], [fireAt]);
       if (noted === null) return undefined;
       return { previous: noted === "" ? undefined : Number(noted) };
     },
