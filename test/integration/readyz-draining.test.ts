@@ -1,32 +1,19 @@
-import type { Redis } from "ioredis";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
+import { expect } from "vitest";
 import { enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
 import { freePort } from "../../scripts/redis-server.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
-import { policyYaml, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
+import { simTest } from "../helpers/fixture.js";
+import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /** `/readyz` answers 503 from the moment a drain begins, while a rotation in flight finishes. */
-let sim: GraphSimulator;
-let redis: Redis;
-const prefix = uniquePrefix("readyz-drain");
-const channel = `${prefix}-links`;
+const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550011" } } });
 
-beforeAll(async () => {
-  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550011" } } });
-  redis = testRedis();
-});
-afterAll(async () => {
-  await sim.close();
-  await deleteKeys(redis, prefix, channel);
-  await redis.quit();
-});
-
-it("answers 503 (draining) once stop() begins, while the rotation in flight still finishes", async () => {
+it("answers 503 (draining) once stop() begins, while the rotation in flight still finishes", async ({
+  rig,
+}) => {
+  const { sim, redis } = rig;
+  const { prefix, channel } = rig.prefix("readyz-drain");
   const port = await freePort();
-  const app = await startTestRotator({
-    graphUrl: sim.url,
-    prefix,
+  const app = await rig.rotator(prefix, {
     yaml: policyYaml(["RD1"], channel),
     env: { HEALTH_PORT: String(port), ROTATOR_SHUTDOWN_TIMEOUT: "20s" },
     roles: { health: true },

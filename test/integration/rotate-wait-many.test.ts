@@ -1,45 +1,26 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Redis } from "ioredis";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import type { App } from "../../src/app.js";
+import { expect } from "vitest";
 import rotate from "../../src/commands/rotate.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import { parseMessage } from "../../src/publish/message.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
-import { policyYaml, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
+import { simTest } from "../helpers/fixture.js";
+import { testRedisUrl } from "../helpers/redis.js";
+import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /** `rotate --wait` for many groups at once (more than 10): every message printed, nothing else on any stream. */
-let sim: GraphSimulator;
-let redis: Redis;
-let app: App | undefined;
-let dir: string;
-const prefix = uniquePrefix("rotate-wait");
-const channel = `${prefix}-links`;
+const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550009" } } });
 const groups = Array.from({ length: 15 }, (_, i) => `RW${i + 1}`);
 
-beforeAll(async () => {
-  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550009" } } });
-  redis = testRedis();
-  dir = mkdtempSync(join(tmpdir(), "rotate-wait-"));
+it("waits for more than 10 groups without a MaxListenersExceededWarning, one JSON line each", async ({
+  rig,
+}) => {
+  const { sim } = rig;
+  const { prefix, channel } = rig.prefix("rotate-wait");
+  const dir = mkdtempSync(join(tmpdir(), "rotate-wait-"));
+  rig.defer(async () => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, "rotation.yaml"), policyYaml(groups, channel));
-  app = await startTestRotator({
-    graphUrl: sim.url,
-    prefix,
-    yaml: policyYaml(groups, channel),
-    env: { ROTATOR_CONCURRENCY: "16" },
-  });
-});
-afterAll(async () => {
-  await app?.stop();
-  await sim.close();
-  await deleteKeys(redis, prefix, channel);
-  await redis.quit();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-it("waits for more than 10 groups without a MaxListenersExceededWarning, one JSON line each", async () => {
+  await rig.rotator(prefix, { yaml: policyYaml(groups, channel), env: { ROTATOR_CONCURRENCY: "16" } });
   const out: string[] = [];
   const err: string[] = [];
   const warnings: Error[] = [];
