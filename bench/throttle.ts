@@ -31,6 +31,8 @@ interface Run {
   redis: Redis;
   channel: string;
   startedAt: number;
+  /** The learned rate sampled every 250 ms (BENCH_THROTTLE_TRACE=1): [ms since start, rate]. */
+  rates: Array<[number, number]>;
   close(): Promise<void>;
 }
 
@@ -94,7 +96,10 @@ async function start(redisUrl: string, groups: number, limit: number, processes:
   const workers = Array.from({ length: processes }, () => startWorker(env));
   const connection = redis.duplicate();
   const queue = createRotationQueue(createKeys(prefix), connection);
+  const rates: Array<[number, number]> = [];
+  let sampler: NodeJS.Timeout | undefined;
   const close = async () => {
+    clearInterval(sampler);
     for (const w of workers) w.child.kill("SIGKILL");
     await queue.close();
     connection.disconnect();
@@ -116,7 +121,13 @@ async function start(redisUrl: string, groups: number, limit: number, processes:
       requestedAt: startedAt,
     }));
     await enqueueRotations(queue, rotations);
-    return { sim, redis, channel, startedAt, close };
+    if (process.env.BENCH_THROTTLE_TRACE) {
+      const key = createKeys(prefix).account(`number:${NUMBER}`);
+      sampler = setInterval(() => {
+        void redis.hget(key, "r_rate").then((r) => rates.push([Date.now() - startedAt, Number(r)]));
+      }, 250);
+    }
+    return { sim, redis, channel, startedAt, rates, close };
   } catch (error) {
     await close();
     throw error;
@@ -136,6 +147,21 @@ async function finished(run: Run, groups: number, timeoutMs: number): Promise<nu
   return lastPost - run.startedAt;
 }
 
+/** BENCH_THROTTLE_TRACE=1: per 500 ms, calls done and refused, and the learned rate then. */
+function trace(run: Run, untilMs: number): void {
+  if (!process.env.BENCH_THROTTLE_TRACE) return;
+  const rows: string[] = [];
+  for (let t = 0; t < untilMs; t += 500) {
+    const window = run.sim.calls.filter((c) => c.at - run.startedAt >= t && c.at - run.startedAt < t + 500);
+    const rate = run.rates.filter(([at]) => at >= t && at < t + 500).map(([, r]) => r.toFixed(1));
+    rows.push(
+      `    ${(t / 1000).toFixed(1).padStart(5)} s  ok ${String(window.filter((c) => c.status === 200).length).padStart(4)}` +
+        `  refused ${String(window.filter((c) => c.limited).length).padStart(4)}  rate ${rate.join(" ")}`,
+    );
+  }
+  console.log(rows.join("\n"));
+}
+
 const refusedShare = (calls: SimCall[]) => calls.filter((c) => c.limited).length / Math.max(1, calls.length);
 
 async function steady(redisUrl: string, limit: number, processes: number): Promise<void> {
@@ -145,6 +171,7 @@ async function steady(redisUrl: string, limit: number, processes: number): Promi
   try {
     const actualMs = await finished(run, groups, floorMs * 12);
     const calls = run.sim.calls;
+    trace(run, actualMs + 500);
     console.log(
       `  limit ${String(limit).padStart(3)}/s  ${processes} process${processes > 1 ? "es" : "  "}  ${String(groups).padStart(4)} groups` +
         `  floor ${(floorMs / 1000).toFixed(1).padStart(5)} s  actual ${(actualMs / 1000).toFixed(1).padStart(5)} s` +
@@ -188,6 +215,7 @@ async function changing(redisUrl: string, limit: number, processes: number): Pro
     const doubledAt = Date.now() - run.startedAt;
     await sleep(phases[0]! + phases[1]! + phases[2]! - (Date.now() - run.startedAt));
     const calls = [...run.sim.calls];
+    trace(run, phases[0]! + phases[1]! + phases[2]!);
     const down = settledAfter(calls, run.startedAt, halvedAt, doubledAt, limit / 2);
     const up = settledAfter(calls, run.startedAt, doubledAt, doubledAt + phases[2]!, limit);
     const fmt = (ms: number | undefined) =>

@@ -8,7 +8,13 @@ import { luaScript } from "../infra/scripts.js";
 import type { Metrics } from "../infra/metrics.js";
 import { boundWait, DEFAULT_THROTTLE_MAX_MS } from "../graph/wait.js";
 import type { GateCheckCall, RotationGate } from "../rotation/ports.js";
-import { CUT_WINDOW_MS, DEFAULT_CEILING, DEFAULT_START_RATE, RATE_FUNCTIONS } from "./rate-script.js";
+import {
+  CUT_WINDOW_MS,
+  DEFAULT_CEILING,
+  DEFAULT_START_RATE,
+  RATE_FUNCTIONS,
+  SLOW_START_MS,
+} from "./rate-script.js";
 
 /**
  * The account gate, consulted before every Graph call of a rotation: one account's trouble (a
@@ -60,6 +66,8 @@ export interface AccountGateOptions {
   readonly startRate?: number;
   /** Tests: the clock in ms; default Redis's (TIME), one clock for every process. */
   readonly clock?: () => number;
+  /** Tests: sleeps a call's wait for its slot (with `clock`); default a timer. */
+  readonly sleep?: (ms: number) => Promise<void>;
   /** First throttle back-off without Retry-After; later ones grow 4×. Default 1 s. */
   readonly throttleBaseMs?: number;
   /** Longest wait any Graph answer or back-off imposes (ROTATOR_THROTTLE_MAX). Default 15 min. */
@@ -85,7 +93,8 @@ end`;
 
 /**
  * KEYS: account hash, token subject, number subject, the number's tickets. ARGV: probe lease ms,
- * rate ceiling (0 none), max inline ms, step, group id, start rate, clock (-1: Redis TIME).
+ * rate ceiling (0 none), max inline ms, step, group id, start rate, the account's Graph calls that
+ * succeeded since this process's last script call, clock (-1: Redis TIME).
  * Returns {wait, sleep, recovering, failing code, token fingerprint, the number's rate}.
  */
 const CHECK = `${CLOCK}
@@ -106,7 +115,7 @@ local f = redis.call("HMGET", KEYS[1], "failing_code", "token_fingerprint")
 local ceil = tonumber(ARGV[2])
 if ceil <= 0 then ceil = ${DEFAULT_CEILING} end
 local h = read_rate(KEYS[3])
-local rate = rate_at(h, now, ceil, tonumber(ARGV[6]))
+local rate = rate_at(h, now, ceil, tonumber(ARGV[6]), redis.call("HLEN", KEYS[4]))
 if wait > 0 or f[1] then return {wait, 0, recovering, f[1] or "", f[2] or "", tostring(rate)} end
 local anchor, nxt = advance(h, now, rate)
 local step, group = ARGV[4], ARGV[5]
@@ -122,14 +131,18 @@ if not pos then
   if kind == "d" then issued = 2 else issued = 1 end
   nxt = nxt + issued
 end
+-- The call's place in line, and no sooner than 1/rate after the call let through before it, so
+-- calls coming back late (a delayed job, a busy process) are spaced, not sent in a burst.
 local slot = math.floor((pos - anchor) / rate * 1000)
+local due = math.max(slot, math.ceil((h.r_tat or 0) - now))
 local maxInline = tonumber(ARGV[3])
 local fields = {"r_rate", rate, "r_anchor", anchor, "r_at", now, "r_next", nxt}
 if not h.r_cut then
-  for _, v in ipairs({"r_wmax", rate, "r_k", 0, "r_cut", now}) do table.insert(fields, v) end
+  for _, v in ipairs({"r_wmax", rate, "r_k", 0, "r_cut", now, "r_ss", 1}) do table.insert(fields, v) end
 end
+count_ok(h, now, tonumber(ARGV[7]), fields)
 -- The rate the number is asked for (slots handed out), as AWS measures its send rate: 0.5 s
--- buckets, smoothed 0.8. The rate never climbs past twice this.
+-- buckets, smoothed 0.8. Without a line the rate never climbs past twice this.
 local bucket = math.floor(now / 500)
 local count = (h.r_mcount or 0) + issued
 local last = h.r_mbucket or bucket
@@ -139,14 +152,21 @@ if bucket > last then
 else
   for _, v in ipairs({"r_mbucket", bucket, "r_mcount", count}) do table.insert(fields, v) end
 end
-if slot > maxInline then
+if due > maxInline then
   redis.call("HSET", KEYS[3], unpack(fields))
   redis.call("HSET", KEYS[4], group, kind .. ":" .. pos)
   redis.call("PEXPIRE", KEYS[4], 86400000)
   if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
-  -- Back a little before the slot, or within 2 s to see whether a higher rate moved it closer.
-  return {math.min(slot - math.floor(maxInline / 2), 2000), 0, recovering, "", "", tostring(rate)}
+  -- Back just before the slot (a job sleeping holds a concurrency slot); from far back, halfway
+  -- there, to see whether the rate moved it.
+  -- In slow start the rate may double every ${SLOW_START_MS} ms: within 2 of those.
+  local back = due - math.min(100, math.floor(maxInline / 2))
+  if h.r_ss == 1 or not h.r_cut then back = math.min(back, ${2 * SLOW_START_MS})
+  elseif back > 2000 then back = math.max(2000, math.floor(back / 2)) end
+  return {back, 0, recovering, "", "", tostring(rate)}
 end
+due = math.max(0, due)
+table.insert(fields, "r_tat") table.insert(fields, now + due + 1000 / rate)
 redis.call("HSET", KEYS[3], unpack(fields))
 if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
 if kind == "d" then
@@ -154,12 +174,13 @@ if kind == "d" then
   redis.call("PEXPIRE", KEYS[4], 86400000)
 end
 redis.call("HSET", KEYS[1], "rate", tostring(rate))
-return {0, math.max(0, slot), recovering, "", "", tostring(rate)}`;
+return {0, due, recovering, "", "", tostring(rate)}`;
 
 /**
  * KEYS: subject hash, account hash, the number's tickets. ARGV: retry-after ms (-1 none), base ms,
  * max ms (whole numbers, retry-after ≤ max: bounded in JS), "1" to cut the number's rate (131208),
- * rate ceiling (0 none), start rate, group id, "1" when the refused call was a POST, clock (-1:
+ * rate ceiling (0 none), start rate, group id, "1" when the refused call was a POST, successes
+ * seen since (as CHECK's), clock (-1:
  * Redis TIME). Returns the wait and 1 when this answer set a pause, 2 when it lengthened one, 3
  * when it cut the rate (no pause: Graph named no wait), 0 when it only saw one; and the rate.
  * Every value is computed (and bounded by max again) before the first write, so the script cannot
@@ -177,13 +198,17 @@ if ARGV[4] == "1" then
   local ceil = tonumber(ARGV[5])
   if ceil <= 0 then ceil = ${DEFAULT_CEILING} end
   local r = read_rate(KEYS[1])
-  rate = rate_at(r, now, ceil, tonumber(ARGV[6]))
+  rate = rate_at(r, now, ceil, tonumber(ARGV[6]), redis.call("HLEN", KEYS[3]))
   local anchor, nxt = advance(r, now, rate)
   cut = {"r_anchor", anchor, "r_at", now, "r_next", nxt}
+  count_ok(r, now, tonumber(ARGV[9]), cut)
   if not r.r_cut or now - r.r_cut >= ${CUT_WINDOW_MS} then
-    local wmax = rate
-    rate = math.max(RMIN, rate * RBETA)
-    for _, v in ipairs({"r_wmax", wmax, "r_k", (wmax * (1 - RBETA) / RC) ^ (1 / 3), "r_cut", now}) do
+    -- From what actually got through lately, not from a rate that may have overshot (AWS's
+    -- measuredTxRate): that is the best guess of the limit, the plateau CUBIC returns to.
+    local wmax = math.max(RMIN, math.min(rate, measured(r, now, rate)))
+    rate = math.max(RMIN, wmax * RBETA)
+    for _, v in ipairs({"r_wmax", wmax, "r_k", ((1 - RBETA) / RC) ^ (1 / 3), "r_cut", now, "r_ss", 0,
+      "r_cok", 0}) do
       table.insert(cut, v)
     end
   end
@@ -274,6 +299,15 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
     if (rate && Number.isFinite(value)) options.metrics?.learnedRate?.set({ account: account.name }, value);
   };
 
+  // Graph calls of each account that succeeded since this process last told Redis: the next
+  // script call adds them to the number's count (the rate a cut starts from), no call of its own.
+  const oks = new Map<string, number>();
+  const takeOk = (accountName: string) => {
+    const n = oks.get(accountName) ?? 0;
+    oks.delete(accountName);
+    return String(n);
+  };
+
   const gate: AccountGate = {
     recheckMs,
     async beforeGraphCall(account, step, groupId) {
@@ -292,6 +326,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
           step,
           groupId,
           String(startOf(account.name)),
+          takeOk(account.name),
           String(options.clock?.() ?? -1),
         ],
         done: async (reply) => {
@@ -312,7 +347,8 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
             return recheckMs;
           }
           if (wait > 0) return wait;
-          if (sleep > 0) await new Promise((resolve) => setTimeout(resolve, sleep));
+          if (sleep > 0)
+            await (options.sleep?.(sleep) ?? new Promise((resolve) => setTimeout(resolve, sleep)));
           return undefined;
         },
       };
@@ -334,6 +370,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
           String(startOf(account.name)),
           groupId ?? "",
           error.operation === "create-invite-link" ? "1" : "0",
+          takeOk(account.name),
           String(options.clock?.() ?? -1),
         ],
       );
@@ -394,6 +431,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
     },
 
     succeeded(accountName) {
+      oks.set(accountName, (oks.get(accountName) ?? 0) + 1);
       const set = recovering.get(accountName);
       if (!set) return;
       recovering.delete(accountName);

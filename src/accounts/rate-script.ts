@@ -2,49 +2,62 @@
  * The adaptive rate of a phone number, shared by every worker process through Redis: Lua pieces the
  * gate's scripts run inside their one atomic call (`gate.ts`).
  *
- * The controller is the AWS SDKs' adaptive retry mode (@smithy/util-retry `DefaultRateLimiter`,
- * botocore `retries/adaptive.py`), moved into Redis so all processes share one rate per number:
+ * After the AWS SDKs' adaptive retry mode (@smithy/util-retry `DefaultRateLimiter`, botocore
+ * `retries/adaptive.py`), moved into Redis so all processes share one rate per number:
  *
- * - the rate follows CUBIC: `rate(t) = w_max + C·(t − K)³`, t seconds since the last cut,
- *   `K = ∛(w_max·(1 − β)/C)`, C = 0.4, β = 0.7: right after a cut it climbs back quickly, flattens
- *   near the rate that was refused (most of the time is spent just below it), then probes above;
- * - a 131208 cuts it multiplicatively (rate·β, at most once a second: the calls already in flight
- *   were sent at the old rate and say nothing new), never below `MIN_RATE`, so no number starves;
- * - it never exceeds the account's `rate_limit` (the hard ceiling; without one, `DEFAULT_CEILING`),
- *   nor twice the rate the number actually sent at (measured in 0.5 s buckets, smoothed 0.8), so a
- *   quiet number does not bank a rate it never tried: after a lull it climbs from the start again;
- * - it starts at `rate_limit`, else at `DEFAULT_START_RATE`.
+ * - slow start: from `rate_limit` or `DEFAULT_START_RATE` the rate doubles every `SLOW_START_MS`
+ *   while calls wait, but never above 3× what got through lately, until the first 131208;
+ * - a 131208 cuts from what got through (every process adds the Graph successes it saw to its next
+ *   script call), not from a rate that overshot (AWS's measuredTxRate): w_max = min(rate,
+ *   measured), rate = w_max·β. Measured is the last half second leaving slow start, the count since
+ *   the last cut when that was ≤ 3 s ago (the limit's bucket has been empty since, so this is the
+ *   limit itself), else a ~1 s average. At most one cut per `CUT_WINDOW_MS`, never below `MIN_RATE`;
+ * - then CUBIC relative to w_max, `rate = w_max·(1 + C·(t − K)³)`, `K = ∛((1 − β)/C)`: back to
+ *   w_max within K s, flat near it (where the limit is), then probing above;
+ * - never above `rate_limit` (the hard ceiling; without one `DEFAULT_CEILING`), and with no call
+ *   waiting not above twice the rate the number was asked for, so a quiet number banks nothing.
  *
- * TCP's AIMD (add one per round trip) was the other anchor: its linear climb takes w_max/2 round
- * trips to recover a cut, far slower than CUBIC's K seconds at the limits Graph uses (10–200/s), and
- * its time is spent well below the limit (efficiency ~0.75 against ~0.9).
+ * TCP's AIMD (add one per round trip) was the other anchor: its linear climb spends most of the
+ * time well below the limit. Fixed β = 0.7 cuts from the current rate (the first version) cut from
+ * an overshot rate and needed several cuts to get under a limit: 30–55 % of calls refused.
  *
  * Calls wait in line, in order: each takes a ticket (a position), and ticket n goes at
- * `anchor_time + (n − anchor)/rate`, the anchor moving on at the current rate. So the line respaces
- * itself at once when the rate changes, and a pause ends with one call per slot, not a herd. A
- * DELETE takes two tickets, the second for its POST, so a group is not left without a link while
- * the rest of the line goes first. A call whose slot is further than the inline wait keeps its
- * ticket in `<number>:tickets` (by group) and its job is delayed until just before the slot.
+ * `anchor_time + (n − anchor)/rate`, the anchor moving on at the current rate; and no call goes
+ * sooner than 1/rate after the one let go before it (`r_tat`), so jobs coming back late from a
+ * delay are spaced, not sent in a burst the limit's bucket refuses. A DELETE takes two tickets,
+ * the second for its POST. A call whose slot is further than the inline wait keeps its ticket in
+ * `<number>:tickets` (by group) and its job is delayed until just before the slot.
  *
- * Number hash fields: `r_rate`, `r_wmax`, `r_k`, `r_cut` (ms), `r_anchor`, `r_at` (ms), `r_next`,
- * `r_meas`, `r_mbucket`, `r_mcount`.
+ * Number hash fields: `r_rate`, `r_wmax`, `r_k`, `r_cut` (ms), `r_ss` (1 in slow start), `r_anchor`,
+ * `r_at` (ms), `r_next`, `r_tat` (ms), `r_meas`, `r_mbucket`, `r_mcount` (asked), `r_ob`, `r_oc`,
+ * `r_op`, `r_om`, `r_cok` (got through).
  */
 
 export const DEFAULT_START_RATE = 20;
 export const DEFAULT_CEILING = 1000;
 export const MIN_RATE = 0.5;
-export const CUBIC_C = 0.4;
-export const CUBIC_BETA = 0.7;
+/** Until the first 131208 the rate doubles every this many ms while calls wait in line. */
+export const SLOW_START_MS = 250;
+/** CUBIC, relative to w_max: rate = w_max·(1 + C·(t − K)³). */
+export const CUBIC_C = 0.04;
+export const CUBIC_BETA = 0.8;
 /** Throttles within this long of a cut do not cut again. */
-export const CUT_WINDOW_MS = 1000;
+export const CUT_WINDOW_MS = 500;
+/** Calls let through are counted in buckets this long, smoothed `OK_ALPHA` a bucket (τ ≈ 1 s). */
+export const OK_BUCKET_MS = 250;
+export const OK_ALPHA = 0.25;
 
 /**
- * Lua: defines `rate_at(h, now, ceil, start)` (h = the number hash's fields by name) returning the
- * rate now, and `read_rate(key)` returning the fields. Needs `now` in ms.
+ * Lua: defines `read_rate(key)` (the number hash's fields by name), `advance(h, now, rate)` (the
+ * line's anchor and next ticket now), `rate_at(h, now, ceil, start, held)` (the rate now; held = tickets kept by delayed jobs) and
+ * `count_ok(h, now, delta, fields)` (counts calls that got through, appending the fields to
+ * write) and `measured(h, now, rate)` (the rate that got through, for a cut). Needs `now` in ms.
  */
 export const RATE_FUNCTIONS = `
-local RC, RBETA, RMIN = ${CUBIC_C}, ${CUBIC_BETA}, ${MIN_RATE}
-local RFIELDS = {"r_rate", "r_wmax", "r_k", "r_cut", "r_anchor", "r_at", "r_next", "r_meas", "r_mbucket", "r_mcount"}
+local RC, RBETA, RMIN, RSS = ${CUBIC_C}, ${CUBIC_BETA}, ${MIN_RATE}, ${SLOW_START_MS}
+local OKB, OKA = ${OK_BUCKET_MS}, ${OK_ALPHA}
+local RFIELDS = {"r_rate", "r_wmax", "r_k", "r_cut", "r_anchor", "r_at", "r_next", "r_meas", "r_mbucket",
+  "r_mcount", "r_ss", "r_tat", "r_ob", "r_oc", "r_op", "r_om", "r_cok"}
 local function read_rate(key)
   local v = redis.call("HMGET", key, unpack(RFIELDS))
   local h = {}
@@ -60,13 +73,61 @@ local function advance(h, now, rate)
   if anchor > nxt then anchor = nxt end
   return anchor, nxt
 end
-local function rate_at(h, now, ceil, start)
+-- Calls that got through lately, a second: the last two OKB buckets.
+local function recent_ok(h, now)
+  local bucket = math.floor(now / OKB)
+  local last = h.r_ob or bucket
+  local count = 0
+  if last == bucket then count = (h.r_oc or 0) + (h.r_op or 0)
+  elseif last == bucket - 1 then count = h.r_oc or 0 end
+  return math.max(0, count) * 1000 / (OKB + now - bucket * OKB)
+end
+local function rate_at(h, now, ceil, start, held)
   if not h.r_cut then return math.max(RMIN, math.min(start, ceil)) end
-  local t = (now - h.r_cut) / 1000
-  local r = math.min(h.r_wmax + RC * (t - h.r_k) ^ 3, ceil)
-  -- No calls waiting in line: not above twice what the number was asked for lately.
   local anchor, nxt = advance(h, now, start)
-  if nxt - anchor < 1 then r = math.min(r, math.max(start, 2 * (h.r_meas or 0))) end
+  -- Calls wait: tickets ahead of the anchor, or held by delayed jobs.
+  local waiting = nxt - anchor >= 1 or held > 0
+  local r
+  if h.r_ss == 1 then
+    -- Slow start: doubles every RSS ms while a line waits, until the first 131208; never above
+    -- twice what got through lately, as TCP grows only a window it fills: a line parked in
+    -- delayed jobs does not raise a rate nobody tried.
+    r = h.r_rate
+    if waiting then r = r * 2 ^ ((now - (h.r_at or now)) / RSS) end
+    r = math.min(r, ceil, math.max(start, 3 * recent_ok(h, now)))
+  else
+    local t = (now - h.r_cut) / 1000
+    r = math.min(h.r_wmax * (1 + RC * (t - h.r_k) ^ 3), ceil)
+  end
+  -- No calls waiting in line: not above twice what the number was asked for lately.
+  if not waiting then r = math.min(r, math.max(start, 2 * (h.r_meas or 0))) end
   return math.max(RMIN, r)
+end
+-- Calls that got through (every process adds the successes it saw since its last script call):
+-- in OKB ms buckets (this and the last), smoothed OKA a bucket, and since the last cut.
+local function count_ok(h, now, delta, fields)
+  local bucket = math.floor(now / OKB)
+  local last = h.r_ob or bucket
+  local count, prev = h.r_oc or 0, h.r_op or 0
+  local om = h.r_om
+  if bucket > last then
+    om = (om or count * 1000 / OKB) * (1 - OKA) + count * 1000 / OKB * OKA
+    if bucket > last + 1 then om = om * (1 - OKA) ^ (bucket - last - 1) prev = 0 else prev = count end
+    count = 0
+  end
+  count = count + delta
+  h.r_ob, h.r_oc, h.r_op, h.r_om = bucket, count, prev, om
+  h.r_cok = (h.r_cok or 0) + delta
+  for _, v in ipairs({"r_ob", bucket, "r_oc", count, "r_op", prev, "r_cok", h.r_cok}) do table.insert(fields, v) end
+  if om then table.insert(fields, "r_om") table.insert(fields, om) end
+end
+-- The rate that got through, for a cut: since the last cut when that was recent (the limit's
+-- bucket is empty since, so this is the limit itself); leaving slow start, the last half second
+-- (the rate doubled within it; the smoothed rate lags); else smoothed (about the last second).
+local function measured(h, now, rate)
+  local since = (now - (h.r_cut or 0)) / 1000
+  if h.r_ss ~= 1 and since > 0 and since <= 3 then return (h.r_cok or 0) / since end
+  if h.r_ss == 1 then return recent_ok(h, now) end
+  return h.r_om or rate
 end
 `;

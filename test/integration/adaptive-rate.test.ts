@@ -1,6 +1,6 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createAccountGate, type AccountGate } from "../../src/accounts/gate.js";
-import { CUBIC_BETA, MIN_RATE } from "../../src/accounts/rate-script.js";
+import { CUBIC_BETA, MIN_RATE, SLOW_START_MS } from "../../src/accounts/rate-script.js";
 import type { AccountContext } from "../../src/core/interfaces.js";
 import { createKeys, type Keys } from "../../src/core/keys.js";
 import { GraphError } from "../../src/graph/errors.js";
@@ -52,13 +52,26 @@ function setup(options: { rate?: number; keys?: Keys; clock?: { now: number } } 
   return { gate, keys, clock };
 }
 
-const rateOf = async (keys: Keys) => Number(await redis.hget(keys.account("number:111"), "r_rate"));
+const field = async (keys: Keys, name: string) => Number(await redis.hget(keys.account("number:111"), name));
+const rateOf = async (keys: Keys) => field(keys, "r_rate");
 
-/** Lets `n` single calls through at the clock's pace; returns how many went at once. */
-async function pump(gate: AccountGate, clock: { now: number }, seconds: number, perSecond: number) {
+/**
+ * Asks for a call `perSecond` times a second at the clock's pace; a call let go succeeds (Graph
+ * answered it) unless `succeed` is false. Returns how many went at once.
+ */
+async function pump(
+  gate: AccountGate,
+  clock: { now: number },
+  seconds: number,
+  perSecond: number,
+  succeed = true,
+) {
   let went = 0;
   for (let i = 0; i < seconds * perSecond; i++) {
-    if ((await gate.beforeGraphCall(account, "create", `G${i % 50}`)) === undefined) went++;
+    if ((await gate.beforeGraphCall(account, "create", `G${i % 50}`)) === undefined) {
+      went++;
+      if (succeed) gate.succeeded(account.name);
+    }
     clock.now += 1000 / perSecond;
   }
   return went;
@@ -67,11 +80,12 @@ async function pump(gate: AccountGate, clock: { now: number }, seconds: number, 
 describe("adaptive rate per phone number", () => {
   it("starts at rate_limit and never goes above it; spaces calls in order", async () => {
     const { gate, keys } = setup({ rate: 5 });
-    // Five callers at the same instant: slots 0, 200, 400, 600, 800 ms (create: one slot each).
+    // Five callers at the same instant: slots 0, 200, 400, 600, 800 ms (create: one slot each);
+    // before the first 131208 a far one looks again within two doublings of slow start.
     const waits = [];
     for (let i = 0; i < 5; i++) waits.push(await gate.beforeGraphCall(account, "create", `G${i}`));
     expect(waits[0]).toBeUndefined();
-    expect(waits.slice(1)).toEqual([200, 400, 600, 800].map((ms) => Math.min(ms, 2000)));
+    expect(waits.slice(1)).toEqual([200, 400, 600, 800].map((ms) => Math.min(ms, 2 * SLOW_START_MS)));
     expect(await rateOf(keys)).toBe(5);
     // Mirrored on the account for `status`.
     expect(await redis.hget(keys.account("a"), "rate")).toBe("5");
@@ -85,53 +99,91 @@ describe("adaptive rate per phone number", () => {
     expect(await gate.beforeGraphCall(account, "create", "A")).toBeUndefined(); // its kept slot (100 ms): now
   });
 
-  it("grows while calls succeed (CUBIC) and cuts by β on 131208, at most once a second, never below the floor", async () => {
+  it("cuts on 131208 from the rate that got through, by β, at most once per window, never below the floor; grows back (CUBIC) to the ceiling", async () => {
     const { gate, keys, clock } = setup({ rate: 100 });
-    await pump(gate, clock, 1, 20); // a line exists, rate at its start of 100
+    await pump(gate, clock, 1, 60); // the rate starts at its ceiling of 100; 60/s get through
     expect(await rateOf(keys)).toBe(100);
     await gate.throttled(account, refused());
+    // Not β·100: the limit is near what got through (AWS's measuredTxRate), not the overshot rate.
+    const wmax = await field(keys, "r_wmax");
+    expect(wmax).toBeGreaterThan(50);
+    expect(wmax).toBeLessThanOrEqual(70);
     const cut = await rateOf(keys);
-    expect(cut).toBeCloseTo(100 * CUBIC_BETA, 5);
-    // The calls that were already in flight answer 131208 too: no further cut within the second.
+    expect(cut).toBeCloseTo(wmax * CUBIC_BETA, 5);
+    // The calls that were already in flight answer 131208 too: no further cut within the window.
     await gate.throttled(account, refused());
     expect(await rateOf(keys)).toBeCloseTo(cut, 5);
-    // Keep a line waiting; the rate climbs back towards 100 and stays at the ceiling.
-    for (let i = 0; i < 10; i++) {
-      await pump(gate, clock, 1, 200);
-    }
+    // Keep a line waiting; the rate climbs back past w_max and stays at the ceiling.
+    for (let i = 0; i < 6; i++) await pump(gate, clock, 1, 120);
     expect(await rateOf(keys)).toBe(100);
-    // A storm of refusals, one a second, brings it far down, but never below the floor.
+    // A storm of refusals, one a second, nothing getting through: down to the floor, not below.
     for (let i = 0; i < 40; i++) {
       clock.now += 1_000;
       await gate.throttled(account, refused());
       expect(await rateOf(keys)).toBeGreaterThanOrEqual(MIN_RATE);
     }
-    expect(await rateOf(keys)).toBeLessThan(10);
+    expect(await rateOf(keys)).toBe(MIN_RATE);
     // Even at the floor, the next caller gets a slot within 1/floor seconds.
     const wait = await gate.beforeGraphCall(account, "create", "Z");
     expect(wait === undefined || wait <= 2_000 / MIN_RATE).toBe(true);
   });
 
-  it("without rate_limit starts at the default and climbs above it while a line waits", async () => {
-    const { gate, keys, clock } = setup();
+  it("a second cut soon after the first starts from what got through since it (the limit itself)", async () => {
+    const { gate, keys, clock } = setup({ rate: 100 });
     await pump(gate, clock, 1, 100);
-    const start = await rateOf(keys);
-    expect(start).toBeCloseTo(20, 0);
-    await pump(gate, clock, 5, 100);
-    expect(await rateOf(keys)).toBeGreaterThan(start);
+    await gate.throttled(account, refused()); // w_max ≈ 100: still over a limit of 30
+    await pump(gate, clock, 1, 30); // 30/s got through since
+    await gate.throttled(account, refused());
+    expect(await field(keys, "r_wmax")).toBeCloseTo(30, 0);
+    expect(await rateOf(keys)).toBeCloseTo(30 * CUBIC_BETA, 0);
+  });
+
+  it("without rate_limit starts at the default and doubles (slow start) while calls get through, until the first 131208", async () => {
+    const { gate, keys, clock } = setup();
+    await gate.beforeGraphCall(account, "create", "G0");
+    expect(await rateOf(keys)).toBe(20);
+    // Nothing reported as got through: no growth (a rate nobody tried is not raised).
+    await pump(gate, clock, 1, 100, false);
+    expect(await rateOf(keys)).toBe(20);
+    // Successes: the rate may double every SLOW_START_MS, up to 3× what got through.
+    await pump(gate, clock, 1, 400);
+    const grown = await rateOf(keys);
+    expect(grown).toBeGreaterThan(80);
+    await gate.throttled(account, refused());
+    expect(await field(keys, "r_ss")).toBe(0);
+    const cut = await rateOf(keys);
+    expect(cut).toBeLessThan(grown);
+    // After the first cut it climbs along CUBIC: slower than doubling.
+    await pump(gate, clock, 1, 400);
+    expect(await rateOf(keys)).toBeLessThan(cut * 2);
+  });
+
+  it("calls that come back late for their slots are spaced at the rate, not let go in a burst", async () => {
+    const { gate, clock } = setup({ rate: 10 });
+    // Ten callers take tickets (slots 0..0.9 s), all but the first delayed.
+    for (let i = 0; i < 10; i++) await gate.beforeGraphCall(account, "create", `L${i}`);
+    clock.now += 5_000; // every delayed caller comes back late
+    const waits = [];
+    for (let i = 1; i < 10; i++) waits.push(await gate.beforeGraphCall(account, "create", `L${i}`));
+    // One goes now, the next ones 100 ms apart (inline wait 0 here: returned as a delay).
+    expect(waits[0]).toBeUndefined();
+    expect(waits[1]).toBe(100);
   });
 
   it("is one rate for every process: a cut seen by one gate slows the other", async () => {
     const first = setup({ rate: 50 });
     const second = setup({ rate: 50, keys: first.keys, clock: first.clock });
-    await pump(first.gate, first.clock, 1, 10);
+    // The first process's calls get through at 40/s (it adds its successes with its next call).
+    await pump(first.gate, first.clock, 1, 40);
     await second.gate.throttled(account, refused());
-    expect(await rateOf(first.keys)).toBeCloseTo(50 * CUBIC_BETA, 5);
+    const cut = await rateOf(first.keys);
+    expect(cut).toBeCloseTo(40 * CUBIC_BETA, 0);
     // The first gate's next slots are spaced at the cut rate.
+    first.clock.now += 100;
     expect(await first.gate.beforeGraphCall(account, "create", "X")).toBeUndefined();
-    expect(await first.gate.beforeGraphCall(account, "create", "Y")).toBe(
-      Math.floor(1000 / (50 * CUBIC_BETA)),
-    );
+    const next = await first.gate.beforeGraphCall(account, "create", "Y");
+    expect(next).toBeGreaterThanOrEqual(Math.floor(1000 / (cut * 1.05)));
+    expect(next).toBeLessThanOrEqual(Math.ceil(1000 / cut));
   });
 
   it("a refused POST comes back first in line", async () => {
