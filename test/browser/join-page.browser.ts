@@ -5,7 +5,7 @@ import { chromium, devices, type Browser } from "playwright-core";
 import { PNG } from "pngjs";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startGatewayFixture, type GatewayFixture } from "../helpers/gateway.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+import { testRedis } from "../helpers/redis.js";
 
 /**
  * The join page in a real browser: headless Chromium from Debian's `chromium` package, driven by
@@ -39,12 +39,9 @@ afterAll(async () => {
 
 beforeEach(async () => {
   redis = testRedis();
-  const prefix = uniquePrefix("browser");
   fx = await startGatewayFixture({
     redis,
-    redisUrl: testRedisUrl(),
-    prefix,
-    channel: `${prefix}-chan:links`,
+    name: "browser",
     links: "  - slug: spring\n    groups: [G1, G2]",
     groups: ["G1", "G2"],
   });
@@ -52,7 +49,6 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await fx.close();
-  await deleteKeys(redis, fx.prefix, fx.channel);
   await redis.quit();
 });
 

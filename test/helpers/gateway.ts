@@ -7,11 +7,12 @@ import { createKeys, type Keys } from "../../src/core/keys.js";
 import { createGateway, type Gateway } from "../../src/gateway/gateway.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createPublisher } from "../../src/publish/publisher.js";
+import { deleteKeys, testRedisUrl, uniquePrefix } from "./redis.js";
 
 /**
- * A gateway on a free port over its own key prefix and channel, with a publisher that publishes
- * links the way a rotation does. `close()` stops the gateway and deletes nothing: the caller's
- * `deleteKeys(redis, prefix, channel)` does.
+ * A gateway on a free port over a key prefix and channel of its own (named after `name`) on the
+ * test Redis, with a publisher that publishes links the way a rotation does. `close()` stops the
+ * gateway and deletes the prefix's and channel's keys.
  */
 export interface GatewayFixture {
   readonly gateway: Gateway;
@@ -28,16 +29,16 @@ export const LINK_SECRET = "gateway-test-link-secret-0123456789";
 
 export async function startGatewayFixture(options: {
   redis: Redis;
-  redisUrl: string;
-  prefix: string;
-  channel: string;
+  /** Names the key prefix (`test-<name>-<random>`). */
+  name: string;
   /** The `links:` section, YAML (indented under `links:`). */
   links: string;
   groups: string[];
   env?: Record<string, string>;
   clock?: Clock;
 }): Promise<GatewayFixture> {
-  const { prefix, channel } = options;
+  const prefix = uniquePrefix(options.name);
+  const channel = `${prefix}-chan:links`;
   const yaml = [
     "policies:",
     "  - name: pool",
@@ -49,7 +50,7 @@ export async function startGatewayFixture(options: {
   ].join("\n");
   const config = parseConfigText(yaml, "gateway-test.yaml", {}, { graphApiVersion: "v23.0" });
   const settings = loadSettings({
-    REDIS_URL: options.redisUrl,
+    REDIS_URL: testRedisUrl(),
     ROTATOR_PREFIX: prefix,
     ROTATOR_LINK_SECRET: LINK_SECRET,
     GATEWAY_RATE_LIMIT: "0",
@@ -87,7 +88,10 @@ export async function startGatewayFixture(options: {
       });
       return link;
     },
-    close: () => gateway.stop(),
+    async close() {
+      await gateway.stop();
+      await deleteKeys(options.redis, prefix, channel);
+    },
   };
 }
 

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { channelKeys } from "../../src/core/keys.js";
 import { signedQuery } from "../../src/gateway/signed.js";
 import { LINK_SECRET, startGatewayFixture, visit, type GatewayFixture } from "../helpers/gateway.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+import { testRedis } from "../helpers/redis.js";
 
 const LINKS = [
   "  - slug: spring",
@@ -22,13 +22,10 @@ let clockMs: number | undefined;
 
 beforeEach(async () => {
   redis = testRedis();
-  const prefix = uniquePrefix("gateway");
   clockMs = undefined;
   fx = await startGatewayFixture({
     redis,
-    redisUrl: testRedisUrl(),
-    prefix,
-    channel: `${prefix}-chan:links`,
+    name: "gateway",
     links: LINKS,
     groups: ["G1", "G2", "G3"],
     env: { GATEWAY_ROTATION_WAIT: "300ms" },
@@ -38,7 +35,6 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await fx.close();
-  await deleteKeys(redis, fx.prefix, fx.channel);
   await redis.quit();
 });
 

@@ -8,7 +8,7 @@ import { createParticipantsPoll, type PollOutcome } from "../../src/groups/parti
 import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { startGatewayFixture, visit, type GatewayFixture } from "../helpers/gateway.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+import { testRedis } from "../helpers/redis.js";
 
 /**
  * The participant poll (`participants_poll` of a link): the worker side reads each pool group's
@@ -31,12 +31,9 @@ let config: ResolvedConfig;
 
 beforeEach(async () => {
   redis = testRedis();
-  const prefix = uniquePrefix("poll");
   fx = await startGatewayFixture({
     redis,
-    redisUrl: testRedisUrl(),
-    prefix,
-    channel: `${prefix}-chan:links`,
+    name: "poll",
     links: LINKS,
     groups: ["G1", "G2"],
   });
@@ -67,7 +64,6 @@ afterEach(async () => {
   await fx.close();
   await graph.close();
   await sim.close();
-  await deleteKeys(redis, fx.prefix, fx.channel);
   await redis.quit();
 });
 
