@@ -108,6 +108,13 @@ export interface PublisherPort {
   claim?(groupId: string, channel: string, owner: string): Promise<void>;
   /** True when `publish` carries out `PublishInput.finish` (the saga asks only then). */
   readonly finishes?: boolean;
+  /**
+   * True when the publish checks the group's lock and writes in one atomic step on the connection
+   * it was given (one node; not a Cluster, whose publish spans two slots). The saga then sends its
+   * POST's record and the publish back to back on that connection (the app gives both the same
+   * one), without waiting for the record's reply in between: Redis runs them in order.
+   */
+  readonly oneStep?: boolean;
 }
 
 export interface PublishInput {

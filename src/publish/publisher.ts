@@ -188,7 +188,7 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
     throw new PublishConflictError(input.groupId);
   };
 
-  return { finishes: true, publish: (input) => serialised(input, () => publish(input)) };
+  return { finishes: true, oneStep: true, publish: (input) => serialised(input, () => publish(input)) };
 }
 
 /** Optimistic attempts until one publishes: null means a concurrent writer won, try again. */

@@ -115,6 +115,8 @@ export interface SagaRun {
   readonly channelSequence: number;
   /** The POST's gate check, done already with the DELETE's record: its wait (undefined: go). */
   createChecked?: { readonly wait: number | undefined };
+  /** The POST's record, sent and not yet answered: the publish, sent behind it, awaits it too. */
+  recording?: Promise<void>;
 }
 
 /** A step returns an outcome to end the attempt with, or undefined to go on to the next one. */

@@ -94,8 +94,24 @@ export async function createStep(run: SagaRun): Promise<RotationOutcome | undefi
     deps.graph.createInviteLink(account, data.groupId, run.signal),
   );
   run.createdAt = deps.clock.now();
-  await deps.state.markCreated(data.rotationId, data.groupId, link, run.createdAt, run.context.owner);
+  const record = deps.state.markCreated(
+    data.rotationId,
+    data.groupId,
+    link,
+    run.createdAt,
+    run.context.owner,
+  );
   run.inviteLink = link;
+  if (deps.publisher.oneStep === true && run.group.unsureUntil === undefined) {
+    // The publish follows at once (nothing unsure to settle) on the same connection, fenced by the
+    // same lock in the same step as its writes: it is sent behind the record, not after its reply.
+    // Redis runs them in order, so the link is recorded before it is published, and a lock lost
+    // before the record refuses both.
+    run.recording = record;
+    record.catch(() => undefined); // publishStep awaits it
+  } else {
+    await record;
+  }
   run.log.debug({ step: "create" }, "new invite link created");
   return undefined;
 }
@@ -165,9 +181,11 @@ export async function settleUnsureCall(run: SagaRun): Promise<RotationOutcome | 
 export async function publishStep(run: SagaRun): Promise<RotationOutcome> {
   const { deps, data } = run;
   if (run.inviteLink === undefined) throw new Error(`group ${data.groupId}: no link to publish`);
+  const recording = run.recording;
+  run.recording = undefined;
   run.signal.throwIfAborted();
   const finish = deps.publisher.finishes === true;
-  const message = await deps.publisher.publish({
+  const publishing = deps.publisher.publish({
     rotationId: data.rotationId,
     groupId: data.groupId,
     inviteLink: run.inviteLink,
@@ -182,6 +200,7 @@ export async function publishStep(run: SagaRun): Promise<RotationOutcome> {
     expectedSequence: run.channelSequence + 1,
     finish,
   });
+  const message = recording ? (await Promise.all([recording, publishing]))[1] : await publishing;
   run.log.info({ step: "publish", sequence: message.sequence, channel: data.channel }, "invite link rotated");
   const { deletedAt, createdAt } = run;
   const linkGapMs = deletedAt !== undefined && createdAt !== undefined ? createdAt - deletedAt : undefined;

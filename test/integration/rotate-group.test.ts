@@ -416,8 +416,15 @@ describe("what a rotation costs in Redis", () => {
       };
       await counted.ping();
       const sendCommand = counted.sendCommand.bind(counted);
-      counted.sendCommand = ((command: { name: string }, ...rest: unknown[]) => {
+      const events: string[] = [];
+      counted.sendCommand = ((command: { name: string; promise: Promise<unknown> }, ...rest: unknown[]) => {
         sent.push(command.name);
+        const n = sent.length;
+        events.push(`sent ${n}`);
+        command.promise.then(
+          () => events.push(`answered ${n}`),
+          () => events.push(`answered ${n}`),
+        );
         return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
       }) as typeof counted.sendCommand;
       // A channel of its own (deleted with the prefix): another test's message there would make
@@ -428,6 +435,8 @@ describe("what a rotation costs in Redis", () => {
       // Scripts go by SHA1 after their first call on a connection: count calls, not their names.
       expect(sent).toHaveLength(5);
       expect(graphCalls).toEqual(["DELETE after 2", "POST after 3"]);
+      // The publish goes out behind the POST's record, not after its answer (Redis runs them in order).
+      expect(events.indexOf("sent 5")).toBeLessThan(events.indexOf("answered 4"));
       // The publish released the lock and settled the rotation in its own call.
       expect(await redis.exists(keys.groupLock("G1"))).toBe(0);
     } finally {
