@@ -1,60 +1,54 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import type { App } from "../../src/app.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
+import type { Redis } from "ioredis";
+import { expect } from "vitest";
 import { createKeys } from "../../src/core/keys.js";
 import { parseMessage } from "../../src/publish/message.js";
 import { scheduledRotationId } from "../../src/rotation/queue.js";
 import { spawnCli, type CliProcess } from "../helpers/cli.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
-import { policyYaml, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { testRedisUrl } from "../helpers/redis.js";
+import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /**
  * Scheduler replicas in separate processes on one Redis, with a real seconds-level schedule:
  * every (group, fire) becomes exactly one rotation. And `start` runs scheduler and workers in one
  * process, rotating and publishing on schedule.
  */
-const redis = testRedis();
-const dir = mkdtempSync(join(tmpdir(), "wa-rotator-replicas-"));
-const processes: CliProcess[] = [];
-const cleanup: string[] = [];
-let sim: GraphSimulator;
-let app: App | undefined;
+const it = simTest({ latencyMs: 5 });
 
-beforeAll(async () => {
-  sim = await startGraphSimulator({ latencyMs: 5 });
-});
-afterAll(async () => {
-  for (const p of processes) p.kill("SIGKILL");
-  await Promise.all(processes.map((p) => p.exited));
-  await app?.stop();
-  await sim.close();
-  await deleteKeys(redis, ...cleanup);
-  await redis.quit();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function setup(name: string, groups: string[], schedule: string) {
-  const prefix = uniquePrefix(name);
-  const channel = `${prefix}-links`;
-  cleanup.push(prefix, channel);
+/**
+ * A prefix, a policy file on disk and `spawn` for CLI processes with the matching environment;
+ * the file and the processes go after the test.
+ */
+function setup(rig: Rig, name: string, groups: string[], schedule: string) {
+  const { prefix, channel } = rig.prefix(name);
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-replicas-"));
+  rig.defer(async () => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, policyYaml(groups, channel, schedule));
   const env = {
     REDIS_URL: testRedisUrl(),
     ROTATOR_PREFIX: prefix,
     ROTATOR_CONFIG: file,
-    GRAPH_API_BASE_URL: sim.url,
+    GRAPH_API_BASE_URL: rig.sim.url,
     WHATSAPP_ACCESS_TOKEN: TEST_TOKEN,
     HEALTH_PORT: "0",
     LOG_LEVEL: "info",
   };
-  return { prefix, channel, env };
+  const spawn = (args: string[]): CliProcess => {
+    const p = spawnCli(args, env);
+    rig.defer(async () => {
+      p.kill("SIGKILL");
+      await p.exited;
+    });
+    return p;
+  };
+  return { prefix, channel, spawn };
 }
 
-async function published(channel: string) {
+async function published(redis: Redis, channel: string) {
   const entries = await redis.xrange(`${channel}:stream`, "-", "+");
   return entries.map(([, fields]) => parseMessage(fields[1]!));
 }
@@ -67,29 +61,25 @@ const until = async (check: () => Promise<boolean>, ms: number) => {
   }
 };
 
-it("three scheduler processes rotate each group exactly once per fire", async () => {
+it("three scheduler processes rotate each group exactly once per fire", async ({ rig }) => {
+  const { sim, redis } = rig;
   const groups = ["R1", "R2", "R3"];
-  const { prefix, channel, env } = setup("replicas", groups, "*/2 * * * * *");
+  const { prefix, channel, spawn } = setup(rig, "replicas", groups, "*/2 * * * * *");
   // The worker runs first, so every fire finds the previous one's rotations done (none is skipped).
-  app = await startTestRotator({
-    graphUrl: sim.url,
-    prefix,
-    yaml: policyYaml(groups, channel, "*/2 * * * * *"),
-  });
+  const app = await rig.rotator(prefix, { yaml: policyYaml(groups, channel, "*/2 * * * * *") });
   const began = Date.now();
-  const schedulers = [0, 1, 2].map(() => spawnCli(["scheduler"], env));
-  processes.push(...schedulers);
+  const schedulers = [0, 1, 2].map(() => spawn(["scheduler"]));
   await Promise.all(schedulers.map((p) => p.waitFor("scheduler armed")));
   await new Promise((r) => setTimeout(r, 5_000)); // two or three fires
   for (const p of schedulers) p.kill("SIGTERM");
   expect(await Promise.all(schedulers.map((p) => p.exited))).toEqual([0, 0, 0]);
 
   await until(async () => {
-    const counts = await app!.queue.getJobCounts("waiting", "delayed", "active", "prioritized");
+    const counts = await app.queue.getJobCounts("waiting", "delayed", "active", "prioritized");
     return Object.values(counts).every((n) => n === 0);
   }, 10_000);
   const lastFire = Number(await redis.hget(createKeys(prefix).policy("test"), "last_fire"));
-  const messages = await published(channel);
+  const messages = await published(redis, channel);
 
   // Which fire each published rotation belongs to, by its identity.
   const fireOf = new Map<string, number>();
@@ -113,19 +103,16 @@ it("three scheduler processes rotate each group exactly once per fire", async ()
   for (const g of groups) {
     expect(sim.calls.filter((c) => c.groupId === g && c.method === "POST")).toHaveLength(fires.size);
   }
-  await app.stop();
-  app = undefined;
 });
 
-it("start runs scheduler and workers in one process: rotates and publishes on schedule", async () => {
-  const { channel, env } = setup("start", ["S1", "S2"], "* * * * * *");
-  const start = spawnCli(["start"], env);
-  processes.push(start);
+it("start runs scheduler and workers in one process: rotates and publishes on schedule", async ({ rig }) => {
+  const { channel, spawn } = setup(rig, "start", ["S1", "S2"], "* * * * * *");
+  const start = spawn(["start"]);
   await start.waitFor("scheduler armed");
-  await until(async () => (await published(channel)).length >= 4, 10_000);
+  await until(async () => (await published(rig.redis, channel)).length >= 4, 10_000);
   start.kill("SIGTERM");
   expect(await start.exited).toBe(0);
-  const messages = await published(channel);
+  const messages = await published(rig.redis, channel);
   expect(new Set(messages.map((m) => m.group_id))).toEqual(new Set(["S1", "S2"]));
   expect(messages.every((m) => m.trigger === "schedule" && m.policy === "test")).toBe(true);
   expect(new Set(messages.map((m) => m.rotation_id)).size).toBe(messages.length);
