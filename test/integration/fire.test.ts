@@ -1,5 +1,4 @@
-import type { Queue } from "bullmq";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, vi } from "vitest";
 import {
   parseConfigText,
   resolveAccount,
@@ -7,26 +6,19 @@ import {
   type ResolvedPolicy,
 } from "../../src/config/config.js";
 import { createFirer, type FireDeps } from "../../src/schedule/fire.js";
-import { createGraphClient, type GraphClient } from "../../src/graph/client.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
-import type { RotationJobData } from "../../src/core/interfaces.js";
+import { createGraphClient } from "../../src/graph/client.js";
 import { jitterOffset } from "../../src/config/jitter.js";
-import { createKeys, type Keys } from "../../src/core/keys.js";
+import { createKeys } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createMetrics } from "../../src/infra/metrics.js";
 import { createPolicyState } from "../../src/schedule/policy-state.js";
 import { createRotationQueue, scheduledRotationId } from "../../src/rotation/queue.js";
 import { createRotationStateStore } from "../../src/rotation/state.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
 import { TEST_TOKEN } from "../helpers/rotator.js";
 
 /** One fire → rotation jobs, on a real Redis and BullMQ queue (no worker: the jobs stay queued). */
-const redis = testRedis();
-let sim: GraphSimulator;
-let graph: GraphClient;
-let prefix: string;
-let keys: Keys;
-let queue: Queue<RotationJobData>;
+const it = simTest({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
 const env = { WHATSAPP_ACCESS_TOKEN: TEST_TOKEN };
 
 const YAML = `accounts:
@@ -52,48 +44,44 @@ function load(yaml = YAML): ResolvedConfig {
 const policy = (config: ResolvedConfig, name: string): ResolvedPolicy =>
   config.policies.find((p) => p.name === name)!;
 
-function firer(config: ResolvedConfig, now: number, extra: Partial<FireDeps> = {}) {
-  const metrics = createMetrics({ collectDefault: false });
-  const fire = createFirer({
-    redis,
-    keys,
-    queue,
-    graph,
-    config: () => config,
-    resolveAccount: (name) => resolveAccount(config, name),
-    logger: createLogger("silent"),
-    clock: { now: () => now },
-    metrics,
-    ...extra,
+/** A test's keys, its rotation queue and Graph client on the file's simulator, and `firer` over them. */
+function setup(rig: Rig) {
+  const { sim, redis } = rig;
+  const keys = createKeys(rig.prefix("fire").prefix);
+  const connection = redis.duplicate();
+  const queue = createRotationQueue(keys, connection);
+  const graph = createGraphClient({ baseUrl: sim.url });
+  rig.defer(async () => {
+    await graph.close();
+    await queue.close();
+    await connection.quit();
   });
-  return { fire, metrics };
+  function firer(config: ResolvedConfig, now: number, extra: Partial<FireDeps> = {}) {
+    const metrics = createMetrics({ collectDefault: false });
+    const fire = createFirer({
+      redis,
+      keys,
+      queue,
+      graph,
+      config: () => config,
+      resolveAccount: (name) => resolveAccount(config, name),
+      logger: createLogger("silent"),
+      clock: { now: () => now },
+      metrics,
+      ...extra,
+    });
+    return { fire, metrics };
+  }
+  return { sim, redis, keys, queue, firer };
 }
-
-beforeAll(async () => {
-  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { phoneNumberId: "15550001" } } });
-  graph = createGraphClient({ baseUrl: sim.url });
-});
-afterAll(async () => {
-  await graph.close();
-  await sim.close();
-  await redis.quit();
-});
-beforeEach(() => {
-  prefix = uniquePrefix("fire");
-  keys = createKeys(prefix);
-  queue = createRotationQueue(keys, redis.duplicate());
-});
-afterEach(async () => {
-  await queue.obliterate({ force: true });
-  await queue.close();
-  await deleteKeys(redis, prefix);
-  sim.clearCalls();
-});
 
 const FIRE = Date.parse("2026-05-04T01:00:00Z"); // 03:00 in Berlin
 
 describe("fire", () => {
-  it("enqueues one rotation per group, identified by (policy, fire, group), spread by stable jitter", async () => {
+  it("enqueues one rotation per group, identified by (policy, fire, group), spread by stable jitter", async ({
+    rig,
+  }) => {
+    const { redis, keys, queue, firer } = setup(rig);
     const config = load();
     const { fire, metrics } = firer(config, FIRE + 250);
     const result = await fire(policy(config, "nightly"), FIRE, "schedule");
@@ -121,7 +109,10 @@ describe("fire", () => {
     expect((await metrics.firedRotations.get()).values[0]?.value).toBe(3);
   });
 
-  it("clamps jitter to 90% of the gap to the next fire, so no group starts just before it", async () => {
+  it("clamps jitter to 90% of the gap to the next fire, so no group starts just before it", async ({
+    rig,
+  }) => {
+    const { queue, firer } = setup(rig);
     const config = load();
     const at = Date.parse("2026-05-04T10:00:00Z");
     const { fire } = firer(config, at);
@@ -138,7 +129,10 @@ describe("fire", () => {
     expect(Math.max(...delays)).toBeGreaterThan(8_000);
   });
 
-  it("skips a group whose previous rotation is still pending, counts it, and takes it again once settled", async () => {
+  it("skips a group whose previous rotation is still pending, counts it, and takes it again once settled", async ({
+    rig,
+  }) => {
+    const { redis, keys, queue, firer } = setup(rig);
     const config = load();
     const nightly = policy(config, "nightly");
     const first = firer(config, FIRE);
@@ -168,7 +162,8 @@ describe("fire", () => {
     expect(third).toMatchObject({ enqueued: 3, skipped: [] });
   });
 
-  it("treats a stale mark, or one whose job is gone, as not busy", async () => {
+  it("treats a stale mark, or one whose job is gone, as not busy", async ({ rig }) => {
+    const { redis, keys, firer } = setup(rig);
     const config = load();
     const nightly = policy(config, "nightly");
     const old = FIRE - 3 * 86_400_000;
@@ -180,7 +175,10 @@ describe("fire", () => {
     expect(result).toMatchObject({ enqueued: 2, skipped: ["C"] });
   });
 
-  it("a mark whose job is still queued is busy however old (a rotation held for days is not doubled)", async () => {
+  it("a mark whose job is still queued is busy however old (a rotation held for days is not doubled)", async ({
+    rig,
+  }) => {
+    const { redis, keys, firer } = setup(rig);
     const config = load();
     const nightly = policy(config, "nightly");
     const daysAgo = FIRE - 3 * 86_400_000;
@@ -193,7 +191,10 @@ describe("fire", () => {
     );
   });
 
-  it("enqueues a repeated fire once: the job id deduplicates, and its own mark does not count as busy", async () => {
+  it("enqueues a repeated fire once: the job id deduplicates, and its own mark does not count as busy", async ({
+    rig,
+  }) => {
+    const { queue, firer } = setup(rig);
     const config = load();
     const nightly = policy(config, "nightly");
     const { fire } = firer(config, FIRE);
@@ -203,7 +204,10 @@ describe("fire", () => {
     expect(await queue.count()).toBe(3);
   });
 
-  it("a fire run again leaves out groups whose rotation of this fire already published (its job may be gone)", async () => {
+  it("a fire run again leaves out groups whose rotation of this fire already published (its job may be gone)", async ({
+    rig,
+  }) => {
+    const { redis, keys, queue, firer } = setup(rig);
     const config = load();
     const nightly = policy(config, "nightly");
     const { fire } = firer(config, FIRE);
@@ -220,7 +224,8 @@ describe("fire", () => {
     expect(await queue.count()).toBe(2);
   });
 
-  it("counts a failed fire in wa_rotator_fire_failures_total and rethrows", async () => {
+  it("counts a failed fire in wa_rotator_fire_failures_total and rethrows", async ({ rig }) => {
+    const { firer } = setup(rig);
     const config = load();
     const failing = { listGroups: () => Promise.reject(new Error("list-groups down")) };
     const { fire, metrics } = firer(config, FIRE, { graph: failing });
@@ -231,7 +236,10 @@ describe("fire", () => {
     expect(await metrics.text()).toContain('wa_rotator_fire_failures_total{policy="everything"} 1');
   });
 
-  it("discovers groups: all across every page of the phone number's list, leaving out other policies' groups", async () => {
+  it("discovers groups: all across every page of the phone number's list, leaving out other policies' groups", async ({
+    rig,
+  }) => {
+    const { sim, queue, firer } = setup(rig);
     for (let i = 0; i < 2500; i++) sim.addGroup({ id: `ALL-${i}`, phoneNumberId: "15550001" });
     sim.addGroup({ id: "A", phoneNumberId: "15550001" }); // listed by policy nightly
     const config = load();
@@ -243,7 +251,10 @@ describe("fire", () => {
     expect(await queue.getJob(scheduledRotationId("everything", FIRE, "A"))).toBeUndefined();
   });
 
-  it("enqueues a 10,000-group fire with one Lua call per 1,000 groups (delayed jobs need no addBulk)", async () => {
+  it("enqueues a 10,000-group fire with one Lua call per 1,000 groups (delayed jobs need no addBulk)", async ({
+    rig,
+  }) => {
+    const { redis, queue, firer } = setup(rig);
     const groups = Array.from({ length: 10_000 }, (_, i) => `BIG-${i}`);
     const yaml = `policies:\n  - name: big\n    schedule: "0 3 * * *"\n    jitter: 30m\n    groups: [${groups
       .map((g) => `"${g}"`)
@@ -265,7 +276,10 @@ describe("fire", () => {
 });
 
 describe("fire claims", () => {
-  it("an unfinished fire: its holder renews it; another replica takes it over only once it is stale", async () => {
+  it("an unfinished fire: its holder renews it; another replica takes it over only once it is stale", async ({
+    rig,
+  }) => {
+    const { redis, keys } = setup(rig);
     let now = FIRE;
     const holder = createPolicyState(redis, keys, () => now, "holder");
     const other = createPolicyState(redis, keys, () => now, "other");
@@ -287,7 +301,10 @@ describe("fire claims", () => {
     expect(await other.takeOver("nightly", FIRE, 0)).toBe(false);
   });
 
-  it("a first start records a done fire; a hash without claimed_fire (older versions) has nothing unfinished", async () => {
+  it("a first start records a done fire; a hash without claimed_fire (older versions) has nothing unfinished", async ({
+    rig,
+  }) => {
+    const { redis, keys } = setup(rig);
     const state = createPolicyState(redis, keys);
     expect(await state.recordIfAbsent("nightly", FIRE)).toBe(true);
     expect(await state.unfinished("nightly")).toBeUndefined();
@@ -295,7 +312,10 @@ describe("fire claims", () => {
     expect(await state.unfinished("legacy")).toBeUndefined();
   });
 
-  it("exactly one of many concurrent claimers wins a fire; an older fire cannot be claimed after a newer one", async () => {
+  it("exactly one of many concurrent claimers wins a fire; an older fire cannot be claimed after a newer one", async ({
+    rig,
+  }) => {
+    const { redis, keys } = setup(rig);
     const connections = Array.from({ length: 5 }, () => redis.duplicate());
     try {
       const claims = await Promise.all(
