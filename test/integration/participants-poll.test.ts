@@ -1,14 +1,12 @@
-import type { Redis } from "ioredis";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { createAccountGate } from "../../src/accounts/gate.js";
-import { parseConfigText, resolveAccount, type ResolvedConfig } from "../../src/config/config.js";
+import { parseConfigText, resolveAccount } from "../../src/config/config.js";
 import type { AccountContext, Step } from "../../src/core/interfaces.js";
-import { createGraphClient, type GraphClient } from "../../src/graph/client.js";
+import { createGraphClient } from "../../src/graph/client.js";
 import { createParticipantsPoll, type PollOutcome } from "../../src/groups/participants-poll.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import { createLogger } from "../../src/infra/logger.js";
-import { startGatewayFixture, visit, type GatewayFixture } from "../helpers/gateway.js";
-import { testRedis } from "../helpers/redis.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { startGatewayFixture, visit } from "../helpers/gateway.js";
 
 /**
  * The participant poll (`participants_poll` of a link): the worker side reads each pool group's
@@ -23,28 +21,26 @@ const LINKS = [
 ].join("\n");
 const TOKEN = "poll-test-token-123456";
 
-let redis: Redis;
-let fx: GatewayFixture;
-let sim: GraphSimulator;
-let graph: GraphClient;
-let config: ResolvedConfig;
+const it = simTest();
 
-beforeEach(async () => {
-  redis = testRedis();
-  fx = await startGatewayFixture({
+/**
+ * A gateway fixture (its own prefix, closed after the test), the file's simulator with G1 and G2
+ * as every test starts (3 and 1 participants), a Graph client on it, the poll's config, and `poll`.
+ */
+async function setup(rig: Rig) {
+  const { sim, redis } = rig;
+  const fx = await startGatewayFixture({
     redis,
     name: "poll",
     links: LINKS,
     groups: ["G1", "G2"],
   });
-  sim = await startGraphSimulator({
-    groups: [
-      { id: "G1", participants: 3 },
-      { id: "G2", participants: 1 },
-    ],
-  });
-  graph = createGraphClient({ baseUrl: sim.url });
-  config = parseConfigText(
+  rig.defer(() => fx.close());
+  sim.addGroup({ id: "G1", participants: 3 });
+  sim.addGroup({ id: "G2", participants: 1 });
+  const graph = createGraphClient({ baseUrl: sim.url });
+  rig.defer(() => graph.close());
+  const config = parseConfigText(
     [
       "policies:",
       "  - name: pool",
@@ -58,41 +54,39 @@ beforeEach(async () => {
     { WHATSAPP_ACCESS_TOKEN: TOKEN },
     { graphApiVersion: "v23.0" },
   );
-});
 
-afterEach(async () => {
-  await fx.close();
-  await graph.close();
-  await sim.close();
-  await redis.quit();
-});
+  function poll(beforeGraphCall?: (a: AccountContext, s: Step, g: string) => Promise<number | undefined>) {
+    const gate = createAccountGate({ redis, keys: fx.keys, logger: createLogger("silent") });
+    const outcomes: PollOutcome[] = [];
+    const gated: string[] = [];
+    const instance = createParticipantsPoll({
+      redis,
+      keys: fx.keys,
+      graph,
+      config: () => config,
+      resolveAccount: (name) => resolveAccount(config, name),
+      beforeGraphCall: async (account, step, groupId) => {
+        gated.push(groupId);
+        return (beforeGraphCall ?? gate.beforeGraphCall)(account, step, groupId);
+      },
+      throttled: (account, error) => gate.throttled(account, error),
+      logger: createLogger("silent"),
+      onPolled: (outcome) => outcomes.push(outcome),
+    });
+    return { instance, outcomes, gated };
+  }
 
-function poll(beforeGraphCall?: (a: AccountContext, s: Step, g: string) => Promise<number | undefined>) {
-  const gate = createAccountGate({ redis, keys: fx.keys, logger: createLogger("silent") });
-  const outcomes: PollOutcome[] = [];
-  const gated: string[] = [];
-  const instance = createParticipantsPoll({
-    redis,
-    keys: fx.keys,
-    graph,
-    config: () => config,
-    resolveAccount: (name) => resolveAccount(config, name),
-    beforeGraphCall: async (account, step, groupId) => {
-      gated.push(groupId);
-      return (beforeGraphCall ?? gate.beforeGraphCall)(account, step, groupId);
-    },
-    throttled: (account, error) => gate.throttled(account, error),
-    logger: createLogger("silent"),
-    onPolled: (outcome) => outcomes.push(outcome),
-  });
-  return { instance, outcomes, gated };
+  const countReads = () =>
+    sim.calls.filter((c) => c.method === "GET" && c.path.includes("total_participant_count")).length;
+
+  return { sim, redis, fx, poll, countReads };
 }
 
-const countReads = () =>
-  sim.calls.filter((c) => c.method === "GET" && c.path.includes("total_participant_count")).length;
-
 describe("participant poll", () => {
-  it("stores each pool group's count from Graph, and /join skips the group it found full", async () => {
+  it("stores each pool group's count from Graph, and /join skips the group it found full", async ({
+    rig,
+  }) => {
+    const { sim, redis, fx, poll } = await setup(rig);
     const links = { G1: await fx.rotate("G1"), G2: await fx.rotate("G2") };
     const before = new Set<string | null>();
     for (let i = 0; i < 4; i++) before.add((await visit(`${fx.url}/join/spring`)).headers.get("location"));
@@ -119,7 +113,8 @@ describe("participant poll", () => {
     await instance.stop();
   });
 
-  it("reads each group once per interval across replicas", async () => {
+  it("reads each group once per interval across replicas", async ({ rig }) => {
+    const { redis, fx, poll, countReads } = await setup(rig);
     const a = poll();
     const b = poll();
     await Promise.all([a.instance.tick(), b.instance.tick()]);
@@ -132,7 +127,10 @@ describe("participant poll", () => {
     await Promise.all([a.instance.stop(), b.instance.stop()]);
   });
 
-  it("waits when the account gate says so: no Graph call, and the claim lasts only the wait", async () => {
+  it("waits when the account gate says so: no Graph call, and the claim lasts only the wait", async ({
+    rig,
+  }) => {
+    const { redis, fx, poll, countReads } = await setup(rig);
     const { instance, outcomes } = poll(async () => 4_000);
     await instance.tick();
     expect(countReads()).toBe(0);
@@ -142,7 +140,8 @@ describe("participant poll", () => {
     await instance.stop();
   });
 
-  it("the simulator answers total_participant_count and lets tests set it", async () => {
+  it("the simulator answers total_participant_count and lets tests set it", async ({ rig }) => {
+    const { sim } = await setup(rig);
     const url = `${sim.url}/v23.0/G1?fields=subject,total_participant_count`;
     const auth = { authorization: `Bearer ${TOKEN}` };
     expect(await (await fetch(url, { headers: auth })).json()).toMatchObject({
