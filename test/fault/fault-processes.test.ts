@@ -2,12 +2,13 @@ import { Redis } from "ioredis";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
+import { expect } from "vitest";
+import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import { spawnCli, type CliProcess } from "../helpers/cli.js";
-import { assertPromise, openTestQueue, type TestQueue } from "../helpers/faults.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
-import { freePort, startOwnedRedis, type OwnedRedis } from "../../scripts/redis-server.js";
+import { assertPromise, openTestQueue } from "../helpers/faults.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { testRedisUrl } from "../helpers/redis.js";
+import { freePort, startOwnedRedis } from "../../scripts/redis-server.js";
 import { messageOf, policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /**
@@ -16,13 +17,7 @@ import { messageOf, policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
  * Locks are shortened (job lock 2 s, stalled check 1 s, group lock 1.5 s) so recovery takes
  * seconds; `bench/recovery.ts` measures it with the defaults.
  */
-let sim: GraphSimulator;
-const redis = testRedis();
-const dir = mkdtempSync(join(tmpdir(), "wa-rotator-faults-"));
-const procs: CliProcess[] = [];
-const cleanup: string[] = [];
-const queues: TestQueue[] = [];
-let owned: OwnedRedis | undefined;
+const it = simTest({ tokens: { [TEST_TOKEN]: { name: "default" } } });
 
 const FAST_LOCKS = {
   ROTATOR_JOB_LOCK: "2s",
@@ -30,49 +25,34 @@ const FAST_LOCKS = {
   ROTATOR_GROUP_LOCK_TTL: "1500ms",
 };
 
-beforeAll(async () => {
-  sim = await startGraphSimulator({ tokens: { [TEST_TOKEN]: { name: "default" } } });
-});
-afterEach(async () => {
-  for (const p of procs.splice(0)) {
-    p.kill("SIGKILL");
-    await p.exited;
-  }
-  for (const q of queues.splice(0)) await q.close();
-  sim.clearFaults();
-  sim.clearCalls();
-  await deleteKeys(redis, ...cleanup.splice(0));
-  await owned?.dispose();
-  owned = undefined;
-});
-afterAll(async () => {
-  await sim.close();
-  await redis.quit();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function setup(name: string, groups: string[]) {
-  const prefix = uniquePrefix(name);
-  const channel = `${prefix}-links`;
-  cleanup.push(prefix, channel);
+/**
+ * A prefix, a policy file on disk, the worker's environment, and `worker` to spawn one; the file
+ * and the processes go after the test.
+ */
+function setup(rig: Rig, name: string, groups: string[]) {
+  const { prefix, channel } = rig.prefix(name);
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-faults-"));
+  rig.defer(async () => rmSync(dir, { recursive: true, force: true }));
   const config = join(dir, `${prefix}.yaml`);
   writeFileSync(config, policyYaml(groups, channel));
   const env = {
     REDIS_URL: testRedisUrl(),
     ROTATOR_PREFIX: prefix,
     ROTATOR_CONFIG: config,
-    GRAPH_API_BASE_URL: sim.url,
+    GRAPH_API_BASE_URL: rig.sim.url,
     WHATSAPP_ACCESS_TOKEN: TEST_TOKEN,
     HEALTH_PORT: "0",
     ...FAST_LOCKS,
   };
-  return { prefix, channel, env };
-}
-
-function worker(env: Record<string, string>): CliProcess {
-  const proc = spawnCli(["worker"], env);
-  procs.push(proc);
-  return proc;
+  const worker = (workerEnv: Record<string, string>): CliProcess => {
+    const proc = spawnCli(["worker"], workerEnv);
+    rig.defer(async () => {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    });
+    return proc;
+  };
+  return { prefix, channel, env, worker };
 }
 
 /** Nothing a process wrote may hold the token or an unhandled rejection. */
@@ -85,21 +65,23 @@ function assertCleanOutput(...processes: CliProcess[]) {
 }
 
 const waitReady = (p: CliProcess) => p.waitFor('"service":"worker"', 15_000);
-const hungPost = (groupId: string) => () =>
+const hungPost = (sim: GraphSimulator, groupId: string) => () =>
   sim.calls.some((c) => c.groupId === groupId && c.method === "POST" && c.status === undefined);
 
-it("a worker killed between DELETE and POST: another resumes the rotation at POST within seconds", async () => {
-  const { prefix, channel, env } = setup("kill", ["K1", "K2"]);
+it("a worker killed between DELETE and POST: another resumes the rotation at POST within seconds", async ({
+  rig,
+}) => {
+  const { sim, redis } = rig;
+  const { prefix, channel, env, worker } = setup(rig, "kill", ["K1", "K2"]);
   sim.inject({ kind: "hang", match: { groupId: "K1", method: "POST" } });
   const first = worker(env);
   await waitReady(first);
-  const tq = await openTestQueue(redis, prefix);
-  queues.push(tq);
+  const tq = await rig.queue(prefix);
   const [job, other] = await tq.rotate(
     ["K1", "K2"].map((g) => ({ groupId: g, account: "default" })),
     channel,
   );
-  await expect.poll(hungPost("K1"), { timeout: 10_000 }).toBe(true);
+  await expect.poll(hungPost(sim, "K1"), { timeout: 10_000 }).toBe(true);
   const second = worker(env);
   await waitReady(second);
 
@@ -130,10 +112,12 @@ it(
   {
     timeout: 60_000,
   },
-  async () => {
-    owned = await startOwnedRedis({ appendonly: true });
+  async ({ rig }) => {
+    const { sim } = rig;
+    const owned = await startOwnedRedis({ appendonly: true });
+    rig.defer(() => owned.dispose());
     const groups = ["R1", "R2", "R3", "R4", "R5", "R6"];
-    const { prefix, channel, env } = setup("redis-restart", groups);
+    const { prefix, channel, env, worker } = setup(rig, "redis-restart", groups);
     const healthPort = await freePort();
     for (const groupId of groups)
       sim.inject({ kind: "latency", ms: 400, match: { groupId }, times: Infinity });
@@ -151,7 +135,7 @@ it(
     client.on("error", () => {});
     try {
       const tq = await openTestQueue(client, prefix);
-      queues.push(tq);
+      rig.defer(() => tq.close());
       const jobs = await tq.rotate(
         groups.map((g) => ({ groupId: g, account: "default" })),
         channel,
@@ -202,15 +186,17 @@ it(
   },
 );
 
-it("SIGTERM lets the rotation in flight finish and exits 0; a second signal exits at once", async () => {
-  const { prefix, channel, env } = setup("shutdown", ["S1", "S2"]);
+it("SIGTERM lets the rotation in flight finish and exits 0; a second signal exits at once", async ({
+  rig,
+}) => {
+  const { sim, redis } = rig;
+  const { prefix, channel, env, worker } = setup(rig, "shutdown", ["S1", "S2"]);
   sim.inject({ kind: "latency", ms: 1_500, match: { groupId: "S1", method: "POST" } });
   const graceful = worker(env);
   await waitReady(graceful);
-  const tq = await openTestQueue(redis, prefix);
-  queues.push(tq);
+  const tq = await rig.queue(prefix);
   const [job] = await tq.rotate([{ groupId: "S1", account: "default" }], channel);
-  await expect.poll(hungPost("S1"), { timeout: 10_000 }).toBe(true);
+  await expect.poll(hungPost(sim, "S1"), { timeout: 10_000 }).toBe(true);
   graceful.kill("SIGTERM");
   expect(await graceful.exited).toBe(0);
   expect(await job!.getState()).toBe("completed");
@@ -229,7 +215,7 @@ it("SIGTERM lets the rotation in flight finish and exits 0; a second signal exit
   const stuck = worker(env);
   await waitReady(stuck);
   await tq.rotate([{ groupId: "S2", account: "default" }], channel);
-  await expect.poll(hungPost("S2"), { timeout: 10_000 }).toBe(true);
+  await expect.poll(hungPost(sim, "S2"), { timeout: 10_000 }).toBe(true);
   stuck.kill("SIGTERM");
   await stuck.waitFor("shutting down");
   await new Promise((r) => setTimeout(r, 300));
