@@ -140,6 +140,9 @@ local fields = {"r_rate", rate, "r_anchor", anchor, "r_at", now, "r_next", nxt}
 if not h.r_cut then
   for _, v in ipairs({"r_wmax", rate, "r_k", 0, "r_cut", now, "r_ss", 1}) do table.insert(fields, v) end
 end
+if h.r_restart then
+  for _, v in ipairs({"r_ss", h.r_ss, "r_cut", h.r_cut}) do table.insert(fields, v) end
+end
 count_ok(h, now, tonumber(ARGV[7]), fields)
 -- The rate the number is asked for (slots handed out), as AWS measures its send rate: 0.5 s
 -- buckets, smoothed 0.8. Without a line the rate never climbs past twice this.
@@ -161,7 +164,7 @@ if due > maxInline then
   -- there, to see whether the rate moved it.
   -- In slow start the rate may double every ${SLOW_START_MS} ms: within 2 of those.
   local back = due - math.min(100, math.floor(maxInline / 2))
-  if h.r_ss == 1 or not h.r_cut then back = math.min(back, ${2 * SLOW_START_MS})
+  if h.r_ss ~= 0 or not h.r_cut then back = math.min(back, ${2 * SLOW_START_MS})
   elseif back > 2000 then back = math.max(2000, math.floor(back / 2)) end
   return {back, 0, recovering, "", "", tostring(rate)}
 end
@@ -201,6 +204,9 @@ if ARGV[4] == "1" then
   rate = rate_at(r, now, ceil, tonumber(ARGV[6]), redis.call("HLEN", KEYS[3]))
   local anchor, nxt = advance(r, now, rate)
   cut = {"r_anchor", anchor, "r_at", now, "r_next", nxt}
+  if r.r_restart then
+    for _, v in ipairs({"r_ss", r.r_ss, "r_cut", r.r_cut}) do table.insert(cut, v) end
+  end
   count_ok(r, now, tonumber(ARGV[9]), cut)
   if not r.r_cut or now - r.r_cut >= ${CUT_WINDOW_MS} then
     -- From what actually got through lately, not from a rate that may have overshot (AWS's

@@ -15,7 +15,10 @@
  * - then CUBIC relative to w_max, `rate = w_max·(1 + C·(t − K)³)`, `K = ∛((1 − β)/C)`: back to
  *   w_max within K s, flat near it (where the limit is), then probing above;
  * - never above `rate_limit` (the hard ceiling; without one `DEFAULT_CEILING`), and with no call
- *   waiting not above twice the rate the number was asked for, so a quiet number banks nothing.
+ *   waiting not above twice the rate the number was asked for, so a quiet number banks nothing;
+ * - after `IDLE_RESTART_MS` with no call (CUBIC's t ran on, far above w_max) slow start restarts
+ *   (`r_ss` 2) from min(last rate, start) up to w_max, kept as TCP keeps ssthresh (RFC 5681 §4.1);
+ *   CUBIC resumes at t = K.
  *
  * TCP's AIMD (add one per round trip) was the other anchor: its linear climb spends most of the
  * time well below the limit. Fixed β = 0.7 cuts from the current rate (the first version) cut from
@@ -28,9 +31,9 @@
  * the second for its POST. A call whose slot is further than the inline wait keeps its ticket in
  * `<number>:tickets` (by group) and its job is delayed until just before the slot.
  *
- * Number hash fields: `r_rate`, `r_wmax`, `r_k`, `r_cut` (ms), `r_ss` (1 in slow start), `r_anchor`,
- * `r_at` (ms), `r_next`, `r_tat` (ms), `r_meas`, `r_mbucket`, `r_mcount` (asked), `r_ob`, `r_oc`,
- * `r_op`, `r_om`, `r_cok` (got through).
+ * Number hash fields: `r_rate`, `r_wmax`, `r_k`, `r_cut` (ms), `r_ss` (1 slow start, 2 after idle),
+ * `r_anchor`, `r_at` (ms), `r_next`, `r_tat` (ms), `r_meas`, `r_mbucket`, `r_mcount` (asked),
+ * `r_ob`, `r_oc`, `r_op`, `r_om`, `r_cok` (got through).
  */
 
 export const DEFAULT_START_RATE = 20;
@@ -46,6 +49,14 @@ export const CUT_WINDOW_MS = 500;
 /** Calls let through are counted in buckets this long, smoothed `OK_ALPHA` a bucket (τ ≈ 1 s). */
 export const OK_BUCKET_MS = 250;
 export const OK_ALPHA = 0.25;
+/**
+ * After this long with no call at all, slow start restarts from the lower of the last rate and the
+ * start rate, up to w_max (kept, as TCP keeps ssthresh: RFC 5681 §4.1, restart after idle), and
+ * CUBIC carries on from w_max. Longer than the second the rate that got through is measured over and
+ * TCP's 1 s RTO floor; short enough that CUBIC's `(t − K)³` is still within ~2× w_max
+ * (t − K ≈ 3 s).
+ */
+export const IDLE_RESTART_MS = 2000;
 
 /**
  * Lua: defines `read_rate(key)` (the number hash's fields by name), `advance(h, now, rate)` (the
@@ -56,6 +67,7 @@ export const OK_ALPHA = 0.25;
 export const RATE_FUNCTIONS = `
 local RC, RBETA, RMIN, RSS = ${CUBIC_C}, ${CUBIC_BETA}, ${MIN_RATE}, ${SLOW_START_MS}
 local OKB, OKA = ${OK_BUCKET_MS}, ${OK_ALPHA}
+local RIDLE, RK = ${IDLE_RESTART_MS}, ((1 - RBETA) / RC) ^ (1 / 3)
 local RFIELDS = {"r_rate", "r_wmax", "r_k", "r_cut", "r_anchor", "r_at", "r_next", "r_meas", "r_mbucket",
   "r_mcount", "r_ss", "r_tat", "r_ob", "r_oc", "r_op", "r_om", "r_cok"}
 local function read_rate(key)
@@ -88,7 +100,22 @@ local function rate_at(h, now, ceil, start, held)
   -- Calls wait: tickets ahead of the anchor, or held by delayed jobs.
   local waiting = nxt - anchor >= 1 or held > 0
   local r
-  if h.r_ss == 1 then
+  if h.r_ss ~= 1 and now - (h.r_at or now) >= RIDLE then
+    -- No call for RIDLE ms: CUBIC's clock ran on without calls (t − K large, far above w_max).
+    -- Slow start again (r_ss 2) from the lower of the last rate and the start rate, up to w_max.
+    h.r_ss, h.r_restart = 2, true
+    r = math.min(h.r_rate, start, h.r_wmax, ceil)
+  elseif h.r_ss == 2 then
+    -- Restarted slow start: doubles every RSS ms while a line waits, not above 3× what got
+    -- through lately; at w_max CUBIC carries on from its plateau (t = K).
+    r = h.r_rate
+    if waiting then r = r * 2 ^ ((now - (h.r_at or now)) / RSS) end
+    r = math.min(r, ceil, math.max(math.min(start, h.r_wmax), 3 * recent_ok(h, now)))
+    if r >= h.r_wmax then
+      r = h.r_wmax
+      h.r_ss, h.r_cut, h.r_restart = 0, now - (h.r_k or RK) * 1000, true
+    end
+  elseif h.r_ss == 1 then
     -- Slow start: doubles every RSS ms while a line waits, until the first 131208; never above
     -- twice what got through lately, as TCP grows only a window it fills: a line parked in
     -- delayed jobs does not raise a rate nobody tried.
@@ -126,8 +153,8 @@ end
 -- (the rate doubled within it; the smoothed rate lags); else smoothed (about the last second).
 local function measured(h, now, rate)
   local since = (now - (h.r_cut or 0)) / 1000
-  if h.r_ss ~= 1 and since > 0 and since <= 3 then return (h.r_cok or 0) / since end
-  if h.r_ss == 1 then return recent_ok(h, now) end
+  if h.r_ss == 0 and since > 0 and since <= 3 then return (h.r_cok or 0) / since end
+  if h.r_ss == 1 or h.r_ss == 2 then return recent_ok(h, now) end
   return h.r_om or rate
 end
 `;

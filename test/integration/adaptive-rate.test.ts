@@ -77,6 +77,29 @@ async function pump(
   return went;
 }
 
+/**
+ * A backlog of `jobs` callers arriving at once, each coming back when told (its job's delay), for
+ * `ms` of fake time in 1 ms steps; every call let go succeeds. Returns the calls let go a second.
+ */
+async function backlog(gate: AccountGate, clock: { now: number }, jobs: number, ms: number) {
+  const start = clock.now;
+  const at = Array.from({ length: jobs }, () => start);
+  const went: number[] = [];
+  for (; clock.now < start + ms; clock.now += 1) {
+    for (let j = 0; j < at.length; j++) {
+      if (at[j]! > clock.now) continue;
+      const wait = await gate.beforeGraphCall(account, "create", `B${j}`);
+      if (wait === undefined) {
+        const second = Math.floor((clock.now - start) / 1000);
+        went[second] = (went[second] ?? 0) + 1;
+        gate.succeeded(account.name);
+        at[j] = Infinity;
+      } else at[j] = clock.now + wait;
+    }
+  }
+  return went;
+}
+
 describe("adaptive rate per phone number", () => {
   it("starts at rate_limit and never goes above it; spaces calls in order", async () => {
     const { gate, keys } = setup({ rate: 5 });
@@ -184,6 +207,25 @@ describe("adaptive rate per phone number", () => {
     const next = await first.gate.beforeGraphCall(account, "create", "Y");
     expect(next).toBeGreaterThanOrEqual(Math.floor(1000 / (cut * 1.05)));
     expect(next).toBeLessThanOrEqual(Math.ceil(1000 / cut));
+  });
+
+  it("after a quiet spell a backlog slow-starts again up to w_max, not straight to CUBIC's far value", async () => {
+    const { gate, keys, clock } = setup(); // no rate_limit: the ceiling is 1000/s
+    await pump(gate, clock, 2, 40); // slow start; 40/s get through
+    await gate.throttled(account, refused());
+    const wmax = await field(keys, "r_wmax");
+    expect(wmax).toBeGreaterThan(30);
+    expect(wmax).toBeLessThanOrEqual(45);
+    await pump(gate, clock, 3, 40); // CUBIC, back near w_max
+    clock.now += 60_000; // a minute with no call: CUBIC's w_max·(1 + C·(t − K)³) is far above w_max
+    const went = await backlog(gate, clock, 150, 3_000);
+    // The first second stays near w_max (the limit's burst aside), not hundreds a second.
+    expect(went[0]).toBeLessThanOrEqual(1.5 * wmax);
+    // Slow start takes it back to w_max within the second, then CUBIC carries on from w_max.
+    expect(went[1]).toBeGreaterThanOrEqual(0.9 * wmax);
+    expect(went[2]).toBeLessThanOrEqual(1.5 * wmax);
+    expect(await field(keys, "r_ss")).toBe(0);
+    expect(await field(keys, "r_wmax")).toBeCloseTo(wmax, 5);
   });
 
   it("a refused POST comes back first in line", async () => {
