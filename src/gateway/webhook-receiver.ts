@@ -5,6 +5,7 @@ import type { RedisClient } from "../infra/redis.js";
 import type { Keys } from "../core/keys.js";
 import type { Logger } from "../infra/logger.js";
 import { METRIC_PREFIX } from "../infra/metrics.js";
+import { luaScript } from "../infra/scripts.js";
 import type { GatewayContext } from "./gateway.js";
 import { BodyTooLargeError, readBody, sendText, type GatewayRoute } from "./server.js";
 
@@ -191,9 +192,13 @@ function equalSecret(given: string, expected: string): boolean {
  * KEYS: the delivery's seen key, the stream. ARGV: ttl ms, body, received-at ms. Records the body
  * once: the seen key and the stream entry are written together, so a crash cannot leave one alone.
  */
-const RECORD = `if redis.call("SET", KEYS[1], "1", "NX", "PX", ARGV[1]) == false then return 0 end
+const RECORD = luaScript<number>(
+  "rotatorWebhookRecord",
+  2,
+  `if redis.call("SET", KEYS[1], "1", "NX", "PX", ARGV[1]) == false then return 0 end
 redis.call("XADD", KEYS[2], "*", "body", ARGV[2], "received_at", ARGV[3])
-return 1`;
+return 1`,
+);
 
 /**
  * Records verified deliveries in `keys.webhookStream` (no length cap: the consumer deletes what it
@@ -206,14 +211,10 @@ export function createDeliveryRecorder(
 ): RecordDelivery {
   return async (body) => {
     const digest = createHash("sha256").update(body).digest("hex");
-    const added = await redis.eval(
-      RECORD,
-      2,
-      keys.webhookDelivery(digest),
-      keys.webhookStream,
-      String(DELIVERY_SEEN_TTL_MS),
-      body,
-      String(now()),
+    const added = await RECORD.run(
+      redis,
+      [keys.webhookDelivery(digest), keys.webhookStream],
+      [String(DELIVERY_SEEN_TTL_MS), body, String(now())],
     );
     return added === 1 ? "accepted" : "duplicate";
   };

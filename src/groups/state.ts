@@ -1,5 +1,6 @@
 import type { RedisClient } from "../infra/redis.js";
 import type { Keys } from "../core/keys.js";
+import { luaScript } from "../infra/scripts.js";
 import type { GroupEvent } from "./events.js";
 
 /**
@@ -50,7 +51,7 @@ end
  * KEYS: group hash, members hash, participants hash, unavailable set, suspended set, deleted set.
  * ARGV: kind, at (ms), group id, via invite link (1/0), members...
  */
-const APPLY = `${ISO_MS}
+const APPLY_LUA = `${ISO_MS}
 local kind, at, group = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local changed = 0
 local last_rotation = redis.call("HGET", KEYS[1], "last_rotation_id") or ""
@@ -113,26 +114,25 @@ return {
   redis.call("HGET", KEYS[1], "last_policy") or "",
 }`;
 
+const APPLY = luaScript<[number, number, number, string, string]>("rotatorGroupApply", 6, APPLY_LUA);
+
 export function createGroupStateStore(redis: RedisClient, keys: Keys): GroupStateStore {
   return {
     async apply(event) {
       const members = event.kind === "joined" || event.kind === "left" ? event.members : [];
       const viaInviteLink = event.kind === "joined" && event.viaInviteLink ? "1" : "0";
-      const [changed, participants, joins, joinsRotation, lastPolicy] = (await redis.eval(
-        APPLY,
-        6,
-        keys.group(event.groupId),
-        keys.groupMembers(event.groupId),
-        keys.groupParticipants,
-        keys.groupsUnavailable,
-        keys.suspendedIndex,
-        keys.deletedIndex,
-        event.kind,
-        String(event.at),
-        event.groupId,
-        viaInviteLink,
-        ...members,
-      )) as [number, number, number, string, string];
+      const [changed, participants, joins, joinsRotation, lastPolicy] = await APPLY.run(
+        redis,
+        [
+          keys.group(event.groupId),
+          keys.groupMembers(event.groupId),
+          keys.groupParticipants,
+          keys.groupsUnavailable,
+          keys.suspendedIndex,
+          keys.deletedIndex,
+        ],
+        [event.kind, String(event.at), event.groupId, viaInviteLink, ...members],
+      );
       return { changed, participants, joins, joinsRotation, lastPolicy };
     },
   };

@@ -13,10 +13,13 @@ export interface LuaScript<R> {
   readonly name: string;
   readonly keys: number;
   readonly lua: string;
-  run(redis: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<R>;
+  run(redis: RedisClient, keys: readonly string[], args: readonly ScriptArg[]): Promise<R>;
 }
 
-type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
+/** An ARGV value: a Buffer goes to Redis as its bytes, unconverted. */
+export type ScriptArg = string | number | Buffer;
+
+type ScriptCommand = (...args: ScriptArg[]) => Promise<unknown>;
 
 const names = new Map<string, string>();
 

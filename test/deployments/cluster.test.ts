@@ -3,6 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createKeys } from "../../src/core/keys.js";
+import { createDeliveryRecorder } from "../../src/gateway/webhook-receiver.js";
+import { createGroupStateStore } from "../../src/groups/state.js";
 import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationMessage } from "../../src/core/interfaces.js";
 import { subscribe } from "../../src/publish/subscriber.js";
@@ -122,6 +125,39 @@ describe("Redis Cluster", () => {
       await gateway.exited;
     }
   }, 60_000);
+
+  it("records webhook deliveries and applies group events with registered scripts (EVALSHA after the first call)", async () => {
+    const client = new Cluster(cluster.nodes.map((n) => ({ host: "127.0.0.1", port: n.port })));
+    const keys = createKeys("{cluster-webhooks}");
+    try {
+      await client.ping();
+      const sent: { name: string }[] = [];
+      const sendCommand = client.sendCommand.bind(client);
+      client.sendCommand = ((command: { name: string }, ...rest: unknown[]) => {
+        sent.push(command);
+        return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
+      }) as typeof client.sendCommand;
+      const record = createDeliveryRecorder(client, keys);
+      const body = Buffer.from(JSON.stringify({ entry: [] }));
+      expect([await record(body), await record(body)]).toEqual(["accepted", "duplicate"]);
+      const store = createGroupStateStore(client, keys);
+      const at = 1_739_321_024_000;
+      await store.apply({ kind: "joined", groupId: "GW1", at, members: ["1111"], viaInviteLink: true });
+      const applied = await store.apply({
+        kind: "joined",
+        groupId: "GW1",
+        at,
+        members: ["2222"],
+        viaInviteLink: true,
+      });
+      expect(applied).toMatchObject({ changed: 1, participants: 2, joins: 2 });
+      // Each script's text goes to the node once; later calls carry only its SHA1.
+      expect(sent.map((c) => c.name)).toEqual(["eval", "evalsha", "eval", "evalsha"]);
+      expect(await client.xlen(keys.webhookStream)).toBe(1);
+    } finally {
+      client.disconnect();
+    }
+  });
 
   it("validate rejects a channel without a hash tag, naming its path (exit 2)", async () => {
     const bad = join(dir, "untagged.yaml");

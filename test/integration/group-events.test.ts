@@ -186,6 +186,49 @@ describe("group_status_update and group_lifecycle_update", () => {
   });
 });
 
+describe("the state store", () => {
+  it("sends the apply script's text once per connection, then only its SHA1 (EVALSHA)", async () => {
+    const counted = testRedis();
+    try {
+      await counted.ping();
+      const sent: { name: string; args: unknown[] }[] = [];
+      const sendCommand = counted.sendCommand.bind(counted);
+      counted.sendCommand = ((command: { name: string; args: unknown[] }, ...rest: unknown[]) => {
+        sent.push(command);
+        return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
+      }) as typeof counted.sendCommand;
+      const store = createGroupStateStore(counted, keys);
+      const applied = [];
+      for (const [member, at] of [
+        ["1111", T],
+        ["2222", T + 1],
+        ["1111", T],
+      ] as const) {
+        applied.push(
+          await store.apply({
+            kind: "joined",
+            groupId: G,
+            at: at * 1000,
+            members: [member],
+            viaInviteLink: true,
+          }),
+        );
+      }
+      expect(applied.map((a) => [a.changed, a.participants, a.joins])).toEqual([
+        [1, 1, 1],
+        [1, 2, 2],
+        [0, 2, 2],
+      ]);
+      // A command's name and first argument are set as it is written to the socket: the script's
+      // text goes with the first call only.
+      expect(sent.map((c) => c.name)).toEqual(["eval", "evalsha", "evalsha"]);
+      expect(sent.slice(1).every((c) => /^[0-9a-f]{40}$/.test(String(c.args[0])))).toBe(true);
+    } finally {
+      await counted.quit();
+    }
+  });
+});
+
 describe("the consumer loop", () => {
   it("applies what was recorded while no consumer ran, then what arrives while it runs", async () => {
     await deliver(joinedByInviteLink(G, "1111", T));

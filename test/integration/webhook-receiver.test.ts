@@ -140,6 +140,31 @@ describe("deliveries", () => {
     expect(results).toEqual(["accepted", "duplicate"]);
   });
 
+  it("sends the recording script's text once per connection, then only its SHA1 (EVALSHA)", async () => {
+    const counted = testRedis();
+    try {
+      await counted.ping();
+      const sent: { name: string; args: unknown[] }[] = [];
+      const sendCommand = counted.sendCommand.bind(counted);
+      counted.sendCommand = ((command: { name: string; args: unknown[] }, ...rest: unknown[]) => {
+        sent.push(command);
+        return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
+      }) as typeof counted.sendCommand;
+      const record = createDeliveryRecorder(counted, keys);
+      const bodies = ["a", "b", "a"].map((n) => JSON.stringify({ entry: [], n }));
+      const outcomes = [];
+      for (const text of bodies) outcomes.push(await record(Buffer.from(text)));
+      expect(outcomes).toEqual(["accepted", "accepted", "duplicate"]);
+      // A command's name and first argument are set as it is written to the socket: the script's
+      // text goes with the first call only.
+      expect(sent.map((c) => c.name)).toEqual(["eval", "evalsha", "evalsha"]);
+      expect(sent.slice(1).every((c) => /^[0-9a-f]{40}$/.test(String(c.args[0])))).toBe(true);
+      expect(await recorded()).toEqual(bodies.slice(0, 2));
+    } finally {
+      await counted.quit();
+    }
+  });
+
   it("answers 400 for a signed body that is not a delivery, and records nothing", async () => {
     for (const text of ["{not json", "[1,2]", '{"object":"whatsapp_business_account"}']) {
       const response = await post(text, signDelivery(text, APP_SECRET));
