@@ -132,9 +132,12 @@ if not pos then
   nxt = nxt + issued
 end
 -- The call's place in line, and no sooner than 1/rate after the call let through before it, so
--- calls coming back late (a delayed job, a busy process) are spaced, not sent in a burst.
+-- calls coming back late (a delayed job, a busy process) are spaced, not sent in a burst. The
+-- spacing accumulates in fractions of a ms (r_tat) and a call waits only its whole ms: rounding
+-- each call's 1/rate up to a ms capped every number at 1,000 calls a second.
 local slot = math.floor((pos - anchor) / rate * 1000)
-local due = math.max(slot, math.ceil((h.r_tat or 0) - now))
+local tat = math.max(h.r_tat or 0, now)
+local due = math.max(slot, math.floor(tat - now))
 local maxInline = tonumber(ARGV[3])
 local fields = {"r_rate", rate, "r_anchor", anchor, "r_at", now, "r_next", nxt}
 if not h.r_cut then
@@ -169,7 +172,7 @@ if due > maxInline then
   return {back, 0, recovering, "", "", tostring(rate)}
 end
 due = math.max(0, due)
-table.insert(fields, "r_tat") table.insert(fields, now + due + 1000 / rate)
+table.insert(fields, "r_tat") table.insert(fields, math.max(tat, now + due) + 1000 / rate)
 redis.call("HSET", KEYS[3], unpack(fields))
 if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
 if kind == "d" then
