@@ -9,6 +9,7 @@ import { createGroupStateStore } from "../../src/groups/state.js";
 import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationMessage } from "../../src/core/interfaces.js";
 import { subscribe } from "../../src/publish/subscriber.js";
+import { onEachCommand } from "../helpers/commands.js";
 import { runCli, spawnCli, type CliProcess } from "../helpers/cli.js";
 import { freePort } from "../../scripts/redis-server.js";
 import { startOwnedCluster, type OwnedCluster } from "../helpers/redis-deployments.js";
@@ -132,11 +133,7 @@ describe("Redis Cluster", () => {
     try {
       await client.ping();
       const sent: { name: string }[] = [];
-      const sendCommand = client.sendCommand.bind(client);
-      client.sendCommand = ((command: { name: string }, ...rest: unknown[]) => {
-        sent.push(command);
-        return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
-      }) as typeof client.sendCommand;
+      onEachCommand(client, (command) => sent.push(command));
       const record = createDeliveryRecorder(client, keys);
       const body = Buffer.from(JSON.stringify({ entry: [] }));
       expect([await record(body), await record(body)]).toEqual(["accepted", "duplicate"]);

@@ -18,6 +18,7 @@ import {
   participantRemoved,
   singularField,
 } from "../helpers/meta-webhooks.js";
+import { onEachCommand } from "../helpers/commands.js";
 import { capturingLogger } from "../helpers/rotator.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 
@@ -192,11 +193,7 @@ describe("the state store", () => {
     try {
       await counted.ping();
       const sent: { name: string; args: unknown[] }[] = [];
-      const sendCommand = counted.sendCommand.bind(counted);
-      counted.sendCommand = ((command: { name: string; args: unknown[] }, ...rest: unknown[]) => {
-        sent.push(command);
-        return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
-      }) as typeof counted.sendCommand;
+      onEachCommand(counted, (command) => sent.push(command));
       const store = createGroupStateStore(counted, keys);
       const applied = [];
       for (const [member, at] of [

@@ -6,6 +6,7 @@ import { LockLostError } from "../../src/core/errors.js";
 import { channelKeys, createKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../../src/core/keys.js";
 import { parseMessage, serializeMessage, verifySignature } from "../../src/publish/message.js";
 import { createPublisher, readLatest } from "../../src/publish/publisher.js";
+import { onEachCommand } from "../helpers/commands.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
 
 const SECRET = "publisher-test-secret";
@@ -324,11 +325,7 @@ describe("publisher fenced by the group lock", () => {
       throw new Error("the publisher opened a connection");
     };
     const sent: string[] = [];
-    const sendCommand = shared.sendCommand.bind(shared);
-    shared.sendCommand = ((command: { name: string }, ...rest: unknown[]) => {
-      sent.push(command.name);
-      return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
-    }) as typeof shared.sendCommand;
+    onEachCommand(shared, (command) => sent.push(command.name));
     try {
       await shared.set(keys.groupLock(GROUP), "me");
       sent.length = 0;

@@ -16,6 +16,7 @@ import { createLogger } from "../../src/infra/logger.js";
 import { createPublisher } from "../../src/publish/publisher.js";
 import { createRotationStateStore } from "../../src/rotation/state.js";
 import { createAccountGate } from "../../src/accounts/gate.js";
+import { onEachCommand } from "../helpers/commands.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 
 /** The saga alone: a scripted Graph, a recording publisher, real Redis for state and lock. */
@@ -415,9 +416,8 @@ describe("what a rotation costs in Redis", () => {
         logger: createLogger("silent"),
       };
       await counted.ping();
-      const sendCommand = counted.sendCommand.bind(counted);
       const events: string[] = [];
-      counted.sendCommand = ((command: { name: string; promise: Promise<unknown> }, ...rest: unknown[]) => {
+      onEachCommand(counted, (command) => {
         sent.push(command.name);
         const n = sent.length;
         events.push(`sent ${n}`);
@@ -425,8 +425,7 @@ describe("what a rotation costs in Redis", () => {
           () => events.push(`answered ${n}`),
           () => events.push(`answered ${n}`),
         );
-        return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
-      }) as typeof counted.sendCommand;
+      });
       // A channel of its own (deleted with the prefix): another test's message there would make
       // the publish sign again with the right sequence (one more call).
       const data = { ...job("G1", "r-counted"), channel: `${prefix}:links` };

@@ -14,6 +14,7 @@ import {
   type WebhookReceiver,
   webhookRoutes,
 } from "../../src/gateway/webhook-receiver.js";
+import { onEachCommand } from "../helpers/commands.js";
 import { groupSettingsUpdated, joinedByInviteLink } from "../helpers/meta-webhooks.js";
 import { capturingLogger, type LogLine } from "../helpers/rotator.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
@@ -145,11 +146,7 @@ describe("deliveries", () => {
     try {
       await counted.ping();
       const sent: { name: string; args: unknown[] }[] = [];
-      const sendCommand = counted.sendCommand.bind(counted);
-      counted.sendCommand = ((command: { name: string; args: unknown[] }, ...rest: unknown[]) => {
-        sent.push(command);
-        return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest);
-      }) as typeof counted.sendCommand;
+      onEachCommand(counted, (command) => sent.push(command));
       const record = createDeliveryRecorder(counted, keys);
       const bodies = ["a", "b", "a"].map((n) => JSON.stringify({ entry: [], n }));
       const outcomes = [];
