@@ -340,6 +340,14 @@ function groupLinkState(values: readonly (string | null | undefined)[]): GroupLi
 const channelSequenceField = (channel: string) => `sequence:${channel}`;
 
 export function createRotationStateStore(redis: RedisClient, keys: Keys): RotationStateStore {
+  /** What the DELETE's record touches (MARK_DELETED's KEYS, and the start of the merged call's). */
+  const deleteRecordKeys = (rotationId: string, groupId: string) => [
+    keys.groupLock(groupId),
+    keys.rotation(rotationId),
+    keys.group(groupId),
+    keys.withoutLinkIndex,
+    keys.groupsIndex,
+  ];
   return {
     async read(rotationId) {
       return rotationState(await redis.hgetall(keys.rotation(rotationId)));
@@ -365,30 +373,19 @@ export function createRotationStateStore(redis: RedisClient, keys: Keys): Rotati
       };
     },
     async markDeleted(rotationId, groupId, at, lockOwner) {
-      const done = await MARK_DELETED.run(
-        redis,
-        [
-          keys.groupLock(groupId),
-          keys.rotation(rotationId),
-          keys.group(groupId),
-          keys.withoutLinkIndex,
-          keys.groupsIndex,
-        ],
-        [lockOwner ?? "", at, ROTATION_STATE_TTL_MS, rotationId, groupId],
-      );
+      const done = await MARK_DELETED.run(redis, deleteRecordKeys(rotationId, groupId), [
+        lockOwner ?? "",
+        at,
+        ROTATION_STATE_TTL_MS,
+        rotationId,
+        groupId,
+      ]);
       if (done !== 1) throw new LockLostError(groupId, "lost the lock before recording the DELETE");
     },
     async markDeletedThenCheck(rotationId, groupId, at, lockOwner, check) {
       const reply = await markDeletedThenCheckScript(check).run(
         redis,
-        [
-          keys.groupLock(groupId),
-          keys.rotation(rotationId),
-          keys.group(groupId),
-          keys.withoutLinkIndex,
-          keys.groupsIndex,
-          ...check.keys,
-        ],
+        [...deleteRecordKeys(rotationId, groupId), ...check.keys],
         [lockOwner, at, ROTATION_STATE_TTL_MS, rotationId, groupId, ...check.args],
       );
       if (reply[0] !== 1) throw new LockLostError(groupId, "lost the lock before recording the DELETE");
