@@ -1,4 +1,5 @@
-import { watchFile, unwatchFile, type Stats } from "node:fs";
+import { statSync, type Stats } from "node:fs";
+import { stat } from "node:fs/promises";
 import type { ResolvedConfig } from "./config.js";
 import { ConfigError, toError } from "../core/errors.js";
 import type { Logger } from "../infra/logger.js";
@@ -9,8 +10,10 @@ import type { ReloadResult } from "../infra/metrics.js";
  * a valid one is applied at once (`apply` swaps the live config and re-arms the scheduler); an
  * invalid one is rejected with a log line naming the fault, and the running policies stay.
  *
- * The file is watched by polling its stat (fs.watchFile): that survives editors that replace the
- * file by rename and volumes where inotify does not reach (Kubernetes ConfigMaps).
+ * The file is watched by polling its stat: that survives editors that replace the file by rename
+ * and volumes where inotify does not reach (Kubernetes ConfigMaps). The first stat is taken
+ * synchronously in start(), so a change made right after start() is seen: fs.watchFile took its
+ * first look asynchronously and, when that look came after the change, never reported it.
  */
 export interface ConfigReloader {
   start(): void;
@@ -75,19 +78,33 @@ export function createConfigReloader(options: ConfigReloaderOptions): ConfigRelo
   };
 
   const onSighup = () => void reload("SIGHUP");
-  const onChange = (current: Stats, previous: Stats) => {
-    if (
-      current.mtimeMs === previous.mtimeMs &&
-      current.size === previous.size &&
-      current.ino === previous.ino
-    ) {
-      return;
+  let last: Stats | undefined;
+  let poller: ReturnType<typeof setInterval> | undefined;
+  let polling = false;
+  const same = (a: Stats | undefined, b: Stats | undefined) =>
+    a?.mtimeMs === b?.mtimeMs && a?.size === b?.size && a?.ino === b?.ino;
+  const look = (): Stats | undefined => {
+    try {
+      return statSync(options.file);
+    } catch {
+      return undefined; // gone for now (mid-replace): the next look that finds it compares
     }
-    if (debounce) clearTimeout(debounce);
-    debounce = setTimeout(() => {
-      debounce = undefined;
-      void reload("file changed");
-    }, options.debounceMs ?? 250);
+  };
+  const poll = async () => {
+    if (polling) return;
+    polling = true;
+    try {
+      const current = await stat(options.file).catch(() => undefined);
+      if (!started || current === undefined || same(current, last)) return;
+      last = current;
+      if (debounce) clearTimeout(debounce);
+      debounce = setTimeout(() => {
+        debounce = undefined;
+        void reload("file changed");
+      }, options.debounceMs ?? 250);
+    } finally {
+      polling = false;
+    }
   };
 
   return {
@@ -95,13 +112,16 @@ export function createConfigReloader(options: ConfigReloaderOptions): ConfigRelo
       if (started) return;
       started = true;
       if (options.sighup ?? true) process.on("SIGHUP", onSighup);
-      watchFile(options.file, { interval: options.pollMs ?? 2_000, persistent: false }, onChange);
+      last = look();
+      poller = setInterval(() => void poll(), options.pollMs ?? 2_000);
+      poller.unref();
     },
     stop() {
       if (!started) return;
       started = false;
       process.off("SIGHUP", onSighup);
-      unwatchFile(options.file, onChange);
+      if (poller) clearInterval(poller);
+      poller = undefined;
       if (debounce) clearTimeout(debounce);
       debounce = undefined;
     },

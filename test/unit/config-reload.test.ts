@@ -1,3 +1,5 @@
+import { pbkdf2 } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -55,6 +57,11 @@ async function setup(options: { apply?: (next: ResolvedConfig) => void; watch?: 
   return { file, holder, applied, lines, metrics };
 }
 
+const pbkdf2Slow = () =>
+  new Promise<void>((resolve, reject) =>
+    pbkdf2("p", "s", 300_000, 32, "sha256", (error) => (error ? reject(error) : resolve())),
+  );
+
 const until = async (check: () => boolean, ms = 5_000) => {
   const end = Date.now() + ms;
   while (!check()) {
@@ -69,6 +76,18 @@ describe("config reload", () => {
     await writeFile(file, policies("*/5 * * * *", '"A", "B"'));
     await until(() => applied.length === 1);
     expect(holder.current.policies[0]).toMatchObject({ schedule: "*/5 * * * *", groups: ["A", "B"] });
+  });
+
+  it("notices a change made the moment watching starts (before the watcher's first look at the file)", async () => {
+    const { file, applied, holder } = await setup({ watch: false });
+    // A busy libuv thread pool (as on a loaded machine) holds back any asynchronous first stat
+    // until after the change below; fs.watchFile then took the changed file as its baseline.
+    const busy = Array.from({ length: 4 }, () => pbkdf2Slow());
+    reloader!.start();
+    writeFileSync(file, policies("*/7 * * * *", '"A", "B", "C"'));
+    await Promise.all(busy);
+    await until(() => applied.length === 1);
+    expect(holder.current.policies[0]).toMatchObject({ schedule: "*/7 * * * *" });
   });
 
   it("rejects an invalid file with a log line naming the file, path and fault, and keeps the running policies", async () => {
