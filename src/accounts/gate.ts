@@ -11,6 +11,8 @@ import type { GateCheckCall, RotationGate } from "../rotation/ports.js";
 import {
   CUT_WINDOW_MS,
   DEFAULT_CEILING,
+  RECUT_MIN_MS,
+  RECUT_MIN_OK,
   DEFAULT_START_RATE,
   RATE_FUNCTIONS,
   SLOW_START_MS,
@@ -94,8 +96,10 @@ end`;
 /**
  * KEYS: account hash, token subject, number subject, the number's tickets. ARGV: probe lease ms,
  * rate ceiling (0 none), max inline ms, step, group id, start rate, the account's Graph calls that
- * succeeded since this process's last script call, clock (-1: Redis TIME).
- * Returns {wait, sleep, recovering, failing code, token fingerprint, the number's rate}.
+ * succeeded since this process's last script call, the place in line to keep ("" none: a call whose
+ * slot a cut voided asks again with it), clock (-1: Redis TIME).
+ * Returns {wait, sleep, recovering, failing code, token fingerprint, the number's rate, its cut
+ * count (r_ep), the call's place in line}.
  */
 const CHECK = `${CLOCK}
 ${RATE_FUNCTIONS}
@@ -116,7 +120,8 @@ local ceil = tonumber(ARGV[2])
 if ceil <= 0 then ceil = ${DEFAULT_CEILING} end
 local h = read_rate(KEYS[3])
 local rate = rate_at(h, now, ceil, tonumber(ARGV[6]), redis.call("HLEN", KEYS[4]))
-if wait > 0 or f[1] then return {wait, 0, recovering, f[1] or "", f[2] or "", tostring(rate)} end
+local ep = tostring(h.r_ep or 0)
+if wait > 0 or f[1] then return {wait, 0, recovering, f[1] or "", f[2] or "", tostring(rate), ep, ""} end
 local anchor, nxt = advance(h, now, rate)
 local step, group = ARGV[4], ARGV[5]
 local kind = "c"
@@ -125,6 +130,7 @@ local held = redis.call("HGET", KEYS[4], group)
 local pos, pair = nil, false
 if held and string.sub(held, 1, 1) == kind then pos = tonumber(string.sub(held, 3)) end
 if held then redis.call("HDEL", KEYS[4], group) end
+if not pos and ARGV[8] ~= "" then pos = tonumber(ARGV[8]) end
 local issued = 0
 if not pos then
   pos = nxt
@@ -165,11 +171,17 @@ if due > maxInline then
   if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
   -- Back just before the slot (a job sleeping holds a concurrency slot); from far back, halfway
   -- there, to see whether the rate moved it.
-  -- In slow start the rate may double every ${SLOW_START_MS} ms: within 2 of those.
-  local back = due - math.min(100, math.floor(maxInline / 2))
-  if h.r_ss ~= 0 or not h.r_cut then back = math.min(back, ${2 * SLOW_START_MS})
+  -- In slow start the rate may double every ${SLOW_START_MS} ms: back when the n tickets ahead
+  -- would be served if it did (∫ rate·2^(t/S) dt = n), at least within 2 doublings: a fixed
+  -- 2 doublings sent a backlog of a thousand jobs through the queue twice a second.
+  local margin = math.min(100, math.floor(maxInline / 2))
+  local back = due - margin
+  if h.r_ss ~= 0 or not h.r_cut then
+    local s = ${SLOW_START_MS} / 1000
+    local doubling = s * math.log(1 + math.max(0, pos - anchor) * math.log(2) / (rate * s)) / math.log(2)
+    back = math.min(back, math.max(${2 * SLOW_START_MS}, math.floor(doubling * 1000) - margin))
   elseif back > 2000 then back = math.max(2000, math.floor(back / 2)) end
-  return {back, 0, recovering, "", "", tostring(rate)}
+  return {back, 0, recovering, "", "", tostring(rate), ep, ""}
 end
 due = math.max(0, due)
 table.insert(fields, "r_tat") table.insert(fields, math.max(tat, now + due) + 1000 / rate)
@@ -180,7 +192,7 @@ if kind == "d" then
   redis.call("PEXPIRE", KEYS[4], 86400000)
 end
 redis.call("HSET", KEYS[1], "rate", tostring(rate))
-return {0, due, recovering, "", "", tostring(rate)}`;
+return {0, due, recovering, "", "", tostring(rate), ep, tostring(pos)}`;
 
 /**
  * KEYS: subject hash, account hash, the number's tickets. ARGV: retry-after ms (-1 none), base ms,
@@ -188,7 +200,8 @@ return {0, due, recovering, "", "", tostring(rate)}`;
  * rate ceiling (0 none), start rate, group id, "1" when the refused call was a POST, successes
  * seen since (as CHECK's), clock (-1:
  * Redis TIME). Returns the wait and 1 when this answer set a pause, 2 when it lengthened one, 3
- * when it cut the rate (no pause: Graph named no wait), 0 when it only saw one; and the rate.
+ * when it cut the rate (no pause: Graph named no wait), 0 when it only saw one; the rate; and the
+ * number's cut count (r_ep).
  * Every value is computed (and bounded by max again) before the first write, so the script cannot
  * stop half-way through its writes.
  */
@@ -199,7 +212,7 @@ local asked = math.min(math.floor(tonumber(ARGV[1])), max)
 local h = redis.call("HMGET", KEYS[1], "paused_until", "throttle_level")
 local paused = tonumber(h[1]) or 0
 local level = math.min(tonumber(h[2]) or 0, 12)
-local cut, rate = nil, nil
+local cut, rate, ep = nil, nil, ""
 if ARGV[4] == "1" then
   local ceil = tonumber(ARGV[5])
   if ceil <= 0 then ceil = ${DEFAULT_CEILING} end
@@ -211,13 +224,28 @@ if ARGV[4] == "1" then
     for _, v in ipairs({"r_ss", r.r_ss, "r_cut", r.r_cut}) do table.insert(cut, v) end
   end
   count_ok(r, now, tonumber(ARGV[9]), cut)
-  if not r.r_cut or now - r.r_cut >= ${CUT_WINDOW_MS} then
+  local wmax = nil
+  local since = now - (r.r_cut or 0)
+  if not r.r_cut or since >= ${CUT_WINDOW_MS} then
     -- From what actually got through lately, not from a rate that may have overshot (AWS's
     -- measuredTxRate): that is the best guess of the limit, the plateau CUBIC returns to.
-    local wmax = math.max(RMIN, math.min(rate, measured(r, now, rate)))
+    wmax = math.min(rate, measured(r, now, rate))
+  elseif r.r_ss == 0 and since >= ${RECUT_MIN_MS} and (r.r_cok or 0) >= ${RECUT_MIN_OK} then
+    -- Within the window, only on evidence: what got through since the cut (the limit itself, the
+    -- bucket empty since) is well below the rate; a first cut from a burst-inflated count left it
+    -- far above the limit, and every call until the window ends would be refused.
+    local got = r.r_cok * 1000 / since
+    if got < rate * RBETA then wmax = got end
+  end
+  ep = tostring(r.r_ep or 0)
+  if wmax then
+    wmax = math.max(RMIN, wmax)
     rate = math.max(RMIN, wmax * RBETA)
+    ep = tostring((r.r_ep or 0) + 1)
+    -- The slots handed out at the old rate are void: spacing restarts now, and a call sleeping
+    -- for one asks again when it sees the new r_ep.
     for _, v in ipairs({"r_wmax", wmax, "r_k", ((1 - RBETA) / RC) ^ (1 / 3), "r_cut", now, "r_ss", 0,
-      "r_cok", 0}) do
+      "r_cok", 0, "r_ep", ep, "r_tat", now}) do
       table.insert(cut, v)
     end
   end
@@ -231,7 +259,7 @@ if ARGV[4] == "1" then
   end
   if asked < 0 then
     if redis.call("PTTL", KEYS[1]) < 86400000 then redis.call("PEXPIRE", KEYS[1], 86400000) end
-    return {math.max(1, math.ceil(1000 / rate)), 3, tostring(rate)}
+    return {math.max(1, math.ceil(1000 / rate)), 3, tostring(rate), ep}
   end
 end
 local r = tostring(rate or "")
@@ -243,9 +271,9 @@ if paused > now then
     redis.call("HSET", KEYS[1], "paused_until", paused)
     redis.call("PEXPIRE", KEYS[1], asked + 86400000)
     redis.call("HSET", KEYS[2], "paused_until", paused)
-    return {asked, 2, r}
+    return {asked, 2, r, ep}
   end
-  return {paused - now, 0, r}
+  return {paused - now, 0, r, ep}
 end
 local wait = asked
 if wait < 0 then wait = math.min(math.floor(tonumber(ARGV[2]) * 4 ^ level), max) end
@@ -253,7 +281,7 @@ redis.call("HSET", KEYS[1], "paused_until", now + wait, "throttle_level", level 
 redis.call("HDEL", KEYS[1], "probe_until")
 redis.call("PEXPIRE", KEYS[1], wait + 86400000)
 redis.call("HSET", KEYS[2], "paused_until", now + wait)
-return {wait, 1, r}`;
+return {wait, 1, r, ep}`;
 
 /** KEYS: subject hash. Resets the back-off level once the pause is over. */
 const SUCCESS = `${NOW}
@@ -261,9 +289,9 @@ if (tonumber(redis.call("HGET", KEYS[1], "paused_until")) or 0) <= now then
   return redis.call("HDEL", KEYS[1], "throttle_level", "probe_until") end return 0`;
 
 // Registered once per client (infra/scripts.ts): each call sends the script's SHA1, not its text.
-type CheckReply = [number, number, number, string, string, string];
+type CheckReply = [number, number, number, string, string, string, string, string];
 const CHECK_SCRIPT = luaScript<CheckReply>("rotatorGateCheck", 4, CHECK);
-const THROTTLE_SCRIPT = luaScript<[number, number, string]>("rotatorGateThrottle", 3, THROTTLE);
+const THROTTLE_SCRIPT = luaScript<[number, number, string, string]>("rotatorGateThrottle", 3, THROTTLE);
 const SUCCESS_SCRIPT = luaScript<number>("rotatorGateSuccess", 1, SUCCESS);
 
 /** Held rotations are forgotten after a week without a new one (saga state lives that long too). */
@@ -317,6 +345,65 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
     return String(n);
   };
 
+  // The number's cut count (r_ep) as this process last heard it from any script reply: a call
+  // that slept for its slot goes only if no cut came in meanwhile.
+  const cuts = new Map<string, number>();
+  const noteCuts = (account: AccountContext, ep: string | undefined) => {
+    const subject = numberSubject(account);
+    const known = cuts.get(subject) ?? 0;
+    const heard = Number(ep);
+    if (ep && Number.isFinite(heard) && heard > known) {
+      cuts.set(subject, heard);
+      return heard;
+    }
+    return known;
+  };
+
+  const check = (account: AccountContext, step: Step, groupId: string, keep = ""): GateCheckCall => ({
+    lua: CHECK,
+    keys: [keys.account(account.name), ...subjects(account), ticketsOf(account)],
+    args: [
+      String(Math.max(1000, base * 2)),
+      String(ceilingOf(account.name)),
+      String(maxInline),
+      step,
+      groupId,
+      String(startOf(account.name)),
+      takeOk(account.name),
+      keep,
+      String(options.clock?.() ?? -1),
+    ],
+    done: async (reply) => {
+      const [wait, sleep, inBackoff, failingCode, fingerprint, rate, ep, pos] = reply as CheckReply;
+      showRate(account, rate);
+      const seen = noteCuts(account, ep);
+      if (inBackoff === 1) {
+        const set = recovering.get(account.name) ?? new Set<string>();
+        subjects(account).forEach((s) => set.add(s));
+        recovering.set(account.name, set);
+      }
+      if (failingCode !== "") {
+        if (fingerprint !== tokenFingerprint(account.token)) {
+          await gate.recover(account.name, "the account has a new token");
+          return undefined;
+        }
+        if (step === "delete") throw new AccountFailingError(account.name, failingCode, groupId);
+        // The group has no link: wait for the account to recover, then finish the POST.
+        return recheckMs;
+      }
+      if (wait > 0) return wait;
+      if (sleep > 0) {
+        await (options.sleep?.(sleep) ?? new Promise((resolve) => setTimeout(resolve, sleep)));
+        // A cut while it slept voided its slot (the old rate's): ask again, keeping its place.
+        if ((cuts.get(numberSubject(account)) ?? 0) > seen) {
+          const again = check(account, step, groupId, pos);
+          return again.done(await CHECK_SCRIPT.run(redis, again.keys, again.args));
+        }
+      }
+      return undefined;
+    },
+  });
+
   const gate: AccountGate = {
     recheckMs,
     async beforeGraphCall(account, step, groupId) {
@@ -324,50 +411,13 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
       return call.done(await CHECK_SCRIPT.run(redis, call.keys, call.args));
     },
 
-    checkCall(account, step, groupId) {
-      return {
-        lua: CHECK,
-        keys: [keys.account(account.name), ...subjects(account), ticketsOf(account)],
-        args: [
-          String(Math.max(1000, base * 2)),
-          String(ceilingOf(account.name)),
-          String(maxInline),
-          step,
-          groupId,
-          String(startOf(account.name)),
-          takeOk(account.name),
-          String(options.clock?.() ?? -1),
-        ],
-        done: async (reply) => {
-          const [wait, sleep, inBackoff, failingCode, fingerprint, rate] = reply as CheckReply;
-          showRate(account, rate);
-          if (inBackoff === 1) {
-            const set = recovering.get(account.name) ?? new Set<string>();
-            subjects(account).forEach((s) => set.add(s));
-            recovering.set(account.name, set);
-          }
-          if (failingCode !== "") {
-            if (fingerprint !== tokenFingerprint(account.token)) {
-              await gate.recover(account.name, "the account has a new token");
-              return undefined;
-            }
-            if (step === "delete") throw new AccountFailingError(account.name, failingCode, groupId);
-            // The group has no link: wait for the account to recover, then finish the POST.
-            return recheckMs;
-          }
-          if (wait > 0) return wait;
-          if (sleep > 0)
-            await (options.sleep?.(sleep) ?? new Promise((resolve) => setTimeout(resolve, sleep)));
-          return undefined;
-        },
-      };
-    },
+    checkCall: (account, step, groupId) => check(account, step, groupId),
 
     async throttled(account, error, groupId) {
       const byNumber = error.scope === "number";
       const subject = byNumber ? numberSubject(account) : tokenSubject(account);
       const asked = error.retryAfterMs === undefined ? undefined : boundWait(error.retryAfterMs, max);
-      const [wait, set, rate] = await THROTTLE_SCRIPT.run(
+      const [wait, set, rate, ep] = await THROTTLE_SCRIPT.run(
         redis,
         [subject, keys.account(account.name), ticketsOf(account)],
         [
@@ -384,6 +434,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
         ],
       );
       showRate(account, rate);
+      if (byNumber) noteCuts(account, ep);
       const fields = {
         account: account.name,
         scope: error.scope,

@@ -31,21 +31,34 @@
  * the second for its POST. A call whose slot is further than the inline wait keeps its ticket in
  * `<number>:tickets` (by group) and its job is delayed until just before the slot.
  *
+ * A cut also voids the slots already handed out: `r_tat` restarts at the cut and `r_ep` (the
+ * number's cut count) moves on, so a call sleeping in place for its slot (≤ the inline wait) that
+ * wakes to a newer `r_ep` asks again, keeping its place in line, instead of going at the old rate
+ * into a bucket that is empty.
+ *
  * Number hash fields: `r_rate`, `r_wmax`, `r_k`, `r_cut` (ms), `r_ss` (1 slow start, 2 after idle),
  * `r_anchor`, `r_at` (ms), `r_next`, `r_tat` (ms), `r_meas`, `r_mbucket`, `r_mcount` (asked),
- * `r_ob`, `r_oc`, `r_op`, `r_om`, `r_cok` (got through).
+ * `r_ob`, `r_oc`, `r_op`, `r_om`, `r_cok` (got through), `r_ep` (cuts).
  */
 
 export const DEFAULT_START_RATE = 20;
 export const DEFAULT_CEILING = 1000;
 export const MIN_RATE = 0.5;
-/** Until the first 131208 the rate doubles every this many ms while calls wait in line. */
+/** Until the first 131208 the rate doubles every this many ms while calls wait in line… */
 export const SLOW_START_MS = 250;
+/** …but not above this many times what got through lately (a rate nobody used is not raised). */
+export const SLOW_START_CAP = 3;
 /** CUBIC, relative to w_max: rate = w_max·(1 + C·(t − K)³). */
 export const CUBIC_C = 0.04;
 export const CUBIC_BETA = 0.8;
-/** Throttles within this long of a cut do not cut again. */
+/**
+ * Throttles within this long of a cut do not cut again, unless what got through since the cut
+ * (at least `RECUT_MIN_OK` calls over at least `RECUT_MIN_MS`) shows the rate is still well above
+ * the limit: then they cut from that (the limit's bucket has been empty since the cut).
+ */
 export const CUT_WINDOW_MS = 500;
+export const RECUT_MIN_MS = 150;
+export const RECUT_MIN_OK = 2;
 /** Calls let through are counted in buckets this long, smoothed `OK_ALPHA` a bucket (τ ≈ 1 s). */
 export const OK_BUCKET_MS = 250;
 export const OK_ALPHA = 0.25;
@@ -65,11 +78,11 @@ export const IDLE_RESTART_MS = 2000;
  * write) and `measured(h, now, rate)` (the rate that got through, for a cut). Needs `now` in ms.
  */
 export const RATE_FUNCTIONS = `
-local RC, RBETA, RMIN, RSS = ${CUBIC_C}, ${CUBIC_BETA}, ${MIN_RATE}, ${SLOW_START_MS}
+local RC, RBETA, RMIN, RSS, RSSCAP = ${CUBIC_C}, ${CUBIC_BETA}, ${MIN_RATE}, ${SLOW_START_MS}, ${SLOW_START_CAP}
 local OKB, OKA = ${OK_BUCKET_MS}, ${OK_ALPHA}
 local RIDLE, RK = ${IDLE_RESTART_MS}, ((1 - RBETA) / RC) ^ (1 / 3)
 local RFIELDS = {"r_rate", "r_wmax", "r_k", "r_cut", "r_anchor", "r_at", "r_next", "r_meas", "r_mbucket",
-  "r_mcount", "r_ss", "r_tat", "r_ob", "r_oc", "r_op", "r_om", "r_cok"}
+  "r_mcount", "r_ss", "r_tat", "r_ob", "r_oc", "r_op", "r_om", "r_cok", "r_ep"}
 local function read_rate(key)
   local v = redis.call("HMGET", key, unpack(RFIELDS))
   local h = {}
@@ -110,7 +123,7 @@ local function rate_at(h, now, ceil, start, held)
     -- through lately; at w_max CUBIC carries on from its plateau (t = K).
     r = h.r_rate
     if waiting then r = r * 2 ^ ((now - (h.r_at or now)) / RSS) end
-    r = math.min(r, ceil, math.max(math.min(start, h.r_wmax), 3 * recent_ok(h, now)))
+    r = math.min(r, ceil, math.max(math.min(start, h.r_wmax), RSSCAP * recent_ok(h, now)))
     if r >= h.r_wmax then
       r = h.r_wmax
       h.r_ss, h.r_cut, h.r_restart = 0, now - (h.r_k or RK) * 1000, true
@@ -121,7 +134,7 @@ local function rate_at(h, now, ceil, start, held)
     -- delayed jobs does not raise a rate nobody tried.
     r = h.r_rate
     if waiting then r = r * 2 ^ ((now - (h.r_at or now)) / RSS) end
-    r = math.min(r, ceil, math.max(start, 3 * recent_ok(h, now)))
+    r = math.min(r, ceil, math.max(start, RSSCAP * recent_ok(h, now)))
   else
     local t = (now - h.r_cut) / 1000
     r = math.min(h.r_wmax * (1 + RC * (t - h.r_k) ^ 3), ceil)
@@ -148,13 +161,17 @@ local function count_ok(h, now, delta, fields)
   for _, v in ipairs({"r_ob", bucket, "r_oc", count, "r_op", prev, "r_cok", h.r_cok}) do table.insert(fields, v) end
   if om then table.insert(fields, "r_om") table.insert(fields, om) end
 end
--- The rate that got through, for a cut: since the last cut when that was recent (the limit's
--- bucket is empty since, so this is the limit itself); leaving slow start, the last half second
--- (the rate doubled within it; the smoothed rate lags); else smoothed (about the last second).
+-- The rate that got through, for a cut: within a second of the last cut, the count since it (the
+-- limit's bucket is empty since, so this is the limit itself); leaving slow start, the last half
+-- second (the rate doubled within it; the smoothed rate lags); else the last half second, or the
+-- average since the cut (≤ 3 s) or the smoothed rate when higher. The average since a cut alone
+-- counts the climb back from β as well: a w_max taken from it sank a little with every cut.
 local function measured(h, now, rate)
   local since = (now - (h.r_cut or 0)) / 1000
-  if h.r_ss == 0 and since > 0 and since <= 3 then return (h.r_cok or 0) / since end
   if h.r_ss == 1 or h.r_ss == 2 then return recent_ok(h, now) end
-  return h.r_om or rate
+  if since > 0 and since <= 1 then return (h.r_cok or 0) / since end
+  local longer = h.r_om or rate
+  if since > 0 and since <= 3 then longer = (h.r_cok or 0) / since end
+  return math.max(recent_ok(h, now), longer)
 end
 `;

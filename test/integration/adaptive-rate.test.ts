@@ -1,6 +1,12 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createAccountGate, type AccountGate } from "../../src/accounts/gate.js";
-import { CUBIC_BETA, MIN_RATE, SLOW_START_MS } from "../../src/accounts/rate-script.js";
+import {
+  CUBIC_BETA,
+  CUT_WINDOW_MS,
+  MIN_RATE,
+  RECUT_MIN_MS,
+  SLOW_START_MS,
+} from "../../src/accounts/rate-script.js";
 import type { AccountContext } from "../../src/core/interfaces.js";
 import { createKeys, type Keys } from "../../src/core/keys.js";
 import { GraphError } from "../../src/graph/errors.js";
@@ -33,7 +39,15 @@ const refused = (operation: "delete-invite-link" | "create-invite-link" = "delet
     graphCode: 131208,
   });
 
-function setup(options: { rate?: number; keys?: Keys; clock?: { now: number } } = {}) {
+function setup(
+  options: {
+    rate?: number;
+    keys?: Keys;
+    clock?: { now: number };
+    maxInlineWaitMs?: number;
+    sleep?: (ms: number) => Promise<void>;
+  } = {},
+) {
   let keys = options.keys;
   if (!keys) {
     const prefix = uniquePrefix("rate");
@@ -46,8 +60,9 @@ function setup(options: { rate?: number; keys?: Keys; clock?: { now: number } } 
     keys,
     logger: createLogger("silent"),
     rateOf: () => options.rate,
-    maxInlineWaitMs: 0,
+    maxInlineWaitMs: options.maxInlineWaitMs ?? 0,
     clock: () => clock.now,
+    ...(options.sleep ? { sleep: options.sleep } : {}),
   });
   return { gate, keys, clock };
 }
@@ -161,6 +176,62 @@ describe("adaptive rate per phone number", () => {
     expect(await rateOf(keys)).toBeCloseTo(30 * CUBIC_BETA, 0);
   });
 
+  it("a throttle within the cut window cuts again when what got through since the cut is well below the rate", async () => {
+    const { gate, keys, clock } = setup({ rate: 100 });
+    await pump(gate, clock, 1, 100); // 100/s got through (a burst the limit's bucket had saved)
+    await gate.throttled(account, refused()); // w_max ≈ 100, rate ≈ 80: far above a limit of 20
+    const first = await rateOf(keys);
+    expect(first).toBeGreaterThan(70);
+    // 20/s get through for a little more than RECUT_MIN_MS, well within the window: the evidence
+    // is enough, and every call until the window's end would have been refused at ~80/s.
+    await pump(gate, clock, 0.2, 20);
+    expect(clock.now - 1_000_000 - 1_000).toBeLessThan(CUT_WINDOW_MS);
+    expect(clock.now - 1_000_000 - 1_000).toBeGreaterThanOrEqual(RECUT_MIN_MS);
+    await gate.throttled(account, refused());
+    expect(await field(keys, "r_wmax")).toBeCloseTo(20, 0);
+    expect(await rateOf(keys)).toBeCloseTo(20 * CUBIC_BETA, 0);
+  });
+
+  it("a cut takes w_max from the last half second, not the average since the last cut (which counts the climb back)", async () => {
+    const { gate, keys, clock } = setup({ rate: 100 });
+    await pump(gate, clock, 1, 50);
+    await gate.throttled(account, refused()); // w_max ≈ 50
+    await pump(gate, clock, 1, 30); // a thin line for a second: 30/s got through
+    await pump(gate, clock, 1, 50); // then the limit's 50/s again
+    await gate.throttled(account, refused());
+    // The average since the cut is 40/s; the limit, seen in the last half second, is ~50/s.
+    expect(await field(keys, "r_wmax")).toBeGreaterThan(47);
+  });
+
+  it("a call sleeping for its slot when a cut comes asks again at the new rate, keeping its place in line", async () => {
+    const slept: number[] = [];
+    const holder: { gate?: AccountGate } = {};
+    const { gate, keys, clock } = setup({
+      rate: 50,
+      maxInlineWaitMs: 500,
+      // While the first sleep lasts, another call of this process is refused: the rate is cut.
+      sleep: async (ms) => {
+        slept.push(ms);
+        clock.now += ms / 2;
+        if (slept.length === 1) await holder.gate!.throttled(account, refused());
+        clock.now += ms - ms / 2;
+      },
+    });
+    holder.gate = gate;
+    await pump(gate, clock, 1, 40); // 40/s got through: the cut will be to ~32/s
+    expect(slept).toEqual([]);
+    expect(await gate.beforeGraphCall(account, "create", "S0")).toBeUndefined();
+    expect(await gate.beforeGraphCall(account, "create", "S1")).toBeUndefined();
+    const cutTo = await rateOf(keys);
+    expect(cutTo).toBeLessThan(40);
+    expect(await field(keys, "r_ep")).toBe(1);
+    // S1 slept for its slot at 50/s, woke to the cut and slept again for its place at the new
+    // rate, counted from the cut (before: it went after the first sleep, into an empty bucket).
+    expect(slept).toHaveLength(2);
+    expect(slept[1]).toBeGreaterThan(0);
+    expect(slept[1]).toBeLessThanOrEqual(Math.ceil(1000 / cutTo));
+  });
+
   it("without rate_limit starts at the default and doubles (slow start) while calls get through, until the first 131208", async () => {
     const { gate, keys, clock } = setup();
     await gate.beforeGraphCall(account, "create", "G0");
@@ -179,6 +250,15 @@ describe("adaptive rate per phone number", () => {
     // After the first cut it climbs along CUBIC: slower than doubling.
     await pump(gate, clock, 1, 400);
     expect(await rateOf(keys)).toBeLessThan(cut * 2);
+  });
+
+  it("in slow start a far place in line comes back when doubling would reach it, not every 2 doublings", async () => {
+    const { gate } = setup(); // no rate_limit: slow start from 20/s
+    let last: number | undefined;
+    for (let i = 0; i < 200; i++) last = await gate.beforeGraphCall(account, "create", `W${i}`);
+    // 199 tickets ahead at 20/s: 10 s at that rate; doubling every SLOW_START_MS, 1.2 s.
+    expect(last).toBeGreaterThan(4 * SLOW_START_MS);
+    expect(last).toBeLessThan(1_500);
   });
 
   it("calls that come back late for their slots are spaced at the rate, not let go in a burst", async () => {
