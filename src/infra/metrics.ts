@@ -64,7 +64,7 @@ export interface Metrics {
   readonly accountFailing: Gauge<"account">;
   /** `wa_rotator_learned_rate{account}`: the adaptive rate (calls/s) of the account's phone number. */
   readonly learnedRate: Gauge<"account">;
-  /** `wa_rotator_skipped_rotations_total{policy,reason}`: rotations a fire did not enqueue (reason `busy`, …). */
+  /** `wa_rotator_skipped_rotations_total{policy,reason}`: rotations a fire did not enqueue (reason `busy`, `suspended`, `deleted`). */
   readonly skippedFires: Counter<"policy" | "reason">;
   /** `wa_rotator_fires_total{policy,trigger}`: fires handled by the scheduler. */
   readonly fires: Counter<"policy" | "trigger">;
@@ -273,7 +273,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     skippedFires: new Counter({
       name: name("skipped_rotations_total"),
-      help: "Rotations a fire did not enqueue, by reason (busy: the group was still rotating)",
+      help: "Rotations a fire did not enqueue, by reason (busy: the group was still rotating; suspended, deleted: by WhatsApp)",
       labelNames: ["policy", "reason"] as const,
       registers,
     }),

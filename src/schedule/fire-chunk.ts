@@ -5,8 +5,9 @@ import { ROTATION_JOB, rotationJobOptions } from "../rotation/queue.js";
 
 /**
  * One chunk of a fire in ONE Lua call: marks each group's `pending_rotation` (skipping groups whose
- * previous rotation is still waiting or retrying, and groups whose last published rotation is this
- * one) and adds each marked group's delayed rotation job, as BullMQ's addDelayedJob stores it.
+ * previous rotation is still waiting or retrying, groups whose last published rotation is this
+ * one, and groups WhatsApp suspended or deleted: their webhooks set `suspended_at`/`deleted_at`)
+ * and adds each marked group's delayed rotation job, as BullMQ's addDelayedJob stores it.
  *
  * Why not `queue.addBulk`: it runs BullMQ's addDelayedJob script once per job (~12 commands, two
  * msgpack decodes and a JSON encode each) and builds a Job, a msgpack buffer and an EVALSHA per
@@ -31,7 +32,8 @@ for i = 3, #KEYS do
   local key = KEYS[i]
   local at = 5 + (i - 3) * 4
   local id = ARGV[at + 1]
-  local group = redis.call("HMGET", key, "pending_rotation", "pending_since", "last_rotation_id")
+  local group = redis.call("HMGET", key, "pending_rotation", "pending_since", "last_rotation_id",
+    "suspended_at", "deleted_at")
   local pending = group[1]
   local busy = false
   if pending and pending ~= id then
@@ -43,6 +45,8 @@ for i = 3, #KEYS do
     end
   end
   if group[3] == id then out[#out + 1] = 2
+  elseif group[5] then out[#out + 1] = 5
+  elseif group[4] then out[#out + 1] = 4
   elseif busy then out[#out + 1] = 1
   else
     redis.call("HSET", key, "pending_rotation", id, "pending_since", ARGV[1])
@@ -80,9 +84,10 @@ return out`;
  * What the chunk did with each group, in order: 0 marked and its delayed job added (or already
  * there: the same rotation id); 1 busy (its previous rotation is still pending), left alone; 2 this
  * rotation already published it (a fire run again); 3 marked, and its job has no delay: the caller
- * adds it through BullMQ.
+ * adds it through BullMQ; 4 WhatsApp suspended the group, 5 it deleted the group: no rotation (the
+ * worker would skip it: a job that only says so is not worth its place in the queue).
  */
-export type ChunkOutcome = 0 | 1 | 2 | 3;
+export type ChunkOutcome = 0 | 1 | 2 | 3 | 4 | 5;
 
 export interface ChunkRequest {
   readonly rotations: readonly RotationJobData[];

@@ -34,6 +34,10 @@ export interface FireResult {
   readonly skipped: readonly string[];
   /** Groups left out because this fire's rotation of them already published (a fire run again). */
   readonly alreadyRotated?: number | undefined;
+  /** Groups left out because WhatsApp suspended them (a webhook), until it lifts the suspension. */
+  readonly suspended?: number | undefined;
+  /** Groups left out because WhatsApp deleted them (a webhook). */
+  readonly deleted?: number | undefined;
   /** Chunks (each one Lua call and one bulk enqueue). */
   readonly chunks: number;
 }
@@ -41,6 +45,8 @@ export interface FireResult {
 interface ChunkResult {
   readonly skipped: readonly string[];
   readonly alreadyRotated: number;
+  readonly suspended: number;
+  readonly deleted: number;
   readonly enqueued: number;
 }
 
@@ -120,10 +126,14 @@ export function createFirer(deps: FireDeps): FirePolicy {
       const skipped: string[] = [];
       const addNow: RotationJobData[] = [];
       let alreadyRotated = 0;
+      let suspended = 0;
+      let deleted = 0;
       let enqueued = 0;
       outcomes.forEach((outcome, i) => {
         if (outcome === 1) skipped.push(chunk[i]!);
         else if (outcome === 2) alreadyRotated++;
+        else if (outcome === 4) suspended++;
+        else if (outcome === 5) deleted++;
         else {
           enqueued++;
           if (outcome === 3) addNow.push(rotations[i]!);
@@ -131,7 +141,7 @@ export function createFirer(deps: FireDeps): FirePolicy {
       });
       // Jobs due at once enter BullMQ's wait list (or its paused list) through BullMQ itself.
       await enqueueRotations(deps.queue, addNow);
-      return { skipped, alreadyRotated, enqueued };
+      return { skipped, alreadyRotated, suspended, deleted, enqueued };
     };
 
     // A few chunks in flight at once, so this process prepares the next chunk while Redis runs the
@@ -161,6 +171,8 @@ export function createFirer(deps: FireDeps): FirePolicy {
     const skipped = results.flatMap((result) => result.skipped);
     const enqueued = results.reduce((sum, result) => sum + result.enqueued, 0);
     const alreadyRotated = results.reduce((sum, result) => sum + result.alreadyRotated, 0);
+    const suspended = results.reduce((sum, result) => sum + result.suspended, 0);
+    const deleted = results.reduce((sum, result) => sum + result.deleted, 0);
 
     deps.metrics?.fires.inc({ policy: policy.name, trigger });
     if (enqueued > 0) deps.metrics?.firedRotations.inc({ policy: policy.name }, enqueued);
@@ -171,11 +183,16 @@ export function createFirer(deps: FireDeps): FirePolicy {
         "skipped groups whose previous rotation is still pending",
       );
     }
+    if (suspended > 0)
+      deps.metrics?.skippedFires.inc({ policy: policy.name, reason: "suspended" }, suspended);
+    if (deleted > 0) deps.metrics?.skippedFires.inc({ policy: policy.name, reason: "deleted" }, deleted);
     const counts = {
       groups: groups.length,
       enqueued,
       skipped: skipped.length,
       alreadyRotated,
+      suspended,
+      deleted,
       chunks: chunks.length,
     };
     log.info(counts, "fire enqueued");
@@ -187,6 +204,8 @@ export function createFirer(deps: FireDeps): FirePolicy {
       enqueued,
       skipped,
       alreadyRotated,
+      suspended,
+      deleted,
       chunks: chunks.length,
     };
   };

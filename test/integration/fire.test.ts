@@ -162,6 +162,35 @@ describe("fire", () => {
     expect(third).toMatchObject({ enqueued: 3, skipped: [] });
   });
 
+  it("leaves out groups WhatsApp suspended or deleted (their webhooks' marks), counts them, and takes a group again once its suspension is lifted", async ({
+    rig,
+  }) => {
+    const { redis, keys, queue, firer } = setup(rig);
+    const config = load();
+    const nightly = policy(config, "nightly");
+    await redis.hset(keys.group("A"), "suspended_at", String(FIRE - 60_000));
+    await redis.hset(keys.group("B"), "deleted_at", String(FIRE - 60_000));
+    const { fire, metrics } = firer(config, FIRE);
+    const result = await fire(nightly, FIRE, "schedule");
+    expect(result).toMatchObject({ enqueued: 1, skipped: [], suspended: 1, deleted: 1 });
+    expect(await queue.getJob(scheduledRotationId("nightly", FIRE, "A"))).toBeUndefined();
+    expect(await queue.getJob(scheduledRotationId("nightly", FIRE, "B"))).toBeUndefined();
+    expect(await queue.getJob(scheduledRotationId("nightly", FIRE, "C"))).toBeDefined();
+    expect(await redis.hget(keys.group("A"), "pending_rotation")).toBeNull();
+    expect((await metrics.skippedFires.get()).values).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ labels: { policy: "nightly", reason: "suspended" }, value: 1 }),
+        expect.objectContaining({ labels: { policy: "nightly", reason: "deleted" }, value: 1 }),
+      ]),
+    );
+
+    await redis.hdel(keys.group("A"), "suspended_at"); // WhatsApp lifted the suspension
+    const next = FIRE + 86_400_000;
+    const again = await firer(config, next).fire(nightly, next, "schedule");
+    expect(again).toMatchObject({ suspended: 0, deleted: 1 });
+    expect(await queue.getJob(scheduledRotationId("nightly", next, "A"))).toBeDefined();
+  });
+
   it("treats a stale mark, or one whose job is gone, as not busy", async ({ rig }) => {
     const { redis, keys, firer } = setup(rig);
     const config = load();
