@@ -151,7 +151,9 @@ async function finished(run: Run, groups: number, timeoutMs: number): Promise<nu
 function trace(run: Run, untilMs: number): void {
   if (!process.env.BENCH_THROTTLE_TRACE) return;
   const first = run.sim.calls[0];
-  const rows: string[] = [`    first Graph call ${first ? first.at - run.startedAt : "-"} ms after the enqueue began`];
+  const rows: string[] = [
+    `    first Graph call ${first ? first.at - run.startedAt : "-"} ms after the enqueue began`,
+  ];
   for (let t = 0; t < untilMs; t += 500) {
     const window = run.sim.calls.filter((c) => c.at - run.startedAt >= t && c.at - run.startedAt < t + 500);
     const rate = run.rates.filter(([at]) => at >= t && at < t + 500).map(([, r]) => r.toFixed(1));
