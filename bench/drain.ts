@@ -36,6 +36,8 @@ export interface DrainOptions {
   readonly latenciesMs: readonly number[];
   /** Rotations of the MONITOR pass. */
   readonly countedRotations: number;
+  /** Raw loop and worker pairs per latency (BENCH_DRAIN_RUNS); more than one prints the median ratio. */
+  readonly runs: number;
 }
 
 interface RunFigures {
@@ -352,20 +354,35 @@ export async function benchDrain(options: DrainOptions): Promise<void> {
     for (const latency of options.latenciesMs) {
       const sim = await startSim(latency);
       try {
-        const tag = `l${latency}`;
-        const raw = await runRaw(server.url, sim, admin, n, concurrency, tag);
-        const worker = await runWorker(server.url, sim, admin, n, concurrency, tag, `drain-${tag}`);
-        console.log(`  Graph latency ${latency} ms:`);
-        row("raw", n, raw);
-        row("worker", n, worker);
-        const gapGoal = 2 * latency + 20;
-        const p99 = percentile(worker.gaps, 99);
-        console.log(
-          `  ratio worker/raw: ${(raw.ms / worker.ms).toFixed(2)} (goal ≥ 0.8)   ` +
-            `cpu ${(worker.cpuMs / raw.cpuMs).toFixed(1)}x raw   redis cmds ${(worker.commands / raw.commands).toFixed(1)}x raw   ` +
-            `gap p99 ${p99} ms (goal ≤ ${gapGoal} ms: ${p99 <= gapGoal ? "met" : "MISSED"})`,
-        );
-        if (latency === options.latenciesMs[0]) await bytesLeft(admin, `drain-${tag}`, n);
+        const ratios: number[] = [];
+        for (let run = 1; run <= options.runs; run++) {
+          const tag = options.runs > 1 ? `l${latency}r${run}` : `l${latency}`;
+          const raw = await runRaw(server.url, sim, admin, n, concurrency, tag);
+          const worker = await runWorker(server.url, sim, admin, n, concurrency, tag, `drain-${tag}`);
+          console.log(
+            `  Graph latency ${latency} ms${options.runs > 1 ? `, run ${run} of ${options.runs}` : ""}:`,
+          );
+          row("raw", n, raw);
+          row("worker", n, worker);
+          const gapGoal = 2 * latency + 20;
+          const p99 = percentile(worker.gaps, 99);
+          ratios.push(raw.ms / worker.ms);
+          console.log(
+            `  ratio worker/raw: ${(raw.ms / worker.ms).toFixed(2)} (goal ≥ 0.8)   ` +
+              `cpu ${(worker.cpuMs / raw.cpuMs).toFixed(1)}x raw   redis cmds ${(worker.commands / raw.commands).toFixed(1)}x raw   ` +
+              `gap p99 ${p99} ms (goal ≤ ${gapGoal} ms: ${p99 <= gapGoal ? "met" : "MISSED"})`,
+          );
+          if (latency === options.latenciesMs[0] && run === 1) await bytesLeft(admin, `drain-${tag}`, n);
+        }
+        if (ratios.length > 1) {
+          // One run decides little on a shared machine (0.45-0.88 at 0 ms for the same code): the median.
+          const sorted = [...ratios].sort((a, b) => a - b);
+          console.log(
+            `  ratio worker/raw over ${sorted.length} runs: median ${percentile(sorted, 50).toFixed(2)}, ` +
+              `range ${sorted[0]!.toFixed(2)}-${sorted[sorted.length - 1]!.toFixed(2)}, ` +
+              `${sorted.filter((r) => r >= 0.8).length} of ${sorted.length} at or above 0.8`,
+          );
+        }
       } finally {
         await sim.stop();
       }

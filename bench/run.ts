@@ -90,6 +90,7 @@ const scenarios: Record<string, () => Promise<void>> = {
       concurrency: 64,
       latenciesMs: [0, 50],
       countedRotations: 300,
+      runs: Math.max(1, Number(process.env.BENCH_DRAIN_RUNS ?? 1)),
     }),
   throttle: () => benchThrottle(REDIS_URL),
   gateway: () => benchGateway(REDIS_URL),
