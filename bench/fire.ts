@@ -4,13 +4,15 @@
  * line), so its peak RSS is the fire's alone; against a naive path at 10,000 (a pending check, a
  * mark and an add per group). Goal: 100,000 groups in under 3 s.
  */
+import type { Queue } from "bullmq";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { deleteKeys } from "../scripts/redis-server.js";
 import type { ResolvedPolicy } from "../src/config/config.js";
-import { createKeys } from "../src/core/keys.js";
+import type { RotationJobData } from "../src/core/interfaces.js";
+import { createKeys, type Keys } from "../src/core/keys.js";
 import { createLogger } from "../src/infra/logger.js";
 import { createRotationQueue, scheduledRotationId } from "../src/rotation/queue.js";
 import { createFirer, type FireResult } from "../src/schedule/fire.js";
@@ -42,14 +44,31 @@ const benchPolicy = (groups: readonly string[]): ResolvedPolicy => ({
   groups,
 });
 
-/** The child: one fire of `count` groups through the scheduler's path (createFirer). */
-async function fireOnce(count: number, redisUrl: string): Promise<FireRun> {
-  const groups = groupIds(count);
+interface BenchRig {
+  readonly groups: string[];
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly queue: Queue<RotationJobData>;
+}
+
+/** `count` group ids, a connection, a prefix of its own and its rotation queue; all gone after `run`. */
+async function withQueue<T>(count: number, redisUrl: string, run: (rig: BenchRig) => Promise<T>): Promise<T> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const prefix = `bench-${randomBytes(4).toString("hex")}`;
   const keys = createKeys(prefix);
   const queue = createRotationQueue(keys, redis);
   try {
+    return await run({ groups: groupIds(count), redis, keys, queue });
+  } finally {
+    await queue.close();
+    await deleteKeys(redis, prefix);
+    await redis.quit();
+  }
+}
+
+/** The child: one fire of `count` groups through the scheduler's path (createFirer). */
+async function fireOnce(count: number, redisUrl: string): Promise<FireRun> {
+  return withQueue(count, redisUrl, async ({ groups, redis, keys, queue }) => {
     const fire = createFirer({
       redis,
       keys,
@@ -83,21 +102,12 @@ async function fireOnce(count: number, redisUrl: string): Promise<FireRun> {
       peakRssMb: process.resourceUsage().maxRSS / 1024,
       chunks: result.chunks,
     };
-  } finally {
-    await queue.close();
-    await deleteKeys(redis, prefix);
-    await redis.quit();
-  }
+  });
 }
 
 /** A naive path, in this process: per group, check the pending mark, set it, add the job. */
 async function naiveFire(count: number, redisUrl: string): Promise<number> {
-  const groups = groupIds(count);
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const prefix = `bench-${randomBytes(4).toString("hex")}`;
-  const keys = createKeys(prefix);
-  const queue = createRotationQueue(keys, redis);
-  try {
+  return withQueue(count, redisUrl, async ({ groups, redis, keys, queue }) => {
     const start = performance.now();
     for (const groupId of groups) {
       const rotationId = scheduledRotationId("bench", FIRE_AT, groupId);
@@ -119,11 +129,7 @@ async function naiveFire(count: number, redisUrl: string): Promise<number> {
       );
     }
     return performance.now() - start;
-  } finally {
-    await queue.close();
-    await deleteKeys(redis, prefix);
-    await redis.quit();
-  }
+  });
 }
 
 function fireInChild(count: number, redisUrl: string): FireRun {
