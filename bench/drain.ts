@@ -24,6 +24,7 @@ import { createLogger } from "../src/infra/logger.js";
 import { STREAM_MAXLEN } from "../src/publish/publisher.js";
 import { enqueueRotations, manualRotationId } from "../src/rotation/queue.js";
 import { startPrivateRedis } from "../scripts/demo-redis.js";
+import { endWithThisProcess } from "../scripts/children.js";
 
 const TOKEN = "bench-token-0123456789";
 const ACCOUNT: AccountContext = { name: "default", token: TOKEN, graphApiVersion: "v23.0" };
@@ -57,9 +58,9 @@ interface Sim {
 
 async function startSim(latencyMs: number): Promise<Sim> {
   const script = fileURLToPath(new URL("./sim-process.js", import.meta.url));
-  const child: ChildProcess = spawn(process.execPath, [script, String(latencyMs)], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child: ChildProcess = endWithThisProcess(
+    spawn(process.execPath, [script, String(latencyMs)], { stdio: ["ignore", "pipe", "inherit"] }),
+  );
   const url = await new Promise<string>((resolve, reject) => {
     let text = "";
     child.stdout!.on("data", (chunk: Buffer) => {

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { deleteKeys } from "../scripts/redis-server.js";
+import { endWithThisProcess } from "../scripts/children.js";
 import { Pool } from "undici";
 import { createKeys } from "../src/core/keys.js";
 import { signedQuery } from "../src/gateway/signed.js";
@@ -79,10 +80,12 @@ function startChild(
   args: string[],
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, args, {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = endWithThisProcess(
+    spawn(process.execPath, args, {
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+  );
   return new Promise((resolve, reject) => {
     let out = "";
     let err = "";

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { deleteKeys } from "../scripts/redis-server.js";
+import { endWithThisProcess } from "../scripts/children.js";
 import { startGraphSimulator } from "../src/graph-sim/simulator.js";
 import { createKeys } from "../src/core/keys.js";
 import { createRotationQueue, enqueueRotations, manualRotationId } from "../src/rotation/queue.js";
@@ -33,10 +34,12 @@ async function until(check: () => boolean, timeoutMs: number): Promise<void> {
 }
 
 function worker(env: Record<string, string>): { child: ChildProcess; ready: Promise<void> } {
-  const child = spawn(process.execPath, [CLI, "worker"], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = endWithThisProcess(
+    spawn(process.execPath, [CLI, "worker"], {
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    }),
+  );
   const ready = new Promise<void>((resolve) => {
     child.stdout!.on("data", (chunk: Buffer) => {
       if (chunk.toString().includes('"service":"worker"')) resolve();

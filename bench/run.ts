@@ -95,6 +95,11 @@ const scenarios: Record<string, () => Promise<void>> = {
   throttle: () => benchThrottle(REDIS_URL),
   gateway: () => benchGateway(REDIS_URL),
 };
+// Ctrl-C or `timeout`'s SIGTERM ends the run through exit, so the workers, simulators and servers
+// it started go with it (scripts/children.ts).
+process.once("SIGINT", () => process.exit(130));
+process.once("SIGTERM", () => process.exit(143));
+
 const chosen = process.argv.slice(2);
 for (const name of chosen) if (!scenarios[name]) throw new Error(`unknown scenario ${name}`);
 

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
+import { endWithThisProcess } from "../scripts/children.js";
 import { deleteKeys } from "../scripts/redis-server.js";
 import { startGraphSimulator, type GraphSimulator, type SimCall } from "../src/graph-sim/simulator.js";
 import { createKeys } from "../src/core/keys.js";
@@ -37,10 +38,12 @@ interface Run {
 }
 
 function startWorker(env: Record<string, string>): { child: ChildProcess; ready: Promise<void> } {
-  const child = spawn(process.execPath, [CLI, "worker"], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = endWithThisProcess(
+    spawn(process.execPath, [CLI, "worker"], {
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+  );
   // Node's warnings (one per process) would bury the figures; anything else goes through.
   child.stderr!.on("data", (chunk: Buffer) => {
     const text = chunk

@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import { endWithThisProcess } from "./children.js";
 
 /**
  * The one redis-server spawner and key deleter of the demo, the bench and the tests: a private
@@ -79,7 +80,9 @@ export async function startOwnedRedis(options: RedisServerOptions = {}): Promise
       join(dir, "redis.log"),
       ...(options.args ?? []),
     ];
-    const proc = spawn("redis-server", args, { stdio: "ignore", detached: options.detached ?? false });
+    const proc = endWithThisProcess(
+      spawn("redis-server", args, { stdio: "ignore", detached: options.detached ?? false }),
+    );
     child = proc;
     try {
       await new Promise<void>((resolve, reject) => {
