@@ -6,12 +6,13 @@
  * `retries/adaptive.py`), moved into Redis so all processes share one rate per number:
  *
  * - slow start: from `rate_limit` or `DEFAULT_START_RATE` the rate doubles every `SLOW_START_MS`
- *   while calls wait, but never above 3× what got through lately, until the first 131208;
+ *   while calls wait, but never above `SLOW_START_CAP`× what got through lately, until the first
+ *   131208;
  * - a 131208 cuts from what got through (every process adds the Graph successes it saw to its next
  *   script call), not from a rate that overshot (AWS's measuredTxRate): w_max = min(rate,
- *   measured), rate = w_max·β. Measured is the last half second leaving slow start, the count since
- *   the last cut when that was ≤ 3 s ago (the limit's bucket has been empty since, so this is the
- *   limit itself), else a ~1 s average. At most one cut per `CUT_WINDOW_MS`, never below `MIN_RATE`;
+ *   measured), rate = w_max·β (`measured` below says which count). Within `CUT_WINDOW_MS` of a cut
+ *   only on evidence (`RECUT_MIN_OK` calls over `RECUT_MIN_MS` got through since it, under β × the
+ *   rate); never below `MIN_RATE`;
  * - then CUBIC relative to w_max, `rate = w_max·(1 + C·(t − K)³)`, `K = ∛((1 − β)/C)`: back to
  *   w_max within K s, flat near it (where the limit is), then probing above;
  * - never above `rate_limit` (the hard ceiling; without one `DEFAULT_CEILING`), and with no call
