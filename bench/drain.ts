@@ -44,6 +44,8 @@ export interface DrainOptions {
 interface RunFigures {
   readonly ms: number;
   readonly cpuMs: number;
+  /** CPU ms the redis-server used (all its threads). */
+  readonly redisCpuMs: number;
   /** Commands Redis ran (commandstats: sent ones and those inside Lua). */
   readonly commands: number;
   readonly netInBytes: number;
@@ -104,14 +106,19 @@ async function linkGaps(sim: Sim, groupPrefix: string): Promise<number[]> {
   return gaps;
 }
 
-async function redisStats(admin: Redis): Promise<{ commands: number; netIn: number }> {
-  const [commandstats, stats] = await Promise.all([admin.info("commandstats"), admin.info("stats")]);
+async function redisStats(admin: Redis): Promise<{ commands: number; netIn: number; cpuMs: number }> {
+  const [commandstats, stats, cpu] = await Promise.all([
+    admin.info("commandstats"),
+    admin.info("stats"),
+    admin.info("cpu"),
+  ]);
   let commands = 0;
   for (const match of commandstats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
     if (!/^(info|config)/.test(match[1]!)) commands += Number(match[2]);
   }
   const netIn = Number(/total_net_input_bytes:(\d+)/.exec(stats)?.[1] ?? 0);
-  return { commands, netIn };
+  const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(cpu)?.[1] ?? 0);
+  return { commands, netIn, cpuMs: (seconds("used_cpu_user") + seconds("used_cpu_sys")) * 1000 };
 }
 
 /** Runs `body` and returns what it cost: wall ms, CPU ms of this process, Redis commands and bytes. */
@@ -133,6 +140,7 @@ async function measured(
   return {
     ms,
     cpuMs: (used.user + used.system) / 1000,
+    redisCpuMs: after.cpuMs - before.cpuMs,
     commands: after.commands - before.commands,
     netInBytes: after.netIn - before.netIn,
     // the control API's own request may open one
@@ -266,7 +274,7 @@ function percentile(values: number[], p: number): number {
 const row = (label: string, n: number, f: RunFigures) =>
   console.log(
     `  ${label.padEnd(8)} ${(n / (f.ms / 1000)).toFixed(0).padStart(6)}/s  ` +
-      `cpu ${(f.cpuMs / n).toFixed(2)} ms  redis ${(f.commands / n).toFixed(1)} cmds ` +
+      `cpu ${(f.cpuMs / n).toFixed(2)} ms  redis cpu ${(f.redisCpuMs / n).toFixed(2)} ms  ${(f.commands / n).toFixed(1)} cmds ` +
       `${(f.netInBytes / n).toFixed(0)} B in  graph conns ${f.connections}  ` +
       `gap p50 ${percentile(f.gaps, 50)} ms p99 ${percentile(f.gaps, 99)} ms`,
   );
