@@ -137,14 +137,25 @@ if not pos then
   if kind == "d" then issued = 2 else issued = 1 end
   nxt = nxt + issued
 end
--- The call's place in line, and no sooner than 1/rate after the call let through before it, so
--- calls coming back late (a delayed job, a busy process) are spaced, not sent in a burst. The
--- spacing accumulates in fractions of a ms (r_tat) and a call waits only its whole ms: rounding
--- each call's 1/rate up to a ms capped every number at 1,000 calls a second.
+-- The line that is here (calls let go or sleeping for their slot) ends at r_tat: calls are spaced
+-- 1/rate apart, in fractions of a ms (rounding each call's 1/rate up to a ms capped every number
+-- at 1,000 calls a second). A call joins it when it ends within the inline wait: it goes when the
+-- line has gone (first come, first served), not at its place among tickets whose holders may be
+-- away (delayed jobs not back yet), which left slots unused.
+-- Only a call that would wait longer is delayed, until its place's slot.
 local slot = math.floor((pos - anchor) / rate * 1000)
 local tat = math.max(h.r_tat or 0, now)
-local due = math.max(slot, math.floor(tat - now))
+-- (1e-6: r_tat sums fractions of a ms; 5 × 0.2 must come to 1 ms, not 0.999…)
+local inline = math.floor(tat - now + 1e-6)
 local maxInline = tonumber(ARGV[3])
+-- In slow start the rate may double within the inline wait (unless at its ceiling): a line slept
+-- at today's spacing would hold calls back for all of it. It is kept to one doubling.
+local doubling = h.r_ss ~= 0 and rate < ceil
+if doubling then maxInline = math.min(maxInline, ${SLOW_START_MS}) end
+local due, joined = math.max(slot, inline), false
+if inline <= maxInline then
+  due, joined = inline, true
+end
 local fields = {"r_rate", rate, "r_anchor", anchor, "r_at", now, "r_next", nxt}
 if not h.r_cut then
   for _, v in ipairs({"r_wmax", rate, "r_k", 0, "r_cut", now, "r_ss", 1}) do table.insert(fields, v) end
@@ -171,15 +182,16 @@ if due > maxInline then
   if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
   -- Back just before the slot (a job sleeping holds a concurrency slot); from far back, halfway
   -- there, to see whether the rate moved it.
-  -- In slow start the rate may double every ${SLOW_START_MS} ms: back when the n tickets ahead
-  -- would be served if it did (∫ rate·2^(t/S) dt = n), at least within 2 doublings: a fixed
-  -- 2 doublings sent a backlog of a thousand jobs through the queue twice a second.
+  -- In slow start (below the ceiling) the rate may double every ${SLOW_START_MS} ms: back when the n
+  -- tickets ahead would be served if it did (∫ rate·2^(t/S) dt = n), after one doubling at the
+  -- soonest: a fixed 2 doublings sent a backlog of a thousand jobs through the queue twice a
+  -- second, and near places came back after the rate had doubled twice, to slots gone unused.
   local margin = math.min(100, math.floor(maxInline / 2))
   local back = due - margin
-  if h.r_ss ~= 0 or not h.r_cut then
+  if doubling then
     local s = ${SLOW_START_MS} / 1000
-    local doubling = s * math.log(1 + math.max(0, pos - anchor) * math.log(2) / (rate * s)) / math.log(2)
-    back = math.min(back, math.max(${2 * SLOW_START_MS}, math.floor(doubling * 1000) - margin))
+    local t = s * math.log(1 + math.max(0, pos - anchor) * math.log(2) / (rate * s)) / math.log(2)
+    back = math.min(back, math.max(${SLOW_START_MS}, math.floor(t * 1000) - margin))
   elseif back > 2000 then back = math.max(2000, math.floor(back / 2)) end
   return {back, 0, recovering, "", "", tostring(rate), ep, ""}
 end
@@ -188,6 +200,8 @@ table.insert(fields, "r_tat") table.insert(fields, math.max(tat, now + due) + 10
 redis.call("HSET", KEYS[3], unpack(fields))
 if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
 if kind == "d" then
+  -- Its POST's ticket: the next place, or the line's front when the DELETE joined the line.
+  if joined then pos = math.floor(anchor) - 1 end
   redis.call("HSET", KEYS[4], group, "c:" .. (pos + 1))
   redis.call("PEXPIRE", KEYS[4], 86400000)
 end
@@ -242,10 +256,11 @@ if ARGV[4] == "1" then
     wmax = math.max(RMIN, wmax)
     rate = math.max(RMIN, wmax * RBETA)
     ep = tostring((r.r_ep or 0) + 1)
-    -- The slots handed out at the old rate are void: spacing restarts now, and a call sleeping
-    -- for one asks again when it sees the new r_ep.
+    -- The slots handed out at the old rate are void: spacing restarts from the refused call (it
+    -- took the slot now: the next is 1/rate later), and a call sleeping for one asks again when
+    -- it sees the new r_ep.
     for _, v in ipairs({"r_wmax", wmax, "r_k", ((1 - RBETA) / RC) ^ (1 / 3), "r_cut", now, "r_ss", 0,
-      "r_cok", 0, "r_ep", ep, "r_tat", now}) do
+      "r_cok", 0, "r_ep", ep, "r_tat", now + 1000 / rate}) do
       table.insert(cut, v)
     end
   end

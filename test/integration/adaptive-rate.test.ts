@@ -5,6 +5,7 @@ import {
   CUT_WINDOW_MS,
   MIN_RATE,
   RECUT_MIN_MS,
+  RECUT_MIN_OK,
   SLOW_START_MS,
 } from "../../src/accounts/rate-script.js";
 import type { AccountContext } from "../../src/core/interfaces.js";
@@ -119,11 +120,11 @@ describe("adaptive rate per phone number", () => {
   it("starts at rate_limit and never goes above it; spaces calls in order", async () => {
     const { gate, keys } = setup({ rate: 5 });
     // Five callers at the same instant: slots 0, 200, 400, 600, 800 ms (create: one slot each);
-    // before the first 131208 a far one looks again within two doublings of slow start.
+    // slow start cannot raise a rate at its ceiling, so each comes back for its slot.
     const waits = [];
     for (let i = 0; i < 5; i++) waits.push(await gate.beforeGraphCall(account, "create", `G${i}`));
     expect(waits[0]).toBeUndefined();
-    expect(waits.slice(1)).toEqual([200, 400, 600, 800].map((ms) => Math.min(ms, 2 * SLOW_START_MS)));
+    expect(waits.slice(1)).toEqual([200, 400, 600, 800]);
     expect(await rateOf(keys)).toBe(5);
     // Mirrored on the account for `status`.
     expect(await redis.hget(keys.account("a"), "rate")).toBe("5");
@@ -135,6 +136,57 @@ describe("adaptive rate per phone number", () => {
     expect(await gate.beforeGraphCall(account, "delete", "B")).toBe(200); // slot 2
     clock.now += 100;
     expect(await gate.beforeGraphCall(account, "create", "A")).toBeUndefined(); // its kept slot (100 ms): now
+  });
+
+  it("a slot whose holder is away (a delayed job not back yet) goes to a call that is here, spaced at the rate; a DELETE that takes one has its POST next", async () => {
+    const { gate, clock } = setup({ rate: 10 });
+    const start = clock.now;
+    // G0 goes; G1-G4 are given places 1-4 (100-400 ms) and their jobs are delayed: none is back.
+    expect(await gate.beforeGraphCall(account, "create", "G0")).toBeUndefined();
+    for (let i = 1; i < 5; i++) expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeGreaterThan(0);
+    // 150 ms on, nobody went for G1's slot: a newcomer DELETE (place 5, 350 ms away) goes now…
+    clock.now = start + 150;
+    expect(await gate.beforeGraphCall(account, "delete", "N")).toBeUndefined();
+    // …and the rate's spacing holds: the next caller does not go within 1/rate of it.
+    expect(await gate.beforeGraphCall(account, "create", "M")).toBeGreaterThanOrEqual(100);
+    // G1 comes back late: its place is behind the line's front, it takes the next slot, no burst.
+    clock.now = start + 200;
+    expect(await gate.beforeGraphCall(account, "create", "G1")).toBe(50);
+    // N's POST waits at the front (the next slot), not at its far place 6.
+    clock.now = start + 260;
+    expect(await gate.beforeGraphCall(account, "create", "N")).toBeUndefined();
+  });
+
+  it("a call joins the line that is here when it ends within the inline wait, instead of waiting for a far place", async () => {
+    const slept: number[] = [];
+    const { gate, clock } = setup({
+      rate: 10,
+      maxInlineWaitMs: 300,
+      sleep: async (ms) => void slept.push(ms),
+    });
+    const start = clock.now;
+    // G0 goes, G1-G3 sleep for their slots (100-300 ms), G4-G9 are delayed: their jobs are away.
+    for (let i = 0; i < 4; i++) expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeUndefined();
+    expect(slept).toEqual([100, 200, 300]);
+    for (let i = 4; i < 10; i++) expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeGreaterThan(0);
+    // At 350 ms the line here ends at 400 ms: a newcomer (place 10, a slot 650 ms away) sleeps
+    // 50 ms and goes after it, at the rate's spacing.
+    clock.now = start + 350;
+    expect(await gate.beforeGraphCall(account, "create", "N")).toBeUndefined();
+    expect(slept).toEqual([100, 200, 300, 50]);
+  });
+
+  it("in slow start a call sleeps in line for at most one doubling (the rate may double meanwhile); longer waits are delayed", async () => {
+    const slept: number[] = [];
+    const { gate } = setup({ maxInlineWaitMs: 500, sleep: async (ms) => void slept.push(ms) });
+    // No rate_limit: slow start from 20/s, calls 50 ms apart.
+    const waits = [];
+    for (let i = 0; i < 8; i++) waits.push(await gate.beforeGraphCall(account, "create", `S${i}`));
+    expect(slept).toEqual([50, 100, 150, 200, 250]);
+    expect(waits.slice(0, 6)).toEqual(Array(6).fill(undefined));
+    // The next ones are delayed, back after one doubling at the soonest (not two).
+    expect(waits[6]).toBeGreaterThanOrEqual(SLOW_START_MS - 100);
+    expect(waits[6]).toBeLessThan(2 * SLOW_START_MS - 100);
   });
 
   it("cuts on 131208 from the rate that got through, by β, at most once per window, never below the floor; grows back (CUBIC) to the ceiling", async () => {
@@ -170,10 +222,15 @@ describe("adaptive rate per phone number", () => {
     const { gate, keys, clock } = setup({ rate: 100 });
     await pump(gate, clock, 1, 100);
     await gate.throttled(account, refused()); // w_max ≈ 100: still over a limit of 30
-    await pump(gate, clock, 1, 30); // 30/s got through since
+    const cutAt = clock.now;
+    // ~30/s got through since (the first call, at the cut's instant, waits one interval: the
+    // refused call took that slot)
+    const went = await pump(gate, clock, 1, 30);
+    expect(went).toBeGreaterThanOrEqual(29);
     await gate.throttled(account, refused());
-    expect(await field(keys, "r_wmax")).toBeCloseTo(30, 0);
-    expect(await rateOf(keys)).toBeCloseTo(30 * CUBIC_BETA, 0);
+    const since = (went * 1000) / (clock.now - cutAt);
+    expect(await field(keys, "r_wmax")).toBeCloseTo(since, 5);
+    expect(await rateOf(keys)).toBeCloseTo(since * CUBIC_BETA, 5);
   });
 
   it("a throttle within the cut window cuts again when what got through since the cut is well below the rate", async () => {
@@ -184,12 +241,15 @@ describe("adaptive rate per phone number", () => {
     expect(first).toBeGreaterThan(70);
     // 20/s get through for a little more than RECUT_MIN_MS, well within the window: the evidence
     // is enough, and every call until the window's end would have been refused at ~80/s.
-    await pump(gate, clock, 0.2, 20);
-    expect(clock.now - 1_000_000 - 1_000).toBeLessThan(CUT_WINDOW_MS);
-    expect(clock.now - 1_000_000 - 1_000).toBeGreaterThanOrEqual(RECUT_MIN_MS);
+    const went = await pump(gate, clock, 0.2, 20);
+    expect(went).toBeGreaterThanOrEqual(RECUT_MIN_OK);
+    const elapsed = clock.now - 1_000_000 - 1_000;
+    expect(elapsed).toBeLessThan(CUT_WINDOW_MS);
+    expect(elapsed).toBeGreaterThanOrEqual(RECUT_MIN_MS);
     await gate.throttled(account, refused());
-    expect(await field(keys, "r_wmax")).toBeCloseTo(20, 0);
-    expect(await rateOf(keys)).toBeCloseTo(20 * CUBIC_BETA, 0);
+    expect(await field(keys, "r_wmax")).toBeCloseTo((went * 1000) / elapsed, 5);
+    expect(await field(keys, "r_wmax")).toBeLessThanOrEqual(20);
+    expect(await rateOf(keys)).toBeCloseTo(((went * 1000) / elapsed) * CUBIC_BETA, 5);
   });
 
   it("a cut takes w_max from the last half second, not the average since the last cut (which counts the climb back)", async () => {
