@@ -374,50 +374,57 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
     return known;
   };
 
-  const check = (account: AccountContext, step: Step, groupId: string, keep = ""): GateCheckCall => ({
-    lua: CHECK,
-    keys: [keys.account(account.name), ...subjects(account), ticketsOf(account)],
-    args: [
-      String(Math.max(1000, base * 2)),
-      String(ceilingOf(account.name)),
-      String(maxInline),
-      step,
-      groupId,
-      String(startOf(account.name)),
-      takeOk(account.name),
-      keep,
-      String(options.clock?.() ?? -1),
-    ],
-    done: async (reply) => {
-      const [wait, sleep, inBackoff, failingCode, fingerprint, rate, ep, pos] = reply as CheckReply;
-      showRate(account, rate);
-      const seen = noteCuts(account, ep);
-      if (inBackoff === 1) {
-        const set = recovering.get(account.name) ?? new Set<string>();
-        subjects(account).forEach((s) => set.add(s));
-        recovering.set(account.name, set);
-      }
-      if (failingCode !== "") {
-        if (fingerprint !== tokenFingerprint(account.token)) {
-          await gate.recover(account.name, "the account has a new token");
-          return undefined;
+  const check = (account: AccountContext, step: Step, groupId: string, keep = ""): GateCheckCall => {
+    const succeeded = takeOk(account.name);
+    return {
+      lua: CHECK,
+      keys: [keys.account(account.name), ...subjects(account), ticketsOf(account)],
+      args: [
+        String(Math.max(1000, base * 2)),
+        String(ceilingOf(account.name)),
+        String(maxInline),
+        step,
+        groupId,
+        String(startOf(account.name)),
+        succeeded,
+        keep,
+        String(options.clock?.() ?? -1),
+      ],
+      done: async (reply) => {
+        const [wait, sleep, inBackoff, failingCode, fingerprint, rate, ep, pos] = reply as CheckReply;
+        showRate(account, rate);
+        const seen = noteCuts(account, ep);
+        if (inBackoff === 1) {
+          const set = recovering.get(account.name) ?? new Set<string>();
+          subjects(account).forEach((s) => set.add(s));
+          recovering.set(account.name, set);
         }
-        if (step === "delete") throw new AccountFailingError(account.name, failingCode, groupId);
-        // The group has no link: wait for the account to recover, then finish the POST.
-        return recheckMs;
-      }
-      if (wait > 0) return wait;
-      if (sleep > 0) {
-        await (options.sleep?.(sleep) ?? new Promise((resolve) => setTimeout(resolve, sleep)));
-        // A cut while it slept voided its slot (the old rate's): ask again, keeping its place.
-        if ((cuts.get(numberSubject(account)) ?? 0) > seen) {
-          const again = check(account, step, groupId, pos);
-          return again.done(await CHECK_SCRIPT.run(redis, again.keys, again.args));
+        if (failingCode !== "") {
+          if (fingerprint !== tokenFingerprint(account.token)) {
+            await gate.recover(account.name, "the account has a new token");
+            return undefined;
+          }
+          if (step === "delete") throw new AccountFailingError(account.name, failingCode, groupId);
+          // The group has no link: wait for the account to recover, then finish the POST.
+          return recheckMs;
         }
-      }
-      return undefined;
-    },
-  });
+        if (wait > 0) return wait;
+        if (sleep > 0) {
+          await (options.sleep?.(sleep) ?? new Promise((resolve) => setTimeout(resolve, sleep)));
+          // A cut while it slept voided its slot (the old rate's): ask again, keeping its place.
+          if ((cuts.get(numberSubject(account)) ?? 0) > seen) {
+            const again = check(account, step, groupId, pos);
+            return again.done(await CHECK_SCRIPT.run(redis, again.keys, again.args));
+          }
+        }
+        return undefined;
+      },
+      unused: () => {
+        const n = Number(succeeded);
+        if (n > 0) oks.set(account.name, (oks.get(account.name) ?? 0) + n);
+      },
+    };
+  };
 
   const gate: AccountGate = {
     recheckMs,

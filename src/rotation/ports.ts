@@ -21,7 +21,8 @@ export interface RotationGate {
 
 /**
  * The gate's check before a Graph call, as parts another script runs inside its own call: the saga
- * records its DELETE and checks its POST in one round trip (rotation/state.ts) instead of two.
+ * takes its lock and checks its DELETE, and records its DELETE and checks its POST, in one round
+ * trip each (rotation/state.ts) instead of two.
  */
 export interface GateCheckCall {
   /** Lua statements (the check's body): they read `KEYS` and `ARGV` and `return` the reply. */
@@ -30,6 +31,8 @@ export interface GateCheckCall {
   readonly args: readonly string[];
   /** What the reply means, as `beforeGraphCall` returns it (it may sleep a short slot, or throw). */
   done(reply: unknown): Promise<number | undefined>;
+  /** The script had no use for the check and did not run it: gives back what building it took. */
+  unused?(): void;
 }
 
 /** Builds the gate's check of one call for `GateCheckCall`. */

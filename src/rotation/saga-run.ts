@@ -9,7 +9,7 @@ import type {
 } from "../core/interfaces.js";
 import type { Logger } from "../infra/logger.js";
 import type { GroupLock } from "./group-lock.js";
-import type { GateCheck } from "./ports.js";
+import type { GateCheck, GateCheckCall } from "./ports.js";
 import type { GroupLinkState, RotationStateStore } from "./state.js";
 
 /** The rotation saga's ports, its outcomes, and what one attempt carries from step to step. */
@@ -113,6 +113,8 @@ export interface SagaRun {
   createdAt: number | undefined;
   /** The group's message count on the rotation's channel, read under the lock. */
   readonly channelSequence: number;
+  /** The DELETE's gate check, run already with the lock's taking: its call and reply. */
+  deleteChecked?: { readonly call: GateCheckCall; readonly reply: unknown };
   /** The POST's gate check, done already with the DELETE's record: its wait (undefined: go). */
   createChecked?: { readonly wait: number | undefined };
   /** The POST's record, sent and not yet answered: the publish, sent behind it, awaits it too. */

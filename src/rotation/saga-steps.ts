@@ -56,7 +56,11 @@ export async function deleteStep(run: SagaRun): Promise<RotationOutcome | undefi
   if (run.inviteLink !== undefined || run.deletedAt !== undefined) return undefined;
   const { deps, data } = run;
   const account = deps.resolveAccount(data.account);
-  const wait = await deps.beforeGraphCall?.(account, "delete", data.groupId);
+  const checked = run.deleteChecked;
+  run.deleteChecked = undefined;
+  const wait = checked
+    ? await checked.call.done(checked.reply)
+    : await deps.beforeGraphCall?.(account, "delete", data.groupId);
   if (wait !== undefined) return { kind: "paused", waitMs: wait, step: "delete" };
   run.signal.throwIfAborted();
   await guarded(run, "delete", () => deps.graph.deleteInviteLink(account, data.groupId, run.signal));

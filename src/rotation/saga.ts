@@ -1,6 +1,7 @@
 import { linkSignals } from "../core/abort.js";
 import type { RotationJobData } from "../core/interfaces.js";
 import { holdLock } from "./group-lock.js";
+import type { GateCheckCall } from "./ports.js";
 import type { RotateGroupDeps, RotationContext, RotationOutcome, SagaRun, SagaStep } from "./saga-run.js";
 import {
   createStep,
@@ -39,17 +40,24 @@ export async function rotateGroup(
   // One call: already published on an earlier attempt (its saga state says so, or past the hour it
   // is kept, the group names it last; nothing to do, and nothing to do twice),
   // the group busy, or the lock taken and the saga and the group read under it (a previous owner
-  // may have advanced the saga).
+  // may have advanced the saga); a fresh start checks its DELETE with the gate in the same call.
   const acquiredAt = Date.now(); // wall time, as the lock's ttl runs in Redis (not deps.clock)
+  const deleteCheck = deleteCheckOf(data, deps);
   const start = await deps.state.begin(
     data.rotationId,
     data.groupId,
     data.channel,
     context.owner,
     deps.lock.ttlMs,
+    deleteCheck,
   );
   if (start.kind === "published") return { kind: "published", message: start.message, resumedAt: "publish" };
   if (start.kind === "busy") return { kind: "busy" };
+  if (start.kind === "wait") {
+    // The gate delays the DELETE: the lock was let go in the same call.
+    const waitMs = (await deleteCheck?.done(start.deleteCheck.reply)) ?? 0;
+    return { kind: "paused", waitMs, step: "delete" };
+  }
   const held = holdLock(deps.lock, data.groupId, context.owner, acquiredAt);
   const attempt = linkSignals(context.signal ? [held.signal, context.signal] : [held.signal]);
   let released = false;
@@ -69,6 +77,9 @@ export async function rotateGroup(
       inviteLink: state.inviteLink,
       createdAt: state.createdAt,
       channelSequence: start.channelSequence,
+      ...(start.deleteCheck && deleteCheck
+        ? { deleteChecked: { call: deleteCheck, reply: start.deleteCheck.reply } }
+        : {}),
     };
     for (const step of STEPS) {
       const outcome = await step(run);
@@ -86,6 +97,19 @@ export async function rotateGroup(
         log.warn({ err: error }, "could not release the group lock; it expires by itself");
       });
     }
+  }
+}
+
+/**
+ * The gate's check of the DELETE, for `begin` to run in its own call (undefined without a gate, or
+ * when the account cannot be resolved: the DELETE step reports that).
+ */
+function deleteCheckOf(data: RotationJobData, deps: RotateGroupDeps): GateCheckCall | undefined {
+  if (!deps.beforeGraphCall || !deps.gateCheck) return undefined;
+  try {
+    return deps.gateCheck(deps.resolveAccount(data.account), "delete", data.groupId);
+  } catch {
+    return undefined;
   }
 }
 

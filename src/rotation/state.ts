@@ -49,12 +49,16 @@ export interface GroupLinkState {
 export type RotationStart =
   | { readonly kind: "published"; readonly message: RotationMessage }
   | { readonly kind: "busy" }
+  /** The DELETE's gate check (run in the same call) says wait: the lock was let go at once. */
+  | { readonly kind: "wait"; readonly deleteCheck: { readonly reply: unknown } }
   | {
       readonly kind: "acquired";
       readonly state: RotationState;
       readonly group: GroupLinkState;
       /** The group's message count on the rotation's channel (0 for none yet, or not counted). */
       readonly channelSequence: number;
+      /** The DELETE's gate check, run under the lock in the same call (a fresh start only). */
+      readonly deleteCheck?: { readonly reply: unknown };
     };
 
 export interface RotationStateStore {
@@ -62,7 +66,8 @@ export interface RotationStateStore {
   /**
    * One call at the start of an attempt: a rotation already published returns its message (lock
    * or not); else it takes the group's lock for `owner` (owning it already counts, as in
-   * `GroupLock.acquire`) and reads the saga state and the group under it.
+   * `GroupLock.acquire`) and reads the saga state and the group under it. With `deleteCheck`, a
+   * rotation that starts afresh also runs the gate's check of its DELETE in the same call.
    */
   begin(
     rotationId: string,
@@ -70,6 +75,7 @@ export interface RotationStateStore {
     channel: string,
     owner: string,
     lockTtlMs: number,
+    deleteCheck?: GateCheckCall,
   ): Promise<RotationStart>;
   /**
    * Records a confirmed DELETE (with the group's sequence at that moment), forgets any link this
@@ -169,10 +175,7 @@ const GROUP_FIELDS = [
  * already counts as taking it: a call whose reply was lost and that the client resent must not
  * find the group busy.
  */
-const BEGIN = luaScript<[number, ...(string | null)[]]>(
-  "rotatorBegin",
-  3,
-  `local message = redis.call("HGET", KEYS[2], "message")
+const BEGIN_LUA = `local message = redis.call("HGET", KEYS[2], "message")
 if message then return {2, message} end
 if redis.call("HGET", KEYS[3], "last_rotation_id") == ARGV[4] then
   message = redis.call("HGET", KEYS[3], "last_message")
@@ -187,8 +190,44 @@ for _, v in ipairs(redis.call("HMGET", KEYS[2], "${STATE_FIELDS.join('", "')}"))
 for _, v in ipairs(redis.call("HMGET", KEYS[3], "${GROUP_FIELDS.join('", "')}", ARGV[3])) do
   table.insert(reply, v)
 end
-return reply`,
-);
+`;
+const BEGIN = luaScript<[number, ...(string | null)[]]>("rotatorBegin", 3, `${BEGIN_LUA}return reply`);
+
+/**
+ * BEGIN's keys and arguments, then the gate check's of the DELETE (its script runs as a function
+ * whose KEYS and ARGV are its own), run only when the rotation starts afresh (no DELETE or link
+ * recorded, the group neither suspended nor deleted): one call instead of two. Returns BEGIN's
+ * replies, {3, BEGIN's fields…, the check's reply} when it ran under the lock, or {4, the check's
+ * reply} when the check says wait (the job is delayed) and no account failure: then the lock is
+ * let go at once, so a delayed rotation never held it.
+ */
+const beginThenCheck = new Map<string, LuaScript<[number, ...unknown[]]>>();
+function beginThenCheckScript(check: GateCheckCall): LuaScript<[number, ...unknown[]]> {
+  let script = beginThenCheck.get(check.lua);
+  if (!script) {
+    const n = check.keys.length;
+    // reply: 1, STATE_FIELDS (deleted_at 2, invite_link 4), GROUP_FIELDS (suspended_at 10, deleted_at 11)
+    const lua = `local function gate_check(KEYS, ARGV)
+${check.lua}
+end
+${BEGIN_LUA}if not reply[2] and not reply[4] and not reply[10] and not reply[11] then
+  local keys, args = {}, {}
+  for i = 4, #KEYS do table.insert(keys, KEYS[i]) end
+  for i = 5, #ARGV do table.insert(args, ARGV[i]) end
+  local checked = gate_check(keys, args)
+  if tonumber(checked[1]) > 0 and checked[4] == "" then
+    redis.call("DEL", KEYS[1])
+    return {4, checked}
+  end
+  reply[1] = 3
+  table.insert(reply, checked)
+end
+return reply`;
+    script = luaScript(`rotatorBeginThenCheck${beginThenCheck.size || ""}`, 3 + n, lua);
+    beginThenCheck.set(check.lua, script);
+  }
+  return script;
+}
 
 // A DELETE invalidates any link created before it, this rotation's own included (after a start
 // over): drop it, or a retry would resume at publish with a link Graph no longer knows.
@@ -352,14 +391,21 @@ export function createRotationStateStore(redis: RedisClient, keys: Keys): Rotati
     async read(rotationId) {
       return rotationState(await redis.hgetall(keys.rotation(rotationId)));
     },
-    async begin(rotationId, groupId, channel, owner, lockTtlMs) {
-      const reply = await BEGIN.run(
-        redis,
-        [keys.groupLock(groupId), keys.rotation(rotationId), keys.group(groupId)],
-        [owner, lockTtlMs, channelSequenceField(channel), rotationId],
-      );
-      if (reply[0] === 2) return { kind: "published", message: JSON.parse(reply[1]!) as RotationMessage };
-      if (reply[0] !== 1) return { kind: "busy" };
+    async begin(rotationId, groupId, channel, owner, lockTtlMs, deleteCheck) {
+      const beginKeys = [keys.groupLock(groupId), keys.rotation(rotationId), keys.group(groupId)];
+      const beginArgs = [owner, lockTtlMs, channelSequenceField(channel), rotationId];
+      const reply = deleteCheck
+        ? await beginThenCheckScript(deleteCheck).run(
+            redis,
+            [...beginKeys, ...deleteCheck.keys],
+            [...beginArgs, ...deleteCheck.args],
+          )
+        : await BEGIN.run(redis, beginKeys, beginArgs);
+      if (deleteCheck && reply[0] !== 3 && reply[0] !== 4) deleteCheck.unused?.();
+      if (reply[0] === 2)
+        return { kind: "published", message: JSON.parse(reply[1] as string) as RotationMessage };
+      if (reply[0] === 4) return { kind: "wait", deleteCheck: { reply: reply[1] } };
+      if (reply[0] !== 1 && reply[0] !== 3) return { kind: "busy" };
       const values = reply.slice(1) as (string | null)[];
       const state: Record<string, string | null> = {};
       STATE_FIELDS.forEach((field, i) => (state[field] = values[i] ?? null));
@@ -370,6 +416,9 @@ export function createRotationStateStore(redis: RedisClient, keys: Keys): Rotati
         state: rotationState(state),
         group: groupLinkState(group),
         channelSequence: Number(counter ?? 0) || 0,
+        ...(reply[0] === 3
+          ? { deleteCheck: { reply: reply[STATE_FIELDS.length + GROUP_FIELDS.length + 2] } }
+          : {}),
       };
     },
     async markDeleted(rotationId, groupId, at, lockOwner) {

@@ -383,7 +383,7 @@ describe("rotation saga and the worker's shutdown signal", () => {
 });
 
 describe("what a rotation costs in Redis", () => {
-  it("five calls from lock to publish: start, the DELETE's check, its record with the POST's check, the POST's record, the publish", async () => {
+  it("four calls from lock to publish: start with the DELETE's check, its record with the POST's check, the POST's record, the publish", async () => {
     const counted = redis.duplicate();
     const sent: string[] = [];
     const graphCalls: string[] = [];
@@ -432,12 +432,53 @@ describe("what a rotation costs in Redis", () => {
       const outcome = await rotateGroup(data, deps, { owner: "a" });
       expect(outcome).toMatchObject({ kind: "published", finished: true });
       // Scripts go by SHA1 after their first call on a connection: count calls, not their names.
-      expect(sent).toHaveLength(5);
-      expect(graphCalls).toEqual(["DELETE after 2", "POST after 3"]);
+      expect(sent).toHaveLength(4);
+      expect(graphCalls).toEqual(["DELETE after 1", "POST after 2"]);
       // The publish goes out behind the POST's record, not after its answer (Redis runs them in order).
-      expect(events.indexOf("sent 5")).toBeLessThan(events.indexOf("answered 4"));
+      expect(events.indexOf("sent 4")).toBeLessThan(events.indexOf("answered 3"));
       // The publish released the lock and settled the rotation in its own call.
       expect(await redis.exists(keys.groupLock("G1"))).toBe(0);
+    } finally {
+      await counted.quit();
+    }
+  });
+  it("a rotation the gate delays at its start never holds the group's lock: one call, paused, the lock free", async () => {
+    const counted = redis.duplicate();
+    let sent = 0;
+    try {
+      const keys = createKeys(prefix);
+      const gate = createAccountGate({
+        redis: counted,
+        keys,
+        logger: createLogger("silent"),
+        startRate: 1, // one call a second: the second group's DELETE waits a second
+        maxInlineWaitMs: 0,
+      });
+      const graph: GraphPort = {
+        async deleteInviteLink() {},
+        async createInviteLink() {
+          return "https://chat.whatsapp.com/DELAYED_abcdefghij";
+        },
+      };
+      const deps: RotateGroupDeps = {
+        graph,
+        publisher: createPublisher({ redis: counted, keys }),
+        state: createRotationStateStore(counted, keys),
+        lock: createGroupLock(counted, keys, 2_000),
+        resolveAccount: () => account,
+        beforeGraphCall: gate.beforeGraphCall,
+        gateCheck: gate.checkCall,
+        clock: { now: () => Date.now() },
+        logger: createLogger("silent"),
+      };
+      expect(await gate.beforeGraphCall(account, "create", "OTHER")).toBeUndefined(); // takes the slot
+      await counted.ping();
+      onEachCommand(counted, () => void sent++);
+      const outcome = await rotateGroup(job("G2", "r-delayed"), deps, { owner: "b" });
+      expect(outcome).toMatchObject({ kind: "paused", step: "delete" });
+      expect((outcome as { waitMs: number }).waitMs).toBeGreaterThan(0);
+      expect(sent).toBe(1);
+      expect(await redis.exists(keys.groupLock("G2"))).toBe(0);
     } finally {
       await counted.quit();
     }
