@@ -143,7 +143,8 @@ describe("adaptive rate per phone number", () => {
     const start = clock.now;
     // G0 goes; G1-G4 are given places 1-4 (100-400 ms) and their jobs are delayed: none is back.
     expect(await gate.beforeGraphCall(account, "create", "G0")).toBeUndefined();
-    for (let i = 1; i < 5; i++) expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeGreaterThan(0);
+    for (let i = 1; i < 5; i++)
+      expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeGreaterThan(0);
     // 150 ms on, nobody went for G1's slot: a newcomer DELETE (place 5, 350 ms away) goes now…
     clock.now = start + 150;
     expect(await gate.beforeGraphCall(account, "delete", "N")).toBeUndefined();
@@ -166,9 +167,11 @@ describe("adaptive rate per phone number", () => {
     });
     const start = clock.now;
     // G0 goes, G1-G3 sleep for their slots (100-300 ms), G4-G9 are delayed: their jobs are away.
-    for (let i = 0; i < 4; i++) expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeUndefined();
+    for (let i = 0; i < 4; i++)
+      expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeUndefined();
     expect(slept).toEqual([100, 200, 300]);
-    for (let i = 4; i < 10; i++) expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeGreaterThan(0);
+    for (let i = 4; i < 10; i++)
+      expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeGreaterThan(0);
     // At 350 ms the line here ends at 400 ms: a newcomer (place 10, a slot 650 ms away) sleeps
     // 50 ms and goes after it, at the rate's spacing.
     clock.now = start + 350;
