@@ -5,6 +5,7 @@
  * - efficiency = floor time / actual time, floor = 2 × N / limit (one DELETE and one POST per group
  *   at exactly the hidden limit); actual = enqueue → the last group's link published;
  * - refused = the share of Graph calls the simulator refused with 131208;
+ * - link gap = how long each group was without a link (its DELETE answered → its POST answered);
  * - settle: the limit halves and later doubles back mid-run; the time until the calls follow the
  *   new limit (every later 1 s window has ≤ 10 % refused and at least 80 % of the limit done).
  */
@@ -170,6 +171,26 @@ function trace(run: Run, untilMs: number): void {
 
 const refusedShare = (calls: SimCall[]) => calls.filter((c) => c.limited).length / Math.max(1, calls.length);
 
+/**
+ * How long groups were without a link: DELETE answered → POST answered (both 200), per group, as
+ * p50/p99 ms. Under a throttle the POST waits its turn in the number's line.
+ */
+function linkGaps(calls: SimCall[]): string {
+  const deleted = new Map<string, number>();
+  const gaps: number[] = [];
+  for (const c of calls) {
+    if (c.status !== 200 || !c.groupId) continue;
+    if (c.method === "DELETE") deleted.set(c.groupId, c.at);
+    else if (c.method === "POST" && deleted.has(c.groupId)) {
+      gaps.push(c.at - deleted.get(c.groupId)!);
+      deleted.delete(c.groupId);
+    }
+  }
+  gaps.sort((a, b) => a - b);
+  const at = (p: number) => gaps[Math.min(gaps.length - 1, Math.ceil((p / 100) * gaps.length) - 1)] ?? NaN;
+  return `link gap p50 ${at(50)} ms p99 ${at(99)} ms`;
+}
+
 async function steady(redisUrl: string, limit: number, processes: number): Promise<void> {
   const groups = limit * 5; // floor 10 s
   const floorMs = ((2 * groups) / limit) * 1000;
@@ -182,7 +203,7 @@ async function steady(redisUrl: string, limit: number, processes: number): Promi
       `  limit ${String(limit).padStart(3)}/s  ${processes} process${processes > 1 ? "es" : "  "}  ${String(groups).padStart(4)} groups` +
         `  floor ${(floorMs / 1000).toFixed(1).padStart(5)} s  actual ${(actualMs / 1000).toFixed(1).padStart(5)} s` +
         `  efficiency ${(floorMs / actualMs).toFixed(2)}  refused ${(refusedShare(calls) * 100).toFixed(1).padStart(4)} %` +
-        ` (${calls.filter((c) => c.limited).length} of ${calls.length} calls)`,
+        ` (${calls.filter((c) => c.limited).length} of ${calls.length} calls)  ${linkGaps(calls)}`,
     );
   } finally {
     await run.close();
