@@ -85,6 +85,12 @@ export function tokenFingerprint(token: string): string {
   return createHash("sha256").update(token).digest("hex").slice(0, 12);
 }
 
+/**
+ * How long a POST may wait for its slot in line, sleeping (longer: its job is delayed). Above the
+ * inline wait: a group without a link goes before DELETEs that come later.
+ */
+const POST_INLINE_MS = 2_000;
+
 const NOW = `local t = redis.call("TIME") local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 /** The clock of the last ARGV when it is not negative (tests), else Redis's. */
 const CLOCK = `local now = math.floor(tonumber(ARGV[#ARGV]))
@@ -96,8 +102,8 @@ end`;
 /**
  * KEYS: account hash, token subject, number subject, the number's tickets. ARGV: probe lease ms,
  * rate ceiling (0 none), max inline ms, step, group id, start rate, the account's Graph calls that
- * succeeded since this process's last script call, the place in line to keep ("" none: a call whose
- * slot a cut voided asks again with it), clock (-1: Redis TIME).
+ * succeeded since this process's last script call, the place in line to keep ("<mark>:<pos>", ""
+ * none: a call whose slot a cut voided asks again with it), clock (-1: Redis TIME).
  * Returns {wait, sleep, recovering, failing code, token fingerprint, the number's rate, its cut
  * count (r_ep), the call's place in line}.
  */
@@ -127,10 +133,27 @@ local step, group = ARGV[4], ARGV[5]
 local kind = "c"
 if step == "delete" then kind = "d" end
 local held = redis.call("HGET", KEYS[4], group)
-local pos, pair = nil, false
-if held and string.sub(held, 1, 1) == kind then pos = tonumber(string.sub(held, 3)) end
-if held then redis.call("HDEL", KEYS[4], group) end
-if not pos and ARGV[8] ~= "" then pos = tonumber(ARGV[8]) end
+local pos, paid, front = nil, false, false
+if held then
+  local k = string.sub(held, 1, 1)
+  if kind == "c" and k == "p" then
+    -- The POST of a DELETE let go since the last cut ("p:<cut count>:<slot ms>"): its slot, the
+    -- one after the DELETE's, was paid with it; it goes then, or at once when the DELETE's answer
+    -- came later (the group has no link), not behind the line. A cut since voided it: first in
+    -- line instead.
+    local credit = string.sub(held, 3)
+    local sep = string.find(credit, ":", 1, true)
+    if sep and string.sub(credit, 1, sep - 1) == ep then
+      paid = math.max(0, math.floor(tonumber(string.sub(credit, sep + 1)) - now))
+    else pos, front = math.floor(anchor), true end
+  elseif kind == "c" and k == "f" then pos, front = tonumber(string.sub(held, 3)), true
+  elseif k == kind then pos = tonumber(string.sub(held, 3)) end
+  redis.call("HDEL", KEYS[4], group)
+end
+if not pos and ARGV[8] ~= "" then
+  -- A place kept across a cut ("<mark>:<pos>"): first in line stays first.
+  pos, front = tonumber(string.sub(ARGV[8], 3)), front or (kind == "c" and string.sub(ARGV[8], 1, 1) == "f")
+end
 local issued = 0
 if not pos then
   pos = nxt
@@ -152,10 +175,16 @@ local maxInline = tonumber(ARGV[3])
 -- at today's spacing would hold calls back for all of it. It is kept to one doubling.
 local doubling = h.r_ss ~= 0 and rate < ceil
 if doubling then maxInline = math.min(maxInline, ${SLOW_START_MS}) end
+-- A POST first in line (refused, or its paid slot voided by a cut: its group has no link) waits
+-- in line up to POST_INLINE_MS, not the inline wait: it is not sent back through the queue, where
+-- DELETEs that joined meanwhile kept the line full and it waited seconds; while it sleeps in line,
+-- DELETEs find the line long and are delayed behind it.
+if front then maxInline = math.max(maxInline, ${POST_INLINE_MS}) end
 local due, joined = math.max(slot, inline), false
 if inline <= maxInline then
   due, joined = inline, true
 end
+if paid then due, joined = paid, true end
 local fields = {"r_rate", rate, "r_anchor", anchor, "r_at", now, "r_next", nxt}
 if not h.r_cut then
   for _, v in ipairs({"r_wmax", rate, "r_k", 0, "r_cut", now, "r_ss", 1}) do table.insert(fields, v) end
@@ -177,7 +206,9 @@ else
 end
 if due > maxInline then
   redis.call("HSET", KEYS[3], unpack(fields))
-  redis.call("HSET", KEYS[4], group, kind .. ":" .. pos)
+  local mark = kind
+  if front then mark = "f" end
+  redis.call("HSET", KEYS[4], group, mark .. ":" .. pos)
   redis.call("PEXPIRE", KEYS[4], 86400000)
   if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
   -- Back just before the slot (a job sleeping holds a concurrency slot); from far back, halfway
@@ -196,17 +227,25 @@ if due > maxInline then
   return {back, 0, recovering, "", "", tostring(rate), ep, ""}
 end
 due = math.max(0, due)
-table.insert(fields, "r_tat") table.insert(fields, math.max(tat, now + due) + 1000 / rate)
+-- A DELETE pays for its POST's slot too: the line moves on by two calls, and the POST, whenever
+-- its DELETE is answered, goes without waiting behind the line (a group without a link waited up
+-- to the whole line, and through the queue when the line was full: seconds at p99).
+local spend = 1
+if kind == "d" then spend = 2 elseif paid then spend = 0 end
+if spend > 0 then
+  table.insert(fields, "r_tat") table.insert(fields, math.max(tat, now + due) + spend * 1000 / rate)
+end
 redis.call("HSET", KEYS[3], unpack(fields))
 if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
 if kind == "d" then
-  -- Its POST's ticket: the next place, or the line's front when the DELETE joined the line.
-  if joined then pos = math.floor(anchor) - 1 end
-  redis.call("HSET", KEYS[4], group, "c:" .. (pos + 1))
+  -- The POST's paid slot: the one after the DELETE's.
+  redis.call("HSET", KEYS[4], group, "p:" .. ep .. ":" .. math.ceil(now + due + 1000 / rate))
   redis.call("PEXPIRE", KEYS[4], 86400000)
 end
 redis.call("HSET", KEYS[1], "rate", tostring(rate))
-return {0, due, recovering, "", "", tostring(rate), ep, tostring(pos)}`;
+local place = kind
+if front then place = "f" end
+return {0, due, recovering, "", "", tostring(rate), ep, place .. ":" .. pos}`;
 
 /**
  * KEYS: subject hash, account hash, the number's tickets. ARGV: retry-after ms (-1 none), base ms,
@@ -269,7 +308,7 @@ if ARGV[4] == "1" then
   redis.call("HSET", KEYS[2], "rate", tostring(rate))
   -- A refused POST leaves its group without a link: it goes first when it comes back.
   if ARGV[7] ~= "" and ARGV[8] == "1" then
-    redis.call("HSET", KEYS[3], ARGV[7], "c:" .. math.floor(anchor))
+    redis.call("HSET", KEYS[3], ARGV[7], "f:" .. math.floor(anchor))
     redis.call("PEXPIRE", KEYS[3], 86400000)
   end
   if asked < 0 then

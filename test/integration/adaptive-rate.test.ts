@@ -138,24 +138,51 @@ describe("adaptive rate per phone number", () => {
     expect(await gate.beforeGraphCall(account, "create", "A")).toBeUndefined(); // its kept slot (100 ms): now
   });
 
+  it("a DELETE pays for its POST's slot: the POST goes at once when the DELETE is answered, not behind the line; a cut between voids that", async () => {
+    const slept: number[] = [];
+    const { gate, clock } = setup({ rate: 10, sleep: async (ms) => void slept.push(ms) });
+    const start = clock.now;
+    expect(await gate.beforeGraphCall(account, "delete", "D1")).toBeUndefined(); // the line moves on 200 ms
+    for (let i = 0; i < 5; i++)
+      expect(await gate.beforeGraphCall(account, "create", `C${i}`)).toBeGreaterThanOrEqual(200);
+    clock.now = start + 150; // D1 answered: its group has no link
+    expect(await gate.beforeGraphCall(account, "create", "D1")).toBeUndefined();
+    // The line did not move for it: the first in line still goes at 200 ms.
+    expect(await gate.beforeGraphCall(account, "create", "C0")).toBe(50);
+
+    // A cut between a DELETE and its POST: the POST waits (in line, first) for the new rate's
+    // next slot.
+    clock.now = start + 1_000;
+    expect(await gate.beforeGraphCall(account, "delete", "D2")).toBeUndefined();
+    clock.now += 600;
+    await gate.throttled(account, refused("create-invite-link"), "X");
+    clock.now += 5;
+    expect(slept).toEqual([]);
+    expect(await gate.beforeGraphCall(account, "create", "D2")).toBeUndefined();
+    expect(slept).toHaveLength(1);
+    expect(slept[0]).toBeGreaterThan(0);
+  });
+
   it("a slot whose holder is away (a delayed job not back yet) goes to a call that is here, spaced at the rate; a DELETE that takes one has its POST next", async () => {
     const { gate, clock } = setup({ rate: 10 });
     const start = clock.now;
-    // G0 goes; G1-G4 are given places 1-4 (100-400 ms) and their jobs are delayed: none is back.
-    expect(await gate.beforeGraphCall(account, "create", "G0")).toBeUndefined();
+    // G0's DELETE goes (it pays for its POST: the line moves on 200 ms); G1-G4 are given places
+    // 2-8 (200-800 ms) and their jobs are delayed: none is back.
+    expect(await gate.beforeGraphCall(account, "delete", "G0")).toBeUndefined();
     for (let i = 1; i < 5; i++)
-      expect(await gate.beforeGraphCall(account, "create", `G${i}`)).toBeGreaterThan(0);
-    // 150 ms on, nobody went for G1's slot: a newcomer DELETE (place 5, 350 ms away) goes now…
-    clock.now = start + 150;
+      expect(await gate.beforeGraphCall(account, "delete", `G${i}`)).toBeGreaterThan(0);
+    // 250 ms on, nobody went for G1's slot: a newcomer DELETE (place 10, 750 ms away) goes now…
+    clock.now = start + 250;
     expect(await gate.beforeGraphCall(account, "delete", "N")).toBeUndefined();
-    // …and the rate's spacing holds: the next caller does not go within 1/rate of it.
-    expect(await gate.beforeGraphCall(account, "create", "M")).toBeGreaterThanOrEqual(100);
+    // …and the rate's spacing holds: the next caller does not go within its two slots.
+    expect(await gate.beforeGraphCall(account, "delete", "M")).toBeGreaterThanOrEqual(200);
     // G1 comes back late: its place is behind the line's front, it takes the next slot, no burst.
-    clock.now = start + 200;
-    expect(await gate.beforeGraphCall(account, "create", "G1")).toBe(50);
-    // N's POST waits at the front (the next slot), not at its far place 6.
-    clock.now = start + 260;
-    expect(await gate.beforeGraphCall(account, "create", "N")).toBeUndefined();
+    clock.now = start + 300;
+    expect(await gate.beforeGraphCall(account, "delete", "G1")).toBe(150);
+    // N's POST goes at its paid slot, the one after its DELETE's (350 ms), not at its far place
+    // nor behind G1 (450 ms).
+    clock.now = start + 310;
+    expect(await gate.beforeGraphCall(account, "create", "N")).toBe(40);
   });
 
   it("a call joins the line that is here when it ends within the inline wait, instead of waiting for a far place", async () => {
@@ -379,12 +406,35 @@ describe("adaptive rate per phone number", () => {
     expect(await field(keys, "r_wmax")).toBeCloseTo(wmax, 5);
   });
 
+  it("a POST waits in line longer than the inline wait instead of going back through the queue; DELETEs that come later wait behind it", async () => {
+    const slept: number[] = [];
+    const { gate, clock } = setup({
+      rate: 10,
+      maxInlineWaitMs: 500,
+      sleep: async (ms) => void slept.push(ms),
+    });
+    // DELETEs fill the line: each pays for two slots (200 ms); the third would wait 400 ms, the
+    // fourth 600 ms: longer than the inline wait, its job is delayed.
+    for (let i = 0; i < 3; i++)
+      expect(await gate.beforeGraphCall(account, "delete", `D${i}`)).toBeUndefined();
+    expect(slept).toEqual([200, 400]);
+    expect(await gate.beforeGraphCall(account, "delete", "D3")).toBeGreaterThan(0);
+    // A POST is refused (within the first cut window: no cut) and comes back: it sleeps 600 ms for
+    // its slot at the line's end.
+    await gate.throttled(account, refused("create-invite-link"), "P");
+    expect(await gate.beforeGraphCall(account, "create", "P")).toBeUndefined();
+    expect(slept).toEqual([200, 400, 600]);
+    // A DELETE coming now finds the line longer still and waits behind the POST.
+    expect(await gate.beforeGraphCall(account, "delete", "D4")).toBeGreaterThanOrEqual(600);
+  });
+
   it("a refused POST comes back first in line", async () => {
     const { gate, clock } = setup({ rate: 10 });
     for (let i = 0; i < 10; i++) await gate.beforeGraphCall(account, "delete", `Q${i}`); // a line of 2 s
     await gate.throttled(account, refused("create-invite-link"), "P");
     clock.now += 10;
     const wait = await gate.beforeGraphCall(account, "create", "P");
-    expect(wait === undefined || wait < 1000 / (10 * CUBIC_BETA)).toBe(true);
+    // The next slot (Q0's DELETE paid for its POST's too: 200 ms), not behind Q1-Q9 (200-1,800 ms).
+    expect(wait === undefined || wait <= 200 - 10).toBe(true);
   });
 });
