@@ -2,6 +2,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createAccountGate, type AccountGate } from "../../src/accounts/gate.js";
 import {
   CUBIC_BETA,
+  CUBIC_C,
   CUT_WINDOW_MS,
   MIN_RATE,
   RECUT_MIN_MS,
@@ -246,6 +247,19 @@ describe("adaptive rate per phone number", () => {
     // Even at the floor, the next caller gets a slot within 1/floor seconds.
     const wait = await gate.beforeGraphCall(account, "create", "Z");
     expect(wait === undefined || wait <= 2_000 / MIN_RATE).toBe(true);
+  });
+
+  it("after a cut CUBIC probes a steady limit gently (within 20 % of w_max 2 s past its plateau) yet passes 1.5 × w_max within 4 s of it", async () => {
+    const { gate, keys, clock } = setup({ rate: 100 });
+    await pump(gate, clock, 1, 60);
+    await gate.throttled(account, refused());
+    const wmax = await field(keys, "r_wmax");
+    const k = Math.cbrt((1 - CUBIC_BETA) / CUBIC_C);
+    // A line keeps waiting (120/s asked); the rate follows CUBIC from the cut.
+    await pump(gate, clock, k + 2, 120);
+    expect(await rateOf(keys)).toBeLessThanOrEqual(1.2 * wmax);
+    await pump(gate, clock, 2, 120);
+    expect(await rateOf(keys)).toBeGreaterThanOrEqual(1.5 * wmax);
   });
 
   it("a second cut soon after the first starts from what got through since it (the limit itself)", async () => {
