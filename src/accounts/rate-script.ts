@@ -7,7 +7,7 @@
  *
  * - slow start: from `rate_limit` or `DEFAULT_START_RATE` the rate doubles every `SLOW_START_MS`
  *   while calls wait, but never above `SLOW_START_CAP`× what got through lately, until the first
- *   131208;
+ *   131208 (meanwhile a call sleeps in line one doubling at most: the rate may double under it);
  * - a 131208 cuts from what got through (every process adds the Graph successes it saw to its next
  *   script call), not from a rate that overshot (AWS's measuredTxRate): w_max = min(rate,
  *   measured), rate = w_max·β (`measured` below says which count). Within `CUT_WINDOW_MS` of a cut
@@ -25,15 +25,19 @@
  * time well below the limit. Fixed β = 0.7 cuts from the current rate (the first version) cut from
  * an overshot rate and needed several cuts to get under a limit: 30–55 % of calls refused.
  *
- * Calls wait in line, in order: each takes a ticket (a position), and ticket n goes at
- * `anchor_time + (n − anchor)/rate`, the anchor moving on at the current rate; and no call goes
- * sooner than 1/rate after the one let go before it (`r_tat`), so jobs coming back late from a
- * delay are spaced, not sent in a burst the limit's bucket refuses. A DELETE takes two tickets,
- * the second for its POST. A call whose slot is further than the inline wait keeps its ticket in
- * `<number>:tickets` (by group) and its job is delayed until just before the slot.
+ * The line: calls here (let go, or sleeping for their slot) are spaced 1/rate apart and the line
+ * ends at `r_tat`; a call joins it when it ends within the inline wait (first come, first served),
+ * so no slot goes unused while others wait. Each call also takes a ticket (a place), ticket n due
+ * at `anchor_time + (n − anchor)/rate`, the anchor moving on at the current rate: a call that
+ * would wait longer keeps its ticket in `<number>:tickets` (by group) and its job is delayed until
+ * just before its place's slot, so jobs come back in the order they first asked. A DELETE moves
+ * the line on by two slots and leaves its POST a credit (`p:<cut count>:<slot>`): the POST goes at
+ * the slot after the DELETE's, or at once when the DELETE was answered later. A POST first in line
+ * (`f:`: refused, or its credit voided by a cut) sleeps for its slot up to 2 s rather than going
+ * back through the queue, so DELETEs coming meanwhile wait behind it.
  *
- * A cut also voids the slots already handed out: `r_tat` restarts at the cut and `r_ep` (the
- * number's cut count) moves on, so a call sleeping in place for its slot (≤ the inline wait) that
+ * A cut also voids the slots already handed out: `r_tat` restarts one interval after the refused
+ * call and `r_ep` (the number's cut count) moves on, so a call sleeping in place for its slot that
  * wakes to a newer `r_ep` asks again, keeping its place in line, instead of going at the old rate
  * into a bucket that is empty.
  *
