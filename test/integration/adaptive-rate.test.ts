@@ -422,7 +422,7 @@ describe("adaptive rate per phone number", () => {
 
   it("a POST waits in line longer than the inline wait instead of going back through the queue; DELETEs that come later wait behind it", async () => {
     const slept: number[] = [];
-    const { gate, clock } = setup({
+    const { gate } = setup({
       rate: 10,
       maxInlineWaitMs: 500,
       sleep: async (ms) => void slept.push(ms),
