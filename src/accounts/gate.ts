@@ -125,14 +125,18 @@ local f = redis.call("HMGET", KEYS[1], "failing_code", "token_fingerprint")
 local ceil = tonumber(ARGV[2])
 if ceil <= 0 then ceil = ${DEFAULT_CEILING} end
 local h = read_rate(KEYS[3])
-local rate = rate_at(h, now, ceil, tonumber(ARGV[6]), redis.call("HLEN", KEYS[4]))
+-- Tickets held by others (this call's own, a POST's credit from its DELETE, is no line: a lone
+-- rotation counted as calls waiting and let a quiet number's rate climb along CUBIC unused).
+local held = redis.call("HGET", KEYS[4], ARGV[5])
+local others = redis.call("HLEN", KEYS[4])
+if held then others = others - 1 end
+local rate = rate_at(h, now, ceil, tonumber(ARGV[6]), others)
 local ep = tostring(h.r_ep or 0)
 if wait > 0 or f[1] then return {wait, 0, recovering, f[1] or "", f[2] or "", tostring(rate), ep, ""} end
 local anchor, nxt = advance(h, now, rate)
 local step, group = ARGV[4], ARGV[5]
 local kind = "c"
 if step == "delete" then kind = "d" end
-local held = redis.call("HGET", KEYS[4], group)
 local pos, paid, front = nil, false, false
 if held then
   local k = string.sub(held, 1, 1)
@@ -143,9 +147,10 @@ if held then
     -- line instead.
     local credit = string.sub(held, 3)
     local sep = string.find(credit, ":", 1, true)
+    pos, front = math.floor(anchor), true
     if sep and string.sub(credit, 1, sep - 1) == ep then
       paid = math.max(0, math.floor(tonumber(string.sub(credit, sep + 1)) - now))
-    else pos, front = math.floor(anchor), true end
+    end
   elseif kind == "c" and k == "f" then pos, front = tonumber(string.sub(held, 3)), true
   elseif k == kind then pos = tonumber(string.sub(held, 3)) end
   redis.call("HDEL", KEYS[4], group)

@@ -120,9 +120,10 @@ end
 local function rate_at(h, now, ceil, start, held)
   if not h.r_cut then return math.max(RMIN, math.min(start, ceil)) end
   local anchor, nxt = advance(h, now, start)
-  -- Calls wait: tickets ahead of the anchor, held by delayed jobs, or more than one call sleeping
-  -- for its slot in the line that is here.
-  local waiting = nxt - anchor >= 1 or held > 0 or (h.r_tat or 0) - now > 1000 / (h.r_rate or start)
+  -- Calls wait: more tickets ahead of the anchor, or more in the line that is here, than one
+  -- DELETE and its POST, or tickets held by delayed jobs. A lone rotation is no line: counted as
+  -- one (its two tickets, its POST's credit), it let a quiet number's rate climb along CUBIC.
+  local waiting = nxt - anchor > 2 or held > 0 or (h.r_tat or 0) - now > 2000 / (h.r_rate or start)
   local r
   if h.r_ss ~= 1 and now - (h.r_at or now) >= RIDLE then
     -- No call for RIDLE ms: CUBIC's clock ran on without calls (t − K large, far above w_max).

@@ -165,7 +165,8 @@ describe("adaptive rate per phone number", () => {
   });
 
   it("a slot whose holder is away (a delayed job not back yet) goes to a call that is here, spaced at the rate; a DELETE that takes one has its POST next", async () => {
-    const { gate, clock } = setup({ rate: 10 });
+    const slept: number[] = [];
+    const { gate, clock } = setup({ rate: 10, sleep: async (ms) => void slept.push(ms) });
     const start = clock.now;
     // G0's DELETE goes (it pays for its POST: the line moves on 200 ms); G1-G4 are given places
     // 2-8 (200-800 ms) and their jobs are delayed: none is back.
@@ -183,7 +184,8 @@ describe("adaptive rate per phone number", () => {
     // N's POST goes at its paid slot, the one after its DELETE's (350 ms), not at its far place
     // nor behind G1 (450 ms).
     clock.now = start + 310;
-    expect(await gate.beforeGraphCall(account, "create", "N")).toBe(40);
+    expect(await gate.beforeGraphCall(account, "create", "N")).toBeUndefined();
+    expect(slept).toEqual([40]);
   });
 
   it("a call joins the line that is here when it ends within the inline wait, instead of waiting for a far place", async () => {
@@ -260,6 +262,20 @@ describe("adaptive rate per phone number", () => {
     expect(await rateOf(keys)).toBeLessThanOrEqual(1.2 * wmax);
     await pump(gate, clock, 2, 120);
     expect(await rateOf(keys)).toBeGreaterThanOrEqual(1.5 * wmax);
+  });
+
+  it("a lone rotation now and then is no line: a quiet number's rate does not climb along CUBIC unused", async () => {
+    const { gate, keys, clock } = setup(); // no rate_limit: start 20/s, ceiling 1,000/s
+    expect(await pump(gate, clock, 1, 10)).toBe(10); // every call went: no ticket left behind
+    await gate.throttled(account, refused()); // out of slow start: CUBIC from here
+    // One rotation (its DELETE, then its POST) every 500 ms for 20 s: CUBIC's value would be
+    // ~100 × w_max by then; with no line the rate stays within twice what is asked (or the start).
+    for (let i = 0; i < 40; i++) {
+      clock.now += 500;
+      expect(await gate.beforeGraphCall(account, "delete", `L${i}`)).toBeUndefined();
+      expect(await gate.beforeGraphCall(account, "create", `L${i}`)).toBeUndefined();
+    }
+    expect(await rateOf(keys)).toBeLessThanOrEqual(20);
   });
 
   it("a second cut soon after the first starts from what got through since it (the limit itself)", async () => {
