@@ -121,7 +121,16 @@ it(
     const healthPort = await freePort();
     for (const groupId of groups)
       sim.inject({ kind: "latency", ms: 400, match: { groupId }, times: Infinity });
-    const proc = worker({ ...env, REDIS_URL: owned.url, HEALTH_PORT: String(healthPort) });
+    // A call in flight when its lock is lost (the outage outlasts the 1.5 s group lock) is aborted
+    // and left unsure: its group's next publish waits ROTATOR_UNSURE_SETTLE (15 s, for Graph) for it
+    // to land. This simulator answers within 400 ms, so 1 s is the truth here, and the 10 s bound
+    // below is about Redis, whichever call the outage happens to cut.
+    const proc = worker({
+      ...env,
+      REDIS_URL: owned.url,
+      HEALTH_PORT: String(healthPort),
+      ROTATOR_UNSURE_SETTLE: "1s",
+    });
     await waitReady(proc);
     const ready = async () =>
       (
