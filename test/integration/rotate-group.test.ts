@@ -11,11 +11,11 @@ import type {
   RotationJobData,
   RotationMessage,
 } from "../../src/core/interfaces.js";
-import { createKeys, PUBLISHED_ROTATION_TTL_MS } from "../../src/core/keys.js";
+import { createKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createPublisher } from "../../src/publish/publisher.js";
 import { createRotationStateStore } from "../../src/rotation/state.js";
-import { createAccountGate } from "../../src/accounts/gate.js";
+import { createAccountGate, type AccountGate } from "../../src/accounts/gate.js";
 import { onEachCommand } from "../helpers/commands.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 
@@ -97,6 +97,19 @@ const job = (groupId = "G1", rotationId = "r-1"): RotationJobData => ({
   channel: "test:links",
   trigger: "schedule",
   requestedAt: 0,
+});
+
+/** The saga's real ports on `redis`, with the account gate's check before each Graph call. */
+const gatedDeps = (redis: Redis, keys: Keys, gate: AccountGate, graph: GraphPort): RotateGroupDeps => ({
+  graph,
+  publisher: createPublisher({ redis, keys }),
+  state: createRotationStateStore(redis, keys),
+  lock: createGroupLock(redis, keys, 2_000),
+  resolveAccount: () => account,
+  beforeGraphCall: gate.beforeGraphCall,
+  gateCheck: gate.checkCall,
+  clock: { now: () => Date.now() },
+  logger: createLogger("silent"),
 });
 
 describe("rotation saga", () => {
@@ -404,17 +417,7 @@ describe("what a rotation costs in Redis", () => {
           return "https://chat.whatsapp.com/COUNTED_abcdefghij";
         },
       };
-      const deps: RotateGroupDeps = {
-        graph,
-        publisher: createPublisher({ redis: counted, keys }),
-        state: createRotationStateStore(counted, keys),
-        lock: createGroupLock(counted, keys, 2_000),
-        resolveAccount: () => account,
-        beforeGraphCall: gate.beforeGraphCall,
-        gateCheck: gate.checkCall,
-        clock: { now: () => Date.now() },
-        logger: createLogger("silent"),
-      };
+      const deps = gatedDeps(counted, keys, gate, graph);
       await counted.ping();
       const events: string[] = [];
       onEachCommand(counted, (command) => {
@@ -460,17 +463,7 @@ describe("what a rotation costs in Redis", () => {
           return "https://chat.whatsapp.com/DELAYED_abcdefghij";
         },
       };
-      const deps: RotateGroupDeps = {
-        graph,
-        publisher: createPublisher({ redis: counted, keys }),
-        state: createRotationStateStore(counted, keys),
-        lock: createGroupLock(counted, keys, 2_000),
-        resolveAccount: () => account,
-        beforeGraphCall: gate.beforeGraphCall,
-        gateCheck: gate.checkCall,
-        clock: { now: () => Date.now() },
-        logger: createLogger("silent"),
-      };
+      const deps = gatedDeps(counted, keys, gate, graph);
       expect(await gate.beforeGraphCall(account, "create", "OTHER")).toBeUndefined(); // takes the slot
       await counted.ping();
       onEachCommand(counted, () => void sent++);
