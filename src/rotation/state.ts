@@ -194,27 +194,47 @@ end
 const BEGIN = luaScript<[number, ...(string | null)[]]>("rotatorBegin", 3, `${BEGIN_LUA}return reply`);
 
 /**
- * BEGIN's keys and arguments, then the gate check's of the DELETE (its script runs as a function
- * whose KEYS and ARGV are its own), run only when the rotation starts afresh (no DELETE or link
- * recorded, the group neither suspended nor deleted): one call instead of two. Returns BEGIN's
- * replies, {3, BEGIN's fields…, the check's reply} when it ran under the lock, or {4, the check's
- * reply} when the check says wait (the job is delayed) and no account failure: then the lock is
- * let go at once, so a delayed rotation never held it.
+ * A script whose `body` may call `gate_check()`: the gate's check (its Lua as a function whose
+ * KEYS and ARGV are its own) on the KEYS after the first `ownKeys` and the ARGV after the first
+ * `ownArgs`. One script per check text (the gate's is one constant).
  */
-const beginThenCheck = new Map<string, LuaScript<[number, ...unknown[]]>>();
-function beginThenCheckScript(check: GateCheckCall): LuaScript<[number, ...unknown[]]> {
-  let script = beginThenCheck.get(check.lua);
-  if (!script) {
-    const n = check.keys.length;
-    // reply: 1, STATE_FIELDS (deleted_at 2, invite_link 4), GROUP_FIELDS (suspended_at 10, deleted_at 11)
-    const lua = `local function gate_check(KEYS, ARGV)
+function withGateCheck<R>(name: string, ownKeys: number, ownArgs: number, body: string) {
+  const scripts = new Map<string, LuaScript<R>>();
+  return (check: GateCheckCall): LuaScript<R> => {
+    let script = scripts.get(check.lua);
+    if (!script) {
+      const lua = `local function gate_check_of(KEYS, ARGV)
 ${check.lua}
 end
-${BEGIN_LUA}if not reply[2] and not reply[4] and not reply[10] and not reply[11] then
+local function gate_check()
   local keys, args = {}, {}
-  for i = 4, #KEYS do table.insert(keys, KEYS[i]) end
-  for i = 5, #ARGV do table.insert(args, ARGV[i]) end
-  local checked = gate_check(keys, args)
+  for i = ${ownKeys + 1}, #KEYS do table.insert(keys, KEYS[i]) end
+  for i = ${ownArgs + 1}, #ARGV do table.insert(args, ARGV[i]) end
+  return gate_check_of(keys, args)
+end
+${body}`;
+      script = luaScript<R>(`${name}${scripts.size || ""}`, ownKeys + check.keys.length, lua);
+      scripts.set(check.lua, script);
+    }
+    return script;
+  };
+}
+
+/**
+ * BEGIN's keys and arguments, then the gate check's of the DELETE, run only when the rotation
+ * starts afresh (no DELETE or link recorded, the group neither suspended nor deleted): one call
+ * instead of two. Returns BEGIN's replies, {3, BEGIN's fields…, the check's reply} when it ran
+ * under the lock, or {4, the check's reply} when the check says wait (the job is delayed) and no
+ * account failure: then the lock is let go at once, so a delayed rotation never held it.
+ * BEGIN's reply: 1, STATE_FIELDS (deleted_at 2, invite_link 4), GROUP_FIELDS (suspended_at 10,
+ * deleted_at 11).
+ */
+const beginThenCheckScript = withGateCheck<[number, ...unknown[]]>(
+  "rotatorBeginThenCheck",
+  3,
+  4,
+  `${BEGIN_LUA}if not reply[2] and not reply[4] and not reply[10] and not reply[11] then
+  local checked = gate_check()
   if tonumber(checked[1]) > 0 and checked[4] == "" then
     redis.call("DEL", KEYS[1])
     return {4, checked}
@@ -222,12 +242,8 @@ ${BEGIN_LUA}if not reply[2] and not reply[4] and not reply[10] and not reply[11]
   reply[1] = 3
   table.insert(reply, checked)
 end
-return reply`;
-    script = luaScript(`rotatorBeginThenCheck${beginThenCheck.size || ""}`, 3 + n, lua);
-    beginThenCheck.set(check.lua, script);
-  }
-  return script;
-}
+return reply`,
+);
 
 // A DELETE invalidates any link created before it, this rotation's own included (after a start
 // over): drop it, or a retry would resume at publish with a link Graph no longer knows.
@@ -243,28 +259,16 @@ redis.call("SADD", KEYS[5], ARGV[5])
 const MARK_DELETED = luaScript<number>("rotatorMarkDeleted", 5, `${FENCE}${MARK_DELETED_LUA}return 1`);
 
 /**
- * MARK_DELETED's keys and arguments, then the gate check's (its script runs as a function whose
- * KEYS and ARGV are its own): returns {0} when the lock is lost, else {1, the check's reply}. One
- * script per check text (the gate's is one constant).
+ * MARK_DELETED's keys and arguments, then the gate check's of the POST: returns {0} when the lock
+ * is lost, else {1, the check's reply}.
  */
-const markDeletedThenCheck = new Map<string, LuaScript<[number, unknown?]>>();
-function markDeletedThenCheckScript(check: GateCheckCall): LuaScript<[number, unknown?]> {
-  let script = markDeletedThenCheck.get(check.lua);
-  if (!script) {
-    const n = check.keys.length;
-    const lua = `local function gate_check(KEYS, ARGV)
-${check.lua}
-end
-if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return {0} end
-${MARK_DELETED_LUA}local keys, args = {}, {}
-for i = 6, #KEYS do table.insert(keys, KEYS[i]) end
-for i = 6, #ARGV do table.insert(args, ARGV[i]) end
-return {1, gate_check(keys, args)}`;
-    script = luaScript(`rotatorMarkDeletedThenCheck${markDeletedThenCheck.size || ""}`, 5 + n, lua);
-    markDeletedThenCheck.set(check.lua, script);
-  }
-  return script;
-}
+const markDeletedThenCheckScript = withGateCheck<[number, unknown?]>(
+  "rotatorMarkDeletedThenCheck",
+  5,
+  5,
+  `if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return {0} end
+${MARK_DELETED_LUA}return {1, gate_check()}`,
+);
 
 const MARK_CREATED = luaScript<number>(
   "rotatorMarkCreated",
