@@ -76,7 +76,11 @@ export interface AccountGateOptions {
   readonly throttleMaxMs?: number;
   /** Default 60 s (the probe interval). */
   readonly recheckMs?: number;
-  /** Rate waits up to this are slept in place (a cut reaches only calls not yet let through). Default 500 ms. */
+  /**
+   * Rate waits up to this are slept in place (a cut reaches only calls not yet let through); longer
+   * ones delay the job. Default 500 ms; in slow start at most one doubling (250 ms), and a POST
+   * first in line (refused, or its slot voided by a cut) sleeps up to POST_INLINE_MS.
+   */
   readonly maxInlineWaitMs?: number;
 }
 
