@@ -14,6 +14,7 @@ import {
   RECUT_MIN_MS,
   RECUT_MIN_OK,
   DEFAULT_START_RATE,
+  NUMBER_KEEP_MS,
   RATE_FUNCTIONS,
   SLOW_START_MS,
 } from "./rate-script.js";
@@ -219,7 +220,7 @@ if due > maxInline then
   if front then mark = "f" end
   redis.call("HSET", KEYS[4], group, mark .. ":" .. pos)
   redis.call("PEXPIRE", KEYS[4], 86400000)
-  if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
+  if redis.call("PTTL", KEYS[3]) < ${NUMBER_KEEP_MS} then redis.call("PEXPIRE", KEYS[3], ${NUMBER_KEEP_MS}) end
   -- Back just before the slot (a job sleeping holds a concurrency slot); from far back, halfway
   -- there, to see whether the rate moved it.
   -- In slow start (below the ceiling) the rate may double every ${SLOW_START_MS} ms: back when the n
@@ -245,7 +246,7 @@ if spend > 0 then
   table.insert(fields, "r_tat") table.insert(fields, math.max(tat, now + due) + spend * 1000 / rate)
 end
 redis.call("HSET", KEYS[3], unpack(fields))
-if redis.call("PTTL", KEYS[3]) < 86400000 then redis.call("PEXPIRE", KEYS[3], 86400000) end
+if redis.call("PTTL", KEYS[3]) < ${NUMBER_KEEP_MS} then redis.call("PEXPIRE", KEYS[3], ${NUMBER_KEEP_MS}) end
 if kind == "d" then
   -- The POST's paid slot: the one after the DELETE's.
   redis.call("HSET", KEYS[4], group, "p:" .. ep .. ":" .. math.ceil(now + due + 1000 / rate))
@@ -321,7 +322,7 @@ if ARGV[4] == "1" then
     redis.call("PEXPIRE", KEYS[3], 86400000)
   end
   if asked < 0 then
-    if redis.call("PTTL", KEYS[1]) < 86400000 then redis.call("PEXPIRE", KEYS[1], 86400000) end
+    if redis.call("PTTL", KEYS[1]) < ${NUMBER_KEEP_MS} then redis.call("PEXPIRE", KEYS[1], ${NUMBER_KEEP_MS}) end
     return {math.max(1, math.ceil(1000 / rate)), 3, tostring(rate), ep}
   end
 end

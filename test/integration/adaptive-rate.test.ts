@@ -436,6 +436,28 @@ describe("adaptive rate per phone number", () => {
     expect(await field(keys, "r_wmax")).toBeCloseTo(wmax, 5);
   });
 
+  it("after a quiet spell the next fire restarts from β·w_max, not from the start rate: a learned limit is not ramped to again", async () => {
+    const { gate, keys, clock } = setup(); // no rate_limit: slow start from 20/s
+    await pump(gate, clock, 2, 200); // slow start; 200/s get through
+    await gate.throttled(account, refused());
+    const wmax = await field(keys, "r_wmax");
+    expect(wmax).toBeGreaterThan(150);
+    await pump(gate, clock, 3, 200); // CUBIC, back near w_max
+    clock.now += 3_600_000; // an hour with no call
+    // The fire's first call finds no line yet: the rate is already β·w_max (was the start rate).
+    expect(await gate.beforeGraphCall(account, "create", "first")).toBeUndefined();
+    gate.succeeded(account.name);
+    expect(await rateOf(keys)).toBeCloseTo(CUBIC_BETA * wmax, 5);
+    const went = await backlog(gate, clock, 600, 2_000);
+    // From 20/s, doubling every 250 ms, the first second got ~75 calls through; now near w_max.
+    expect(went[0]).toBeGreaterThanOrEqual(0.9 * wmax);
+    expect(went[0]).toBeLessThanOrEqual(1.5 * wmax);
+    expect(await field(keys, "r_ss")).toBe(0);
+    expect(await field(keys, "r_wmax")).toBeCloseTo(wmax, 5);
+    // …and the number's hash outlives a weekly schedule's quiet week.
+    expect(await redis.pttl(keys.account("number:111"))).toBeGreaterThan(7 * 86_400_000);
+  });
+
   it("a POST waits in line longer than the inline wait instead of going back through the queue; DELETEs that come later wait behind it", async () => {
     const slept: number[] = [];
     const { gate } = setup({
