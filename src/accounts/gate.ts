@@ -215,6 +215,7 @@ else
   for _, v in ipairs({"r_mbucket", bucket, "r_mcount", count}) do table.insert(fields, v) end
 end
 if due > maxInline then
+  table.insert(fields, "r_hw") table.insert(fields, now)
   redis.call("HSET", KEYS[3], unpack(fields))
   local mark = kind
   if front then mark = "f" end
@@ -314,6 +315,7 @@ if ARGV[4] == "1" then
     end
   end
   table.insert(cut, "r_rate") table.insert(cut, rate)
+  if ARGV[7] ~= "" and ARGV[8] == "1" then table.insert(cut, "r_hw") table.insert(cut, now) end
   redis.call("HSET", KEYS[1], unpack(cut))
   redis.call("HSET", KEYS[2], "rate", tostring(rate))
   -- A refused POST leaves its group without a link: it goes first when it comes back.

@@ -44,7 +44,8 @@
  *
  * Number hash fields: `r_rate`, `r_wmax`, `r_k`, `r_cut` (ms), `r_ss` (1 slow start, 2 after idle),
  * `r_anchor`, `r_at` (ms), `r_next`, `r_tat` (ms), `r_meas`, `r_mbucket`, `r_mcount` (asked),
- * `r_ob`, `r_oc`, `r_op`, `r_om`, `r_cok` (got through), `r_ep` (cuts).
+ * `r_ob`, `r_oc`, `r_op`, `r_om`, `r_cok` (got through), `r_ep` (cuts), `r_hw` (ms: a place last
+ * kept by a delayed job).
  */
 
 export const DEFAULT_START_RATE = 20;
@@ -82,6 +83,13 @@ export const OK_ALPHA = 0.25;
  */
 export const IDLE_RESTART_MS = 2000;
 /**
+ * Places kept by delayed jobs (or a refused POST) count as calls waiting only this long after the
+ * last was kept: a job comes back within a few seconds of its slot, and a place whose holder never
+ * comes (its rotation stopped after its DELETE, its job removed) would otherwise count for as long
+ * as the number is used, letting a quiet number's rate climb along CUBIC to the ceiling.
+ */
+export const HELD_FRESH_MS = 10_000;
+/**
  * A number's hash (its learned rate, line and pauses) is kept this long after its last call: a
  * daily or weekly schedule's next fire restarts from the limit learned (24 h, the first choice,
  * let a daily fire that came a little later than the last call of yesterday's find nothing).
@@ -97,9 +105,9 @@ export const NUMBER_KEEP_MS = 8 * 24 * 3600 * 1000;
 export const RATE_FUNCTIONS = `
 local RC, RBETA, RMIN, RSS, RSSCAP = ${CUBIC_C}, ${CUBIC_BETA}, ${MIN_RATE}, ${SLOW_START_MS}, ${SLOW_START_CAP}
 local OKB, OKA = ${OK_BUCKET_MS}, ${OK_ALPHA}
-local RIDLE, RK = ${IDLE_RESTART_MS}, ((1 - RBETA) / RC) ^ (1 / 3)
+local RIDLE, RK, RHELD = ${IDLE_RESTART_MS}, ((1 - RBETA) / RC) ^ (1 / 3), ${HELD_FRESH_MS}
 local RFIELDS = {"r_rate", "r_wmax", "r_k", "r_cut", "r_anchor", "r_at", "r_next", "r_meas", "r_mbucket",
-  "r_mcount", "r_ss", "r_tat", "r_ob", "r_oc", "r_op", "r_om", "r_cok", "r_ep"}
+  "r_mcount", "r_ss", "r_tat", "r_ob", "r_oc", "r_op", "r_om", "r_cok", "r_ep", "r_hw"}
 local function read_rate(key)
   local v = redis.call("HMGET", key, unpack(RFIELDS))
   local h = {}
@@ -135,9 +143,11 @@ local function rate_at(h, now, ceil, start, held)
   if not h.r_cut then return math.max(RMIN, math.min(start, ceil)) end
   local anchor, nxt = advance(h, now, start)
   -- Calls wait: more tickets ahead of the anchor, or more in the line that is here, than one
-  -- DELETE and its POST, or tickets held by delayed jobs. A lone rotation is no line: counted as
-  -- one (its two tickets, its POST's credit), it let a quiet number's rate climb along CUBIC.
-  local waiting = nxt - anchor > 2 or held > 0 or (h.r_tat or 0) - now > 2000 / (h.r_rate or start)
+  -- DELETE and its POST, or tickets held by delayed jobs (while places are being kept: one never
+  -- claimed is not a line for ever). A lone rotation is no line: counted as one (its two
+  -- tickets, its POST's credit), it let a quiet number's rate climb along CUBIC.
+  local kept = held > 0 and now - (h.r_hw or 0) < RHELD
+  local waiting = nxt - anchor > 2 or kept or (h.r_tat or 0) - now > 2000 / (h.r_rate or start)
   local r
   if h.r_ss ~= 1 and now - (h.r_at or now) >= RIDLE then
     -- No call for RIDLE ms: CUBIC's clock ran on without calls (t − K large, far above w_max).

@@ -278,6 +278,27 @@ describe("adaptive rate per phone number", () => {
     expect(await rateOf(keys)).toBeLessThanOrEqual(20);
   });
 
+  it("a place left behind (a rotation that stopped after its DELETE, a job removed while delayed) is no line for long", async () => {
+    const { gate, keys, clock } = setup(); // no rate_limit: start 20/s, ceiling 1,000/s
+    expect(await pump(gate, clock, 1, 10)).toBe(10);
+    await gate.throttled(account, refused()); // out of slow start: CUBIC from here
+    // A rotation whose DELETE went and whose POST never comes (its group was deleted meanwhile)
+    // leaves its POST's credit; a job delayed with a place and then removed leaves its ticket.
+    clock.now += 1_000;
+    expect(await gate.beforeGraphCall(account, "delete", "STOPPED")).toBeUndefined();
+    for (let i = 0; i < 3; i++) await gate.beforeGraphCall(account, "delete", `REMOVED${i}`);
+    expect(await redis.hlen(`${keys.account("number:111")}:tickets`)).toBe(4);
+    // Then one rotation every 500 ms for 30 s, as in a quiet week (rotate-after-joins, `rotate`).
+    for (let i = 0; i < 60; i++) {
+      clock.now += 500;
+      expect(await gate.beforeGraphCall(account, "delete", `L${i}`)).toBeUndefined();
+      expect(await gate.beforeGraphCall(account, "create", `L${i}`)).toBeUndefined();
+    }
+    // Counted as calls waiting forever, they let the rate climb along CUBIC to the ceiling, where
+    // the next fire would start against the limit.
+    expect(await rateOf(keys)).toBeLessThanOrEqual(20);
+  });
+
   it("a second cut soon after the first starts from what got through since it (the limit itself)", async () => {
     const { gate, keys, clock } = setup({ rate: 100 });
     await pump(gate, clock, 1, 100);
