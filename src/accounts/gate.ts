@@ -302,6 +302,8 @@ if ARGV[4] == "1" then
     if got < rate * RBETA then wmax = got end
   end
   ep = tostring(r.r_ep or 0)
+  -- The line that is here ends at r_tat (calls let go or asleep for their slots).
+  local tat = math.max(r.r_tat or 0, now)
   if wmax then
     wmax = math.max(RMIN, wmax)
     rate = math.max(RMIN, wmax * RBETA)
@@ -309,23 +311,37 @@ if ARGV[4] == "1" then
     -- The slots handed out at the old rate are void: spacing restarts from the refused call (it
     -- took the slot now: the next is 1/rate later), and a call sleeping for one asks again when
     -- it sees the new r_ep.
+    tat = now + 1000 / rate
     for _, v in ipairs({"r_wmax", wmax, "r_k", ((1 - RBETA) / RC) ^ (1 / 3), "r_cut", now, "r_ss", 0,
-      "r_cok", 0, "r_ep", ep, "r_tat", now + 1000 / rate}) do
+      "r_cok", 0, "r_ep", ep}) do
       table.insert(cut, v)
     end
   end
+  -- A refused POST leaves its group without a link: it takes the first slot no call has (after
+  -- the refused call's, at the new rate), paid now as its DELETE paid for it ("p:<cut count>:<slot
+  -- ms>"), so DELETEs that join the line before it comes back go after it: as "first in line"
+  -- only (f:) it came back behind the DELETEs that joined meanwhile, two intervals each, and
+  -- waited 0.7-1.4 s at a 10/s limit. A cut before it comes back voids the credit (first in line
+  -- then).
+  local credit = nil
+  if ARGV[7] ~= "" and ARGV[8] == "1" then
+    credit = math.max(tat, now + 1000 / rate)
+    tat = credit + 1000 / rate
+    table.insert(cut, "r_hw") table.insert(cut, now)
+  end
+  if wmax or credit then table.insert(cut, "r_tat") table.insert(cut, tat) end
   table.insert(cut, "r_rate") table.insert(cut, rate)
-  if ARGV[7] ~= "" and ARGV[8] == "1" then table.insert(cut, "r_hw") table.insert(cut, now) end
   redis.call("HSET", KEYS[1], unpack(cut))
   redis.call("HSET", KEYS[2], "rate", tostring(rate))
-  -- A refused POST leaves its group without a link: it goes first when it comes back.
-  if ARGV[7] ~= "" and ARGV[8] == "1" then
-    redis.call("HSET", KEYS[3], ARGV[7], "f:" .. math.floor(anchor))
+  if credit then
+    redis.call("HSET", KEYS[3], ARGV[7], "p:" .. ep .. ":" .. math.ceil(credit))
     redis.call("PEXPIRE", KEYS[3], 86400000)
   end
   if asked < 0 then
     if redis.call("PTTL", KEYS[1]) < ${NUMBER_KEEP_MS} then redis.call("PEXPIRE", KEYS[1], ${NUMBER_KEEP_MS}) end
-    return {math.max(1, math.ceil(1000 / rate)), 3, tostring(rate), ep}
+    local wait = math.ceil(1000 / rate)
+    if credit then wait = math.ceil(credit - now) end
+    return {math.max(1, wait), 3, tostring(rate), ep}
   end
 end
 local r = tostring(rate or "")

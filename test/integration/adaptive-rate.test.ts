@@ -156,7 +156,7 @@ describe("adaptive rate per phone number", () => {
     clock.now = start + 1_000;
     expect(await gate.beforeGraphCall(account, "delete", "D2")).toBeUndefined();
     clock.now += 600;
-    await gate.throttled(account, refused("create-invite-link"), "X");
+    await gate.throttled(account, refused(), "X");
     clock.now += 5;
     expect(slept).toEqual([]);
     expect(await gate.beforeGraphCall(account, "create", "D2")).toBeUndefined();
@@ -499,6 +499,28 @@ describe("adaptive rate per phone number", () => {
     expect(slept).toEqual([200, 400, 600]);
     // A DELETE coming now finds the line longer still and waits behind the POST.
     expect(await gate.beforeGraphCall(account, "delete", "D4")).toBeGreaterThanOrEqual(600);
+  });
+
+  it("a refused POST takes the first free slot when refused: DELETEs that ask before it is back go after it", async () => {
+    const slept: number[] = [];
+    const { gate, keys, clock } = setup({
+      rate: 10,
+      maxInlineWaitMs: 500,
+      sleep: async (ms) => void slept.push(ms),
+    });
+    expect(await pump(gate, clock, 2, 10)).toBe(20); // 10/s get through
+    const wait = await gate.throttled(account, refused("create-invite-link"), "P"); // a cut
+    const interval = 1000 / (await rateOf(keys));
+    expect(wait).toBe(Math.ceil(interval)); // its slot: the next after the refused call's
+    // Two DELETEs ask while P's job is delayed: they sleep for slots after P's.
+    expect(await gate.beforeGraphCall(account, "delete", "E0")).toBeUndefined();
+    expect(await gate.beforeGraphCall(account, "delete", "E1")).toBeUndefined();
+    expect(slept).toEqual([Math.floor(2 * interval), Math.floor(4 * interval)]);
+    // P is back at its slot and goes at once (as "first in line" only, it waited behind both:
+    // four intervals more).
+    clock.now += wait;
+    expect(await gate.beforeGraphCall(account, "create", "P")).toBeUndefined();
+    expect(slept).toHaveLength(2);
   });
 
   it("a refused POST comes back first in line", async () => {
