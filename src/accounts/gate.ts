@@ -11,6 +11,7 @@ import type { GateCheckCall, RotationGate } from "../rotation/ports.js";
 import {
   CUT_WINDOW_MS,
   DEFAULT_CEILING,
+  HELD_FRESH_MS,
   RECUT_MIN_MS,
   RECUT_MIN_OK,
   DEFAULT_START_RATE,
@@ -145,11 +146,11 @@ if step == "delete" then kind = "d" end
 local pos, paid, front = nil, false, false
 if held then
   local k = string.sub(held, 1, 1)
-  if kind == "c" and k == "p" then
+  if kind == "c" and (k == "p" or k == "r") then
     -- The POST of a DELETE let go since the last cut ("p:<cut count>:<slot ms>"): its slot, the
     -- one after the DELETE's, was paid with it; it goes then, or at once when the DELETE's answer
-    -- came later (the group has no link), not behind the line. A cut since voided it: first in
-    -- line instead.
+    -- came later (the group has no link), not behind the line. A refused POST's ("r:") likewise.
+    -- A cut since voided it: first in line instead.
     local credit = string.sub(held, 3)
     local sep = string.find(credit, ":", 1, true)
     pos, front = math.floor(anchor), true
@@ -304,6 +305,7 @@ if ARGV[4] == "1" then
   ep = tostring(r.r_ep or 0)
   -- The line that is here ends at r_tat (calls let go or asleep for their slots).
   local tat = math.max(r.r_tat or 0, now)
+  local kept = {}
   if wmax then
     wmax = math.max(RMIN, wmax)
     rate = math.max(RMIN, wmax * RBETA)
@@ -312,6 +314,23 @@ if ARGV[4] == "1" then
     -- took the slot now: the next is 1/rate later), and a call sleeping for one asks again when
     -- it sees the new r_ep.
     tat = now + 1000 / rate
+    -- POSTs whose groups have no link keep their turn: a refused POST's credit ("r:"), and a
+    -- DELETE's whose slot has come (the DELETE went; one still asleep asks again and pays
+    -- anew), taken at the old rate, get the new line's first slots in their order. Voided, they
+    -- came back behind the DELETEs that asked again meanwhile (1.2 s at a 10/s limit).
+    local old = tostring(r.r_ep or 0)
+    local tickets = redis.call("HGETALL", KEYS[3])
+    for i = 1, #tickets, 2 do
+      local mark, rest = string.sub(tickets[i + 1], 1, 2), string.sub(tickets[i + 1], 3)
+      local sep = string.find(rest, ":", 1, true)
+      if (mark == "r:" or mark == "p:") and sep and string.sub(rest, 1, sep - 1) == old then
+        local slot = tonumber(string.sub(rest, sep + 1)) or 0
+        if slot > now - ${HELD_FRESH_MS} and (mark == "r:" or slot <= now) then
+          table.insert(kept, {slot, tickets[i], mark})
+        end
+      end
+    end
+    table.sort(kept, function(a, b) return a[1] < b[1] end)
     for _, v in ipairs({"r_wmax", wmax, "r_k", ((1 - RBETA) / RC) ^ (1 / 3), "r_cut", now, "r_ss", 0,
       "r_cok", 0, "r_ep", ep}) do
       table.insert(cut, v)
@@ -323,18 +342,24 @@ if ARGV[4] == "1" then
   -- only (f:) it came back behind the DELETEs that joined meanwhile, two intervals each, and
   -- waited 0.7-1.4 s at a 10/s limit. A cut before it comes back voids the credit (first in line
   -- then).
+  local credits = {}
+  for _, k in ipairs(kept) do
+    table.insert(credits, k[2]) table.insert(credits, k[3] .. ep .. ":" .. math.ceil(tat))
+    tat = tat + 1000 / rate
+  end
   local credit = nil
   if ARGV[7] ~= "" and ARGV[8] == "1" then
     credit = math.max(tat, now + 1000 / rate)
     tat = credit + 1000 / rate
+    table.insert(credits, ARGV[7]) table.insert(credits, "r:" .. ep .. ":" .. math.ceil(credit))
     table.insert(cut, "r_hw") table.insert(cut, now)
   end
   if wmax or credit then table.insert(cut, "r_tat") table.insert(cut, tat) end
   table.insert(cut, "r_rate") table.insert(cut, rate)
   redis.call("HSET", KEYS[1], unpack(cut))
   redis.call("HSET", KEYS[2], "rate", tostring(rate))
-  if credit then
-    redis.call("HSET", KEYS[3], ARGV[7], "p:" .. ep .. ":" .. math.ceil(credit))
+  if #credits > 0 then
+    redis.call("HSET", KEYS[3], unpack(credits))
     redis.call("PEXPIRE", KEYS[3], 86400000)
   end
   if asked < 0 then

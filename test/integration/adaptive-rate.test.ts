@@ -523,6 +523,44 @@ describe("adaptive rate per phone number", () => {
     expect(slept).toHaveLength(2);
   });
 
+  it("a cut keeps the turn of POSTs whose groups have no link: their paid slots move to the head of the new line", async () => {
+    const slept: number[] = [];
+    const { gate, keys, clock } = setup({
+      rate: 10,
+      maxInlineWaitMs: 500,
+      sleep: async (ms) => void slept.push(ms),
+    });
+    expect(await pump(gate, clock, 2, 10)).toBe(20);
+    await gate.throttled(account, refused(), "X0"); // the first cut
+    const t0 = clock.now;
+    for (const d of ["D0", "D1"]) {
+      expect(await gate.beforeGraphCall(account, "delete", d)).toBeUndefined(); // asleep in line
+      gate.succeeded(account.name);
+    }
+    // Within the cut's window P's POST is refused (no cut): it is paid the line's end.
+    clock.now = t0 + 100;
+    const wait = await gate.throttled(account, refused("create-invite-link"), "P");
+    expect(wait).toBeGreaterThan(400);
+    // A second cut: the line restarts at the new rate. D0's and D1's DELETEs went (their slots
+    // have come) and their POSTs are not back: with P's, their paid slots are the new line's first
+    // three, in their order.
+    clock.now = t0 + 600;
+    await gate.throttled(account, refused(), "X1");
+    const interval = 1000 / (await rateOf(keys));
+    const ep = await field(keys, "r_ep");
+    const tickets = await redis.hgetall(`${keys.account("number:111")}:tickets`);
+    const at = (n: number) => Math.ceil(clock.now + n * interval);
+    expect(tickets).toMatchObject({ D0: `p:${ep}:${at(1)}`, D1: `p:${ep}:${at(2)}`, P: `r:${ep}:${at(3)}` });
+    // A DELETE asking now (one asleep that heard of the cut) goes after them…
+    // (at 4 intervals, over the inline wait here: its job is delayed until just before then)…
+    slept.length = 0;
+    expect(await gate.beforeGraphCall(account, "delete", "E")).toBeGreaterThanOrEqual(3 * interval);
+    // …and P, back when its job's delay ends, goes at its slot or at once, not behind E.
+    clock.now = t0 + 100 + wait;
+    expect(await gate.beforeGraphCall(account, "create", "P")).toBeUndefined();
+    expect(slept.every((ms) => clock.now + ms <= at(3))).toBe(true);
+  });
+
   it("a refused POST comes back first in line", async () => {
     const { gate, clock } = setup({ rate: 10 });
     for (let i = 0; i < 10; i++) await gate.beforeGraphCall(account, "delete", `Q${i}`); // a line of 2 s
