@@ -33,14 +33,16 @@
  * would wait longer keeps its ticket in `<number>:tickets` (by group) and its job is delayed until
  * just before its place's slot, so jobs come back in the order they first asked. A DELETE moves
  * the line on by two slots and leaves its POST a credit (`p:<cut count>:<slot>`): the POST goes at
- * the slot after the DELETE's, or at once when the DELETE was answered later. A POST first in line
- * (`f:`: refused, or its credit voided by a cut) sleeps for its slot up to 2 s rather than going
- * back through the queue, so DELETEs coming meanwhile wait behind it.
+ * the slot after the DELETE's, or at once when the DELETE was answered later. A refused POST is
+ * paid the first slot no call has (`r:<cut count>:<slot>`). A POST first in line (`f:`: its credit
+ * voided) sleeps for its slot up to 2 s rather than going back through the queue, so DELETEs coming
+ * meanwhile wait behind it.
  *
  * A cut also voids the slots already handed out: `r_tat` restarts one interval after the refused
  * call and `r_ep` (the number's cut count) moves on, so a call sleeping in place for its slot that
  * wakes to a newer `r_ep` asks again, keeping its place in line, instead of going at the old rate
- * into a bucket that is empty.
+ * into a bucket that is empty. The credits of groups without a link (a refused POST's; a DELETE's
+ * whose slot has come) are re-timed to the new line's first slots, in their order.
  *
  * Number hash fields: `r_rate`, `r_wmax`, `r_k`, `r_cut` (ms), `r_ss` (1 slow start, 2 after idle),
  * `r_anchor`, `r_at` (ms), `r_next`, `r_tat` (ms), `r_meas`, `r_mbucket`, `r_mcount` (asked),
