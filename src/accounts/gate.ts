@@ -106,7 +106,8 @@ if now < 0 then
 end`;
 
 /**
- * KEYS: account hash, token subject, number subject, the number's tickets. ARGV: probe lease ms,
+ * KEYS: account hash, token subject, number subject, the number's tickets (places kept by delayed
+ * jobs), the number's credits (paid slots of POSTs not back yet). ARGV: probe lease ms,
  * rate ceiling (0 none), max inline ms, step, group id, start rate, the account's Graph calls that
  * succeeded since this process's last script call, the place in line to keep ("<mark>:<pos>", ""
  * none: a call whose slot a cut voided asks again with it), clock (-1: Redis TIME).
@@ -131,9 +132,11 @@ local f = redis.call("HMGET", KEYS[1], "failing_code", "token_fingerprint")
 local ceil = tonumber(ARGV[2])
 if ceil <= 0 then ceil = ${DEFAULT_CEILING} end
 local h = read_rate(KEYS[3])
--- Tickets held by others (this call's own, a POST's credit from its DELETE, is no line: a lone
--- rotation counted as calls waiting and let a quiet number's rate climb along CUBIC unused).
+-- Places kept by others' delayed jobs (this call's own is no line: a lone rotation counted as
+-- calls waiting and let a quiet number's rate climb along CUBIC unused). Credits are no line
+-- either: their slots are paid in the line that is here (r_tat).
 local held = redis.call("HGET", KEYS[4], ARGV[5])
+local credit = redis.call("HGET", KEYS[5], ARGV[5])
 local others = redis.call("HLEN", KEYS[4])
 if held then others = others - 1 end
 local rate = rate_at(h, now, ceil, tonumber(ARGV[6]), others)
@@ -144,21 +147,27 @@ local step, group = ARGV[4], ARGV[5]
 local kind = "c"
 if step == "delete" then kind = "d" end
 local pos, paid, front = nil, false, false
-if held then
-  local k = string.sub(held, 1, 1)
-  if kind == "c" and (k == "p" or k == "r") then
+if credit then
+  if kind == "c" then
     -- The POST of a DELETE let go since the last cut ("p:<cut count>:<slot ms>"): its slot, the
     -- one after the DELETE's, was paid with it; it goes then, or at once when the DELETE's answer
     -- came later (the group has no link), not behind the line. A refused POST's ("r:") likewise.
     -- A cut since voided it: first in line instead.
-    local credit = string.sub(held, 3)
-    local sep = string.find(credit, ":", 1, true)
+    local rest = string.sub(credit, 3)
+    local sep = string.find(rest, ":", 1, true)
     pos, front = math.floor(anchor), true
-    if sep and string.sub(credit, 1, sep - 1) == ep then
-      paid = math.max(0, math.floor(tonumber(string.sub(credit, sep + 1)) - now))
+    if sep and string.sub(rest, 1, sep - 1) == ep then
+      paid = math.max(0, math.floor((tonumber(string.sub(rest, sep + 1)) or now) - now))
     end
-  elseif kind == "c" and k == "f" then pos, front = tonumber(string.sub(held, 3)), true
-  elseif k == kind then pos = tonumber(string.sub(held, 3)) end
+  end
+  redis.call("HDEL", KEYS[5], group)
+end
+if held then
+  local k = string.sub(held, 1, 1)
+  if not pos then
+    if kind == "c" and k == "f" then pos, front = tonumber(string.sub(held, 3)), true
+    elseif k == kind then pos = tonumber(string.sub(held, 3)) end
+  end
   redis.call("HDEL", KEYS[4], group)
 end
 if not pos and ARGV[8] ~= "" then
@@ -251,8 +260,8 @@ redis.call("HSET", KEYS[3], unpack(fields))
 if redis.call("PTTL", KEYS[3]) < ${NUMBER_KEEP_MS} then redis.call("PEXPIRE", KEYS[3], ${NUMBER_KEEP_MS}) end
 if kind == "d" then
   -- The POST's paid slot: the one after the DELETE's.
-  redis.call("HSET", KEYS[4], group, "p:" .. ep .. ":" .. math.ceil(now + due + 1000 / rate))
-  redis.call("PEXPIRE", KEYS[4], 86400000)
+  redis.call("HSET", KEYS[5], group, "p:" .. ep .. ":" .. math.ceil(now + due + 1000 / rate))
+  redis.call("PEXPIRE", KEYS[5], 86400000)
 end
 redis.call("HSET", KEYS[1], "rate", tostring(rate))
 local place = kind
@@ -260,7 +269,7 @@ if front then place = "f" end
 return {0, due, recovering, "", "", tostring(rate), ep, place .. ":" .. pos}`;
 
 /**
- * KEYS: subject hash, account hash, the number's tickets. ARGV: retry-after ms (-1 none), base ms,
+ * KEYS: subject hash, account hash, the number's tickets and credits. ARGV: retry-after ms (-1 none), base ms,
  * max ms (whole numbers, retry-after ≤ max: bounded in JS), "1" to cut the number's rate (131208),
  * rate ceiling (0 none), start rate, group id, "1" when the refused call was a POST, successes
  * seen since (as CHECK's), clock (-1:
@@ -318,18 +327,20 @@ if ARGV[4] == "1" then
     -- DELETE's whose slot has come (the DELETE went; one still asleep asks again and pays
     -- anew), taken at the old rate, get the new line's first slots in their order. Voided, they
     -- came back behind the DELETEs that asked again meanwhile (1.2 s at a 10/s limit).
+    -- (Credits are one per rotation between its DELETE and its POST: a small hash. One older
+    -- than that, its POST never back, goes.)
     local old = tostring(r.r_ep or 0)
-    local tickets = redis.call("HGETALL", KEYS[3])
-    for i = 1, #tickets, 2 do
-      local mark, rest = string.sub(tickets[i + 1], 1, 2), string.sub(tickets[i + 1], 3)
+    local all, stale = redis.call("HGETALL", KEYS[4]), {}
+    for i = 1, #all, 2 do
+      local mark, rest = string.sub(all[i + 1], 1, 2), string.sub(all[i + 1], 3)
       local sep = string.find(rest, ":", 1, true)
-      if (mark == "r:" or mark == "p:") and sep and string.sub(rest, 1, sep - 1) == old then
-        local slot = tonumber(string.sub(rest, sep + 1)) or 0
-        if slot > now - ${HELD_FRESH_MS} and (mark == "r:" or slot <= now) then
-          table.insert(kept, {slot, tickets[i], mark})
-        end
+      local slot = sep and tonumber(string.sub(rest, sep + 1)) or 0
+      if not sep or slot <= now - ${HELD_FRESH_MS} then table.insert(stale, all[i])
+      elseif string.sub(rest, 1, sep - 1) == old and (mark == "r:" or slot <= now) then
+        table.insert(kept, {slot, all[i], mark})
       end
     end
+    if #stale > 0 then redis.call("HDEL", KEYS[4], unpack(stale)) end
     table.sort(kept, function(a, b) return a[1] < b[1] end)
     for _, v in ipairs({"r_wmax", wmax, "r_k", ((1 - RBETA) / RC) ^ (1 / 3), "r_cut", now, "r_ss", 0,
       "r_cok", 0, "r_ep", ep}) do
@@ -359,8 +370,8 @@ if ARGV[4] == "1" then
   redis.call("HSET", KEYS[1], unpack(cut))
   redis.call("HSET", KEYS[2], "rate", tostring(rate))
   if #credits > 0 then
-    redis.call("HSET", KEYS[3], unpack(credits))
-    redis.call("PEXPIRE", KEYS[3], 86400000)
+    redis.call("HSET", KEYS[4], unpack(credits))
+    redis.call("PEXPIRE", KEYS[4], 86400000)
   end
   if asked < 0 then
     if redis.call("PTTL", KEYS[1]) < ${NUMBER_KEEP_MS} then redis.call("PEXPIRE", KEYS[1], ${NUMBER_KEEP_MS}) end
@@ -397,8 +408,8 @@ if (tonumber(redis.call("HGET", KEYS[1], "paused_until")) or 0) <= now then
 
 // Registered once per client (infra/scripts.ts): each call sends the script's SHA1, not its text.
 type CheckReply = [number, number, number, string, string, string, string, string];
-const CHECK_SCRIPT = luaScript<CheckReply>("rotatorGateCheck", 4, CHECK);
-const THROTTLE_SCRIPT = luaScript<[number, number, string, string]>("rotatorGateThrottle", 3, THROTTLE);
+const CHECK_SCRIPT = luaScript<CheckReply>("rotatorGateCheck", 5, CHECK);
+const THROTTLE_SCRIPT = luaScript<[number, number, string, string]>("rotatorGateThrottle", 4, THROTTLE);
 const SUCCESS_SCRIPT = luaScript<number>("rotatorGateSuccess", 1, SUCCESS);
 
 /** Held rotations are forgotten after a week without a new one (saga state lives that long too). */
@@ -433,6 +444,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
 
   const heldKey = (accountName: string) => keys.account(`held:${accountName}`);
   const ticketsOf = (account: AccountContext) => `${numberSubject(account)}:tickets`;
+  const creditsOf = (account: AccountContext) => `${numberSubject(account)}:credits`;
   const positive = (n: number | undefined) =>
     n !== undefined && n > 0 && Number.isFinite(n) ? n : undefined;
   const ceilingOf = (name: string) => positive(options.rateOf?.(name)) ?? 0;
@@ -470,7 +482,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
     const succeeded = takeOk(account.name);
     return {
       lua: CHECK,
-      keys: [keys.account(account.name), ...subjects(account), ticketsOf(account)],
+      keys: [keys.account(account.name), ...subjects(account), ticketsOf(account), creditsOf(account)],
       args: [
         String(Math.max(1000, base * 2)),
         String(ceilingOf(account.name)),
@@ -533,7 +545,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
       const asked = error.retryAfterMs === undefined ? undefined : boundWait(error.retryAfterMs, max);
       const [wait, set, rate, ep] = await THROTTLE_SCRIPT.run(
         redis,
-        [subject, keys.account(account.name), ticketsOf(account)],
+        [subject, keys.account(account.name), ticketsOf(account), creditsOf(account)],
         [
           String(asked?.ms ?? -1),
           String(base),

@@ -32,7 +32,8 @@
  * at `anchor_time + (n − anchor)/rate`, the anchor moving on at the current rate: a call that
  * would wait longer keeps its ticket in `<number>:tickets` (by group) and its job is delayed until
  * just before its place's slot, so jobs come back in the order they first asked. A DELETE moves
- * the line on by two slots and leaves its POST a credit (`p:<cut count>:<slot>`): the POST goes at
+ * the line on by two slots and leaves its POST a credit (`p:<cut count>:<slot>` in
+ * `<number>:credits`, by group; credits are no line, their slots are paid): the POST goes at
  * the slot after the DELETE's, or at once when the DELETE was answered later. A refused POST is
  * paid the first slot no call has (`r:<cut count>:<slot>`). A POST first in line (`f:`: its credit
  * voided) sleeps for its slot up to 2 s rather than going back through the queue, so DELETEs coming

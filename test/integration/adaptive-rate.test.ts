@@ -287,7 +287,8 @@ describe("adaptive rate per phone number", () => {
     clock.now += 1_000;
     expect(await gate.beforeGraphCall(account, "delete", "STOPPED")).toBeUndefined();
     for (let i = 0; i < 3; i++) await gate.beforeGraphCall(account, "delete", `REMOVED${i}`);
-    expect(await redis.hlen(`${keys.account("number:111")}:tickets`)).toBe(4);
+    expect(await redis.hlen(`${keys.account("number:111")}:tickets`)).toBe(3);
+    expect(await redis.hlen(`${keys.account("number:111")}:credits`)).toBe(1);
     // Then one rotation every 500 ms for 30 s, as in a quiet week (rotate-after-joins, `rotate`).
     for (let i = 0; i < 60; i++) {
       clock.now += 500;
@@ -297,6 +298,9 @@ describe("adaptive rate per phone number", () => {
     // Counted as calls waiting forever, they let the rate climb along CUBIC to the ceiling, where
     // the next fire would start against the limit.
     expect(await rateOf(keys)).toBeLessThanOrEqual(20);
+    // The next cut drops the credit whose POST never came (its slot is 30 s old).
+    await gate.throttled(account, refused(), "X");
+    expect(await redis.hexists(`${keys.account("number:111")}:credits`, "STOPPED")).toBe(0);
   });
 
   it("a second cut soon after the first starts from what got through since it (the limit itself)", async () => {
@@ -548,9 +552,9 @@ describe("adaptive rate per phone number", () => {
     await gate.throttled(account, refused(), "X1");
     const interval = 1000 / (await rateOf(keys));
     const ep = await field(keys, "r_ep");
-    const tickets = await redis.hgetall(`${keys.account("number:111")}:tickets`);
+    const credits = await redis.hgetall(`${keys.account("number:111")}:credits`);
     const at = (n: number) => Math.ceil(clock.now + n * interval);
-    expect(tickets).toMatchObject({ D0: `p:${ep}:${at(1)}`, D1: `p:${ep}:${at(2)}`, P: `r:${ep}:${at(3)}` });
+    expect(credits).toMatchObject({ D0: `p:${ep}:${at(1)}`, D1: `p:${ep}:${at(2)}`, P: `r:${ep}:${at(3)}` });
     // A DELETE asking now (one asleep that heard of the cut) goes after them…
     // (at 4 intervals, over the inline wait here: its job is delayed until just before then)…
     slept.length = 0;
