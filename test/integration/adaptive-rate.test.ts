@@ -117,6 +117,19 @@ async function backlog(gate: AccountGate, clock: { now: number }, jobs: number, 
   return went;
 }
 
+/**
+ * A number that learned its limit: no rate_limit (slow start from 20/s, ceiling 1,000/s), calls
+ * asked `perSecond` for 2 s, a 131208, then 3 s of CUBIC back near w_max.
+ */
+async function learned(perSecond: number) {
+  const { gate, keys, clock } = setup();
+  await pump(gate, clock, 2, perSecond);
+  await gate.throttled(account, refused());
+  const wmax = await field(keys, "r_wmax");
+  await pump(gate, clock, 3, perSecond);
+  return { gate, keys, clock, wmax };
+}
+
 describe("adaptive rate per phone number", () => {
   it("starts at rate_limit and never goes above it; spaces calls in order", async () => {
     const { gate, keys } = setup({ rate: 5 });
@@ -443,13 +456,9 @@ describe("adaptive rate per phone number", () => {
   });
 
   it("after a quiet spell a backlog slow-starts again up to w_max, not straight to CUBIC's far value", async () => {
-    const { gate, keys, clock } = setup(); // no rate_limit: the ceiling is 1000/s
-    await pump(gate, clock, 2, 40); // slow start; 40/s get through
-    await gate.throttled(account, refused());
-    const wmax = await field(keys, "r_wmax");
+    const { gate, keys, clock, wmax } = await learned(40);
     expect(wmax).toBeGreaterThan(30);
     expect(wmax).toBeLessThanOrEqual(45);
-    await pump(gate, clock, 3, 40); // CUBIC, back near w_max
     clock.now += 60_000; // a minute with no call: CUBIC's w_max·(1 + C·(t − K)³) is far above w_max
     const went = await backlog(gate, clock, 150, 3_000);
     // The first second stays near w_max (the limit's burst aside), not hundreds a second.
@@ -462,12 +471,8 @@ describe("adaptive rate per phone number", () => {
   });
 
   it("after a quiet spell the next fire restarts from β·w_max, not from the start rate: a learned limit is not ramped to again", async () => {
-    const { gate, keys, clock } = setup(); // no rate_limit: slow start from 20/s
-    await pump(gate, clock, 2, 200); // slow start; 200/s get through
-    await gate.throttled(account, refused());
-    const wmax = await field(keys, "r_wmax");
+    const { gate, keys, clock, wmax } = await learned(200);
     expect(wmax).toBeGreaterThan(150);
-    await pump(gate, clock, 3, 200); // CUBIC, back near w_max
     clock.now += 3_600_000; // an hour with no call
     // The fire's first call finds no line yet: the rate is already β·w_max (was the start rate).
     expect(await gate.beforeGraphCall(account, "create", "first")).toBeUndefined();
