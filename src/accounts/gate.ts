@@ -60,7 +60,7 @@ export interface AccountGateOptions {
   readonly keys: Keys;
   readonly logger: Logger;
   readonly metrics?: Pick<Metrics, "throttlePauses" | "accountFailing"> &
-    Partial<Pick<Metrics, "learnedRate">>;
+    Partial<Pick<Metrics, "learnedRate" | "learnedLimit">>;
   /**
    * The account's `rate_limit` (requests per second), if any: the adaptive rate of its number
    * starts there and never goes above it.
@@ -112,7 +112,7 @@ end`;
  * succeeded since this process's last script call, the place in line to keep ("<mark>:<pos>", ""
  * none: a call whose slot a cut voided asks again with it), clock (-1: Redis TIME).
  * Returns {wait, sleep, recovering, failing code, token fingerprint, the number's rate, its cut
- * count (r_ep), the call's place in line}.
+ * count (r_ep), the call's place in line, the limit learned (w_max; "" before the first 131208)}.
  */
 const CHECK = `${CLOCK}
 ${RATE_FUNCTIONS}
@@ -141,7 +141,10 @@ local others = redis.call("HLEN", KEYS[4])
 if held then others = others - 1 end
 local rate = rate_at(h, now, ceil, tonumber(ARGV[6]), others)
 local ep = tostring(h.r_ep or 0)
-if wait > 0 or f[1] then return {wait, 0, recovering, f[1] or "", f[2] or "", tostring(rate), ep, ""} end
+-- The limit learned from 131208 answers (w_max), "" before the first: for status and metrics.
+local learned = ""
+if h.r_ss ~= 1 and h.r_wmax then learned = tostring(h.r_wmax) end
+if wait > 0 or f[1] then return {wait, 0, recovering, f[1] or "", f[2] or "", tostring(rate), ep, "", learned} end
 local anchor, nxt = advance(h, now, rate)
 local step, group = ARGV[4], ARGV[5]
 local kind = "c"
@@ -245,7 +248,7 @@ if due > maxInline then
     local t = s * math.log(1 + math.max(0, pos - anchor) * math.log(2) / (rate * s)) / math.log(2)
     back = math.min(back, math.max(${SLOW_START_MS}, math.floor(t * 1000) - margin))
   elseif back > 2000 then back = math.max(2000, math.floor(back / 2)) end
-  return {back, 0, recovering, "", "", tostring(rate), ep, ""}
+  return {back, 0, recovering, "", "", tostring(rate), ep, "", learned}
 end
 due = math.max(0, due)
 -- A DELETE pays for its POST's slot too: the line moves on by two calls, and the POST, whenever
@@ -263,10 +266,11 @@ if kind == "d" then
   redis.call("HSET", KEYS[5], group, "p:" .. ep .. ":" .. math.ceil(now + due + 1000 / rate))
   redis.call("PEXPIRE", KEYS[5], 86400000)
 end
-redis.call("HSET", KEYS[1], "rate", tostring(rate))
+if learned ~= "" then redis.call("HSET", KEYS[1], "rate", tostring(rate), "learned_limit", learned)
+else redis.call("HSET", KEYS[1], "rate", tostring(rate)) end
 local place = kind
 if front then place = "f" end
-return {0, due, recovering, "", "", tostring(rate), ep, place .. ":" .. pos}`;
+return {0, due, recovering, "", "", tostring(rate), ep, place .. ":" .. pos, learned}`;
 
 /**
  * KEYS: subject hash, account hash, the number's tickets and credits. ARGV: retry-after ms (-1 none), base ms,
@@ -274,8 +278,8 @@ return {0, due, recovering, "", "", tostring(rate), ep, place .. ":" .. pos}`;
  * rate ceiling (0 none), start rate, group id, "1" when the refused call was a POST, successes
  * seen since (as CHECK's), clock (-1:
  * Redis TIME). Returns the wait and 1 when this answer set a pause, 2 when it lengthened one, 3
- * when it cut the rate (no pause: Graph named no wait), 0 when it only saw one; the rate; and the
- * number's cut count (r_ep).
+ * when it cut the rate (no pause: Graph named no wait), 0 when it only saw one; the rate; the
+ * number's cut count (r_ep); and the limit this answer taught ("" when it did not cut).
  * Every value is computed (and bounded by max again) before the first write, so the script cannot
  * stop half-way through its writes.
  */
@@ -286,7 +290,7 @@ local asked = math.min(math.floor(tonumber(ARGV[1])), max)
 local h = redis.call("HMGET", KEYS[1], "paused_until", "throttle_level")
 local paused = tonumber(h[1]) or 0
 local level = math.min(tonumber(h[2]) or 0, 12)
-local cut, rate, ep = nil, nil, ""
+local cut, rate, ep, lim = nil, nil, "", ""
 if ARGV[4] == "1" then
   local ceil = tonumber(ARGV[5])
   if ceil <= 0 then ceil = ${DEFAULT_CEILING} end
@@ -368,7 +372,9 @@ if ARGV[4] == "1" then
   if wmax or credit then table.insert(cut, "r_tat") table.insert(cut, tat) end
   table.insert(cut, "r_rate") table.insert(cut, rate)
   redis.call("HSET", KEYS[1], unpack(cut))
-  redis.call("HSET", KEYS[2], "rate", tostring(rate))
+  if wmax then lim = tostring(wmax) end
+  if wmax then redis.call("HSET", KEYS[2], "rate", tostring(rate), "learned_limit", lim)
+  else redis.call("HSET", KEYS[2], "rate", tostring(rate)) end
   if #credits > 0 then
     redis.call("HSET", KEYS[4], unpack(credits))
     redis.call("PEXPIRE", KEYS[4], 86400000)
@@ -377,7 +383,7 @@ if ARGV[4] == "1" then
     if redis.call("PTTL", KEYS[1]) < ${NUMBER_KEEP_MS} then redis.call("PEXPIRE", KEYS[1], ${NUMBER_KEEP_MS}) end
     local wait = math.ceil(1000 / rate)
     if credit then wait = math.ceil(credit - now) end
-    return {math.max(1, wait), 3, tostring(rate), ep}
+    return {math.max(1, wait), 3, tostring(rate), ep, lim}
   end
 end
 local r = tostring(rate or "")
@@ -389,9 +395,9 @@ if paused > now then
     redis.call("HSET", KEYS[1], "paused_until", paused)
     redis.call("PEXPIRE", KEYS[1], asked + 86400000)
     redis.call("HSET", KEYS[2], "paused_until", paused)
-    return {asked, 2, r, ep}
+    return {asked, 2, r, ep, lim}
   end
-  return {paused - now, 0, r, ep}
+  return {paused - now, 0, r, ep, lim}
 end
 local wait = asked
 if wait < 0 then wait = math.min(math.floor(tonumber(ARGV[2]) * 4 ^ level), max) end
@@ -399,7 +405,7 @@ redis.call("HSET", KEYS[1], "paused_until", now + wait, "throttle_level", level 
 redis.call("HDEL", KEYS[1], "probe_until")
 redis.call("PEXPIRE", KEYS[1], wait + 86400000)
 redis.call("HSET", KEYS[2], "paused_until", now + wait)
-return {wait, 1, r, ep}`;
+return {wait, 1, r, ep, lim}`;
 
 /** KEYS: subject hash. Resets the back-off level once the pause is over. */
 const SUCCESS = `${NOW}
@@ -407,9 +413,13 @@ if (tonumber(redis.call("HGET", KEYS[1], "paused_until")) or 0) <= now then
   return redis.call("HDEL", KEYS[1], "throttle_level", "probe_until") end return 0`;
 
 // Registered once per client (infra/scripts.ts): each call sends the script's SHA1, not its text.
-type CheckReply = [number, number, number, string, string, string, string, string];
+type CheckReply = [number, number, number, string, string, string, string, string, string];
 const CHECK_SCRIPT = luaScript<CheckReply>("rotatorGateCheck", 5, CHECK);
-const THROTTLE_SCRIPT = luaScript<[number, number, string, string]>("rotatorGateThrottle", 4, THROTTLE);
+const THROTTLE_SCRIPT = luaScript<[number, number, string, string, string]>(
+  "rotatorGateThrottle",
+  4,
+  THROTTLE,
+);
 const SUCCESS_SCRIPT = luaScript<number>("rotatorGateSuccess", 1, SUCCESS);
 
 /** Held rotations are forgotten after a week without a new one (saga state lives that long too). */
@@ -450,9 +460,12 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
   const ceilingOf = (name: string) => positive(options.rateOf?.(name)) ?? 0;
   const startOf = (name: string) =>
     positive(options.rateOf?.(name)) ?? options.startRate ?? DEFAULT_START_RATE;
-  const showRate = (account: AccountContext, rate: string | undefined) => {
+  const showRate = (account: AccountContext, rate: string | undefined, learned: string | undefined) => {
     const value = Number(rate);
     if (rate && Number.isFinite(value)) options.metrics?.learnedRate?.set({ account: account.name }, value);
+    const limit = Number(learned);
+    if (learned && Number.isFinite(limit))
+      options.metrics?.learnedLimit?.set({ account: account.name }, limit);
   };
 
   // Graph calls of each account that succeeded since this process last told Redis: the next
@@ -495,8 +508,9 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
         String(options.clock?.() ?? -1),
       ],
       done: async (reply) => {
-        const [wait, sleep, inBackoff, failingCode, fingerprint, rate, ep, pos] = reply as CheckReply;
-        showRate(account, rate);
+        const [wait, sleep, inBackoff, failingCode, fingerprint, rate, ep, pos, learned] =
+          reply as CheckReply;
+        showRate(account, rate, learned);
         const seen = noteCuts(account, ep);
         if (inBackoff === 1) {
           const set = recovering.get(account.name) ?? new Set<string>();
@@ -543,7 +557,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
       const byNumber = error.scope === "number";
       const subject = byNumber ? numberSubject(account) : tokenSubject(account);
       const asked = error.retryAfterMs === undefined ? undefined : boundWait(error.retryAfterMs, max);
-      const [wait, set, rate, ep] = await THROTTLE_SCRIPT.run(
+      const [wait, set, rate, ep, learned] = await THROTTLE_SCRIPT.run(
         redis,
         [subject, keys.account(account.name), ticketsOf(account), creditsOf(account)],
         [
@@ -559,7 +573,7 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
           String(options.clock?.() ?? -1),
         ],
       );
-      showRate(account, rate);
+      showRate(account, rate, learned);
       if (byNumber) noteCuts(account, ep);
       const fields = {
         account: account.name,

@@ -209,7 +209,10 @@ export function reason(s: GroupStatus): string {
   }
   if (parts.length === 0) parts.push(s.sequence === null ? "never rotated" : "ok");
   // Facts rather than faults: the rate learned for the group's number, and what webhooks told.
-  if (s.account_rate !== null) parts.push(`number rate ${s.account_rate}/s`);
+  if (s.account_rate !== null) {
+    const limit = s.account_learned_limit === null ? "" : ` (limit learned ${s.account_learned_limit}/s)`;
+    parts.push(`number rate ${s.account_rate}/s${limit}`);
+  }
   if (s.participants !== null) parts.push(`${s.participants} participants`);
   if (s.joins_since_rotation !== null) parts.push(`${s.joins_since_rotation} joined through this link`);
   return parts.join("; ");

@@ -64,6 +64,11 @@ export interface Metrics {
   readonly accountFailing: Gauge<"account">;
   /** `wa_rotator_learned_rate{account}`: the adaptive rate (calls/s) of the account's phone number. */
   readonly learnedRate: Gauge<"account">;
+  /**
+   * `wa_rotator_learned_limit{account}`: the limit (calls/s) the account's phone number was found
+   * to have, from 131208 answers (CUBIC's w_max); absent before the first.
+   */
+  readonly learnedLimit: Gauge<"account">;
   /** `wa_rotator_skipped_rotations_total{policy,reason}`: rotations a fire did not enqueue (reason `busy`, `suspended`, `deleted`). */
   readonly skippedFires: Counter<"policy" | "reason">;
   /** `wa_rotator_fires_total{policy,trigger}`: fires handled by the scheduler. */
@@ -268,6 +273,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     learnedRate: new Gauge({
       name: name("learned_rate"),
       help: "Graph calls per second the account's phone number may make, as learned from 131208 answers",
+      labelNames: ["account"] as const,
+      registers,
+    }),
+    learnedLimit: new Gauge({
+      name: name("learned_limit"),
+      help: "Graph calls per second the account's phone number was found to allow, from 131208 answers (absent before the first)",
       labelNames: ["account"] as const,
       registers,
     }),

@@ -72,6 +72,11 @@ export interface GroupStatus {
   readonly joins_since_rotation: number | null;
   /** Graph calls per second the account's phone number may make, as learned (null before any call). */
   readonly account_rate: number | null;
+  /**
+   * The limit (calls/s) the account's phone number was found to allow, from 131208 answers: where
+   * its rate returns after a cut and restarts after a quiet spell; null before the first.
+   */
+  readonly account_learned_limit: number | null;
   readonly state: GroupHealth;
 }
 
@@ -172,6 +177,12 @@ async function loadAccounts(
   });
 }
 
+/** A calls/s figure the gate mirrored into the account hash, to one decimal; null when absent. */
+const perSecond = (value: string | undefined): number | null =>
+  value !== undefined && value !== "" && Number.isFinite(Number(value))
+    ? Math.round(Number(value) * 10) / 10
+    : null;
+
 function toStatus(
   id: string,
   hash: Record<string, string>,
@@ -218,10 +229,8 @@ function toStatus(
     failure,
     account_failure: accountFailure,
     account_paused_until: pausedUntil !== null && Date.parse(pausedUntil) > now ? pausedUntil : null,
-    account_rate:
-      accountHash.rate !== undefined && Number.isFinite(Number(accountHash.rate))
-        ? Math.round(Number(accountHash.rate) * 10) / 10
-        : null,
+    account_rate: perSecond(accountHash.rate),
+    account_learned_limit: perSecond(accountHash.learned_limit),
     deleted_at: null,
     suspended_since: null,
     participants: null,

@@ -13,6 +13,7 @@ import type { AccountContext } from "../../src/core/interfaces.js";
 import { createKeys, type Keys } from "../../src/core/keys.js";
 import { GraphError } from "../../src/graph/errors.js";
 import { createLogger } from "../../src/infra/logger.js";
+import { createMetrics, type Metrics } from "../../src/infra/metrics.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 
 /**
@@ -48,6 +49,7 @@ function setup(
     clock?: { now: number };
     maxInlineWaitMs?: number;
     sleep?: (ms: number) => Promise<void>;
+    metrics?: Metrics;
   } = {},
 ) {
   let keys = options.keys;
@@ -65,6 +67,7 @@ function setup(
     maxInlineWaitMs: options.maxInlineWaitMs ?? 0,
     clock: () => clock.now,
     ...(options.sleep ? { sleep: options.sleep } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   return { gate, keys, clock };
 }
@@ -275,6 +278,23 @@ describe("adaptive rate per phone number", () => {
     expect(await rateOf(keys)).toBeLessThanOrEqual(1.2 * wmax);
     await pump(gate, clock, 2, 120);
     expect(await rateOf(keys)).toBeGreaterThanOrEqual(1.5 * wmax);
+  });
+
+  it("mirrors the limit it learned for status and /metrics: nothing before the first 131208, w_max after", async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    const { gate, keys, clock } = setup({ metrics });
+    await pump(gate, clock, 1, 40);
+    expect(await redis.hget(keys.account("a"), "learned_limit")).toBeNull();
+    expect((await metrics.learnedLimit.get()).values).toEqual([]);
+    await gate.throttled(account, refused());
+    const wmax = await field(keys, "r_wmax");
+    expect(Number(await redis.hget(keys.account("a"), "learned_limit"))).toBeCloseTo(wmax, 5);
+    expect((await metrics.learnedLimit.get()).values[0]).toMatchObject({ labels: { account: "a" } });
+    expect((await metrics.learnedLimit.get()).values[0]!.value).toBeCloseTo(wmax, 5);
+    // Every later call of the number's accounts carries it (another process, another account).
+    clock.now += 1_000;
+    await gate.beforeGraphCall({ ...account, name: "b" }, "create", "G");
+    expect(Number(await redis.hget(keys.account("b"), "learned_limit"))).toBeCloseTo(wmax, 5);
   });
 
   it("a lone rotation now and then is no line: a quiet number's rate does not climb along CUBIC unused", async () => {

@@ -102,6 +102,9 @@ beforeAll(async () => {
     failing_code: "GRAPH_AUTH",
     failing_message: "token expired",
     failing_since: String(Date.UTC(2026, 0, 5, 3, 0, 0)),
+    // The gate's mirror of the number's rate and of the limit it learned from 131208 answers.
+    rate: "8.2077",
+    learned_limit: "10.2596",
   });
   await publish("MANUAL-ONLY", "manual", null);
   // A pause long over: shown only to a reader whose "now" is before it.
@@ -183,7 +186,11 @@ describe("status --json", () => {
       state: "failing",
       account_failure: { code: "GRAPH_AUTH", message: "token expired", since: "2026-01-05T03:00:00.000Z" },
       next_due_at: nextUtc(undefined),
+      account_rate: 8.2,
+      account_learned_limit: 10.3,
     });
+    // Not learned yet: null, not 0.
+    expect(byId.get("G-OK")).toMatchObject({ account_rate: null, account_learned_limit: null });
     expect(byId.get("MANUAL-ONLY")).toMatchObject({
       policy: null,
       account: "default",
@@ -266,7 +273,7 @@ describe("status (table)", () => {
     expect(row("G-PENDING")).toMatch(/rotation pending since 2026-01-04 03:00:00Z$/);
     expect(row("G-NEVER")).toMatch(/never rotated$/);
     expect(row("P-1")).toMatch(
-      /account partners failing since 2026-01-05 03:00:00Z GRAPH_AUTH: token expired$/,
+      /account partners failing since 2026-01-05 03:00:00Z GRAPH_AUTH: token expired; number rate 8.2\/s \(limit learned 10.3\/s\)$/,
     );
     expect(row("MANUAL-ONLY")).toMatch(
       /^MANUAL-ONLY\s+-\s+default\s+2026-01-02 03:00:\d\dZ\s+1\s+manual\s+\S+\s+-\s+ok$/,
