@@ -344,7 +344,7 @@ if ARGV[4] == "1" then
         table.insert(kept, {slot, all[i], mark})
       end
     end
-    if #stale > 0 then redis.call("HDEL", KEYS[4], unpack(stale)) end
+    for i = 1, #stale, 1000 do redis.call("HDEL", KEYS[4], unpack(stale, i, math.min(i + 999, #stale))) end
     table.sort(kept, function(a, b) return a[1] < b[1] end)
     for _, v in ipairs({"r_wmax", wmax, "r_k", ((1 - RBETA) / RC) ^ (1 / 3), "r_cut", now, "r_ss", 0,
       "r_cok", 0, "r_ep", ep}) do
@@ -352,11 +352,10 @@ if ARGV[4] == "1" then
     end
   end
   -- A refused POST leaves its group without a link: it takes the first slot no call has (after
-  -- the refused call's, at the new rate), paid now as its DELETE paid for it ("p:<cut count>:<slot
+  -- the refused call's, at the new rate), paid now as its DELETE paid for it ("r:<cut count>:<slot
   -- ms>"), so DELETEs that join the line before it comes back go after it: as "first in line"
   -- only (f:) it came back behind the DELETEs that joined meanwhile, two intervals each, and
-  -- waited 0.7-1.4 s at a 10/s limit. A cut before it comes back voids the credit (first in line
-  -- then).
+  -- waited 0.7-1.4 s at a 10/s limit. A later cut re-times it (above).
   local credits = {}
   for _, k in ipairs(kept) do
     table.insert(credits, k[2]) table.insert(credits, k[3] .. ep .. ":" .. math.ceil(tat))
