@@ -86,8 +86,8 @@ export const OK_ALPHA = 0.25;
  */
 export const IDLE_RESTART_MS = 2000;
 /**
- * Places kept by delayed jobs (or a refused POST) count as calls waiting only this long after the
- * last was kept: a job comes back within a few seconds of its slot, and a place whose holder never
+ * Places kept by delayed jobs count as calls waiting only this long after the last was kept:
+ * a job comes back within a few seconds of its slot, and a place whose holder never
  * comes (its rotation stopped after its DELETE, its job removed) would otherwise count for as long
  * as the number is used, letting a quiet number's rate climb along CUBIC to the ceiling.
  */
@@ -148,7 +148,7 @@ local function rate_at(h, now, ceil, start, held)
   -- Calls wait: more tickets ahead of the anchor, or more in the line that is here, than one
   -- DELETE and its POST, or tickets held by delayed jobs (while places are being kept: one never
   -- claimed is not a line for ever). A lone rotation is no line: counted as one (its two
-  -- tickets, its POST's credit), it let a quiet number's rate climb along CUBIC.
+  -- tickets), it let a quiet number's rate climb along CUBIC.
   local kept = held > 0 and now - (h.r_hw or 0) < RHELD
   local waiting = nxt - anchor > 2 or kept or (h.r_tat or 0) - now > 2000 / (h.r_rate or start)
   local r
