@@ -88,7 +88,7 @@ export const IDLE_RESTART_MS = 2000;
 /**
  * Places kept by delayed jobs count as calls waiting only this long after the last was kept:
  * a job comes back within a few seconds of its slot, and a place whose holder never
- * comes (its rotation stopped after its DELETE, its job removed) would otherwise count for as long
+ * comes (its job removed while delayed) would otherwise count for as long
  * as the number is used, letting a quiet number's rate climb along CUBIC to the ceiling.
  */
 export const HELD_FRESH_MS = 10_000;
