@@ -135,8 +135,13 @@ local h = read_rate(KEYS[3])
 -- Places kept by others' delayed jobs (this call's own is no line: a lone rotation counted as
 -- calls waiting and let a quiet number's rate climb along CUBIC unused). Credits are no line
 -- either: their slots are paid in the line that is here (r_tat).
-local held = redis.call("HGET", KEYS[4], ARGV[5])
-local credit = redis.call("HGET", KEYS[5], ARGV[5])
+-- A POST has a credit or a place, never both (a credit is spent before a place is kept): one
+-- read when it has a credit. A DELETE has none to spend: one left by an earlier attempt goes (it
+-- pays anew when let go).
+local credit, held = false, false
+if ARGV[4] == "delete" then redis.call("HDEL", KEYS[5], ARGV[5])
+else credit = redis.call("HGET", KEYS[5], ARGV[5]) end
+if not credit then held = redis.call("HGET", KEYS[4], ARGV[5]) end
 local others = redis.call("HLEN", KEYS[4])
 if held then others = others - 1 end
 local rate = rate_at(h, now, ceil, tonumber(ARGV[6]), others)
