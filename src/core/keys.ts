@@ -23,6 +23,12 @@ export interface Keys {
   account(account: string): string;
   /** Hash: per-policy scheduler state (last fire). */
   policy(policy: string): string;
+  /**
+   * Set: the groups a `groups: all` policy's last fire listed (Graph's list of the number, less
+   * other policies' groups), replaced at each fire. A join link's `policy:` pool reads it for the
+   * groups whose newest message is a manual rotation's (`policy: null`).
+   */
+  policyGroups(policy: string): string;
   /** Set: every group id that has published state, for `status`. */
   readonly groupsIndex: string;
   /** Set: groups whose old link was deleted and whose new link is not yet published. */
@@ -76,6 +82,8 @@ export function createKeys(prefix: string): Keys {
     groupLock: (groupId) => `${prefix}:lock:group:${groupId}`,
     account: (account) => `${prefix}:account:${account}`,
     policy: (policy) => `${prefix}:policy:${policy}`,
+    // Policy names hold no ":", so this never names another policy's hash.
+    policyGroups: (policy) => `${prefix}:policy:${policy}:groups`,
     groupsIndex: `${prefix}:groups`,
     withoutLinkIndex: `${prefix}:groups:without-link`,
     groupsUnavailable: `${prefix}:groups:unavailable`,

@@ -42,7 +42,12 @@ export interface LinkStore {
    */
   update(links: readonly ResolvedLink[]): Promise<void>;
   stop(): Promise<void>;
-  /** The pool of a link right now (a `groups: all` policy's pool is what it has published). */
+  /**
+   * The pool of a link right now. A `groups: all` policy's pool is the groups it has published: a
+   * group whose newest message is a manual rotation's (`policy: null`) stays in it when an earlier
+   * message of this process named the policy or, failing that, when the policy's last fire listed
+   * it (`keys.policyGroups`, read at start and on each reload).
+   */
   members(link: ResolvedLink): PoolMember[];
   /** The pool's groups as Redis and memory see them now, in pool order. */
   inspect(members: readonly PoolMember[]): Promise<GroupView[]>;
@@ -64,6 +69,8 @@ export interface LinkStoreOptions {
 
 interface Held {
   readonly message: RotationMessage;
+  /** The policy of the newest message that named one (a manual rotation's names none). */
+  readonly policy: string | null;
   /** The last C:latest text a visit found to be this message (saves parsing it again). */
   raw?: string;
 }
@@ -76,6 +83,8 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
   let waiters: (() => void)[] = [];
   let started = false;
   let links = options.links;
+  /** Per `groups: all` policy of a link: the groups its last fire listed. */
+  const listedBy = new Map<string, ReadonlySet<string>>();
   const channelsOf = (links: readonly ResolvedLink[]) => {
     const channels = new Set<string>();
     for (const link of links) {
@@ -86,7 +95,9 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
   };
 
   const store = (channel: string, message: RotationMessage) => {
-    byChannel.get(channel)!.set(message.group_id, { message });
+    const groups = byChannel.get(channel)!;
+    const policy = message.policy ?? groups.get(message.group_id)?.policy ?? null;
+    groups.set(message.group_id, { message, policy });
     const woken = waiters;
     waiters = [];
     for (const wake of woken) wake();
@@ -106,15 +117,23 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
     subscriptions.push(subscription);
   };
 
+  const readListed = async () => {
+    const policies = new Set(links.flatMap((l) => (l.members.length === 0 && l.policy ? [l.policy] : [])));
+    for (const policy of policies)
+      listedBy.set(policy, new Set(await redis.smembers(keys.policyGroups(policy))));
+  };
+
   return {
     async start() {
       started = true;
       for (const channel of channelsOf(links)) if (!byChannel.has(channel)) await follow(channel);
+      await readListed();
     },
     async update(next) {
       links = next;
       if (!started) return;
       for (const channel of channelsOf(links)) if (!byChannel.has(channel)) await follow(channel);
+      await readListed();
     },
     async stop() {
       await Promise.all(subscriptions.splice(0).map((s) => s.close()));
@@ -124,8 +143,9 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
       if (link.members.length > 0 || link.policy === undefined) return [...link.members];
       const channel = link.policyChannel!;
       const held = byChannel.get(channel) ?? new Map<string, Held>();
+      const listed = listedBy.get(link.policy);
       return [...held.values()]
-        .filter((h) => h.message.policy === link.policy)
+        .filter((h) => (h.policy ?? (listed?.has(h.message.group_id) ? link.policy : null)) === link.policy)
         .map((h) => ({ groupId: h.message.group_id, channel }))
         .sort((a, b) => (a.groupId < b.groupId ? -1 : a.groupId > b.groupId ? 1 : 0));
     },

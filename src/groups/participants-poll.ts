@@ -73,7 +73,7 @@ export function createParticipantsPoll(options: ParticipantsPollOptions): Partic
     for (const link of config.links) {
       if (link.participantsPollMs <= 0) continue;
       const policyAccount = link.policy && config.policies.find((p) => p.name === link.policy)?.account;
-      for (const member of await readPoolMembers(redis, link)) {
+      for (const member of await readPoolMembers(redis, keys, link)) {
         const known = groups.get(member.groupId);
         const account =
           config.policyByGroup.get(member.groupId)?.account ??

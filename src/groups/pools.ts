@@ -32,16 +32,22 @@ export function emptyPoolCounts(): Record<PoolState, number> {
 
 /**
  * The pool of `link`: its listed groups, or for `policy: <name>` of a `groups: all` policy every
- * group that policy has published on its channel (read from C:latest), sorted.
+ * group that policy has published on its channel (read from C:latest), sorted. A group whose newest
+ * message is a manual rotation's (`policy: null`) counts when the policy's last fire listed it.
  */
-export async function readPoolMembers(redis: Redis, link: ResolvedLink): Promise<PoolMember[]> {
+export async function readPoolMembers(redis: Redis, keys: Keys, link: ResolvedLink): Promise<PoolMember[]> {
   if (link.members.length > 0 || link.policy === undefined || link.policyChannel === undefined)
     return [...link.members];
   const channel = link.policyChannel;
-  const latest = await redis.hgetall(channelKeys(channel).latest);
+  const [latest, listed] = await Promise.all([
+    redis.hgetall(channelKeys(channel).latest),
+    redis.smembers(keys.policyGroups(link.policy)),
+  ]);
+  const fired = new Set(listed);
   const ids: string[] = [];
   for (const [groupId, raw] of Object.entries(latest)) {
-    if (policyOf(raw) === link.policy) ids.push(groupId);
+    const policy = policyOf(raw);
+    if (policy === link.policy || (policy === null && fired.has(groupId))) ids.push(groupId);
   }
   return ids.sort().map((groupId) => ({ groupId, channel }));
 }
@@ -91,7 +97,7 @@ export async function readPoolStatuses(
 ): Promise<PoolStatus[]> {
   const pools: PoolStatus[] = [];
   for (const link of links) {
-    const members = await readPoolMembers(redis, link);
+    const members = await readPoolMembers(redis, keys, link);
     const counts = emptyPoolCounts();
     if (members.length === 0) {
       pools.push({ slug: link.slug, capacity: link.capacity, signed: link.signed, groups: [], counts });

@@ -1,5 +1,5 @@
 import type { Queue } from "bullmq";
-import type { RedisClient } from "../infra/redis.js";
+import { throwOnTransactionError, type RedisClient } from "../infra/redis.js";
 import type { ResolvedConfig, ResolvedPolicy } from "../config/config.js";
 import { nextFires } from "../config/cron.js";
 import type { GraphClient } from "../graph/client.js";
@@ -84,6 +84,8 @@ const CHUNKS_IN_FLIGHT = 3;
 const DEFAULT_ORPHAN_GRACE_MS = 60_000;
 /** Skipped groups named in one log line; the rest are counted. */
 const LOGGED_SKIPS = 20;
+/** Group ids per SADD when a fire records the groups it listed. */
+const LISTED_PER_SADD = 1000;
 
 export function createFirer(deps: FireDeps): FirePolicy {
   const chunkSize = Math.max(1, deps.chunkSize ?? DEFAULT_CHUNK);
@@ -234,6 +236,20 @@ export function createFirer(deps: FireDeps): FirePolicy {
       const owner = owners.get(group.id);
       if (owner === undefined || owner.name === policy.name) ids.add(group.id);
     }
+    await recordListed(policy.name, [...ids]);
     return [...ids];
+  }
+
+  /**
+   * Replaces the set of the groups this fire listed (`keys.policyGroups`): a join link's `policy:`
+   * pool keeps a group whose newest message is a manual rotation's (`policy: null`), also in a
+   * gateway started after it.
+   */
+  async function recordListed(name: string, ids: readonly string[]): Promise<void> {
+    const key = deps.keys.policyGroups(name);
+    const transaction = deps.redis.multi().del(key);
+    for (let start = 0; start < ids.length; start += LISTED_PER_SADD)
+      transaction.sadd(key, ...ids.slice(start, start + LISTED_PER_SADD));
+    throwOnTransactionError(await transaction.exec());
   }
 }

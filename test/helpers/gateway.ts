@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
-import { parseConfigText } from "../../src/config/config.js";
+import { parseConfigText, type ResolvedConfig } from "../../src/config/config.js";
 import { loadSettings } from "../../src/config/settings.js";
 import type { Clock } from "../../src/core/interfaces.js";
 import { createKeys, type Keys } from "../../src/core/keys.js";
@@ -20,8 +20,13 @@ export interface GatewayFixture {
   readonly keys: Keys;
   readonly prefix: string;
   readonly channel: string;
-  /** Publishes a new link of `groupId` (as its rotation would); returns the link. */
-  rotate(groupId: string, link?: string): Promise<string>;
+  /** The policy file the gateway runs. */
+  readonly config: ResolvedConfig;
+  /**
+   * Publishes a new link of `groupId` (as its rotation would: by the policy `pool`, or with
+   * `policy: null` as a manual `rotate` does); returns the link.
+   */
+  rotate(groupId: string, link?: string, policy?: string | null): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -33,18 +38,24 @@ export async function startGatewayFixture(options: {
   name: string;
   /** The `links:` section, YAML (indented under `links:`). */
   links: string;
-  groups: string[];
+  /** The policy `pool`'s groups; `all` (its account gets a phone_number_id). */
+  groups: string[] | "all";
   env?: Record<string, string>;
   clock?: Clock;
 }): Promise<GatewayFixture> {
   const prefix = uniquePrefix(options.name);
   const channel = `${prefix}-chan:links`;
+  const { groups } = options;
+  const all = groups === "all";
   const yaml = [
+    ...(all
+      ? ["accounts:", '  default: { token_env: WHATSAPP_ACCESS_TOKEN, phone_number_id: "15550001" }']
+      : []),
     "policies:",
     "  - name: pool",
     '    schedule: "0 3 * * *"',
     `    channel: "${channel}"`,
-    `    groups: [${options.groups.map((g) => JSON.stringify(g)).join(", ")}]`,
+    groups === "all" ? "    groups: all" : `    groups: [${groups.map((g) => JSON.stringify(g)).join(", ")}]`,
     "links:",
     options.links,
   ].join("\n");
@@ -75,15 +86,20 @@ export async function startGatewayFixture(options: {
     keys,
     prefix,
     channel,
-    async rotate(groupId, link = `https://chat.whatsapp.com/${randomBytes(12).toString("base64url")}`) {
+    config,
+    async rotate(
+      groupId,
+      link = `https://chat.whatsapp.com/${randomBytes(12).toString("base64url")}`,
+      policy: string | null = "pool",
+    ) {
       await publisher.publish({
         rotationId: `rot-${groupId}-${++n}-${randomBytes(3).toString("hex")}`,
         groupId,
         inviteLink: link,
         createdAt: Date.now(),
-        policy: "pool",
+        policy,
         account: "default",
-        trigger: "manual",
+        trigger: policy === null ? "manual" : "schedule",
         channel,
       });
       return link;
