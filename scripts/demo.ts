@@ -245,9 +245,13 @@ async function main(): Promise<number> {
     process.off("exit", killAll);
   }
   const total = [...received.values()].reduce((a, b) => a + b, 0);
+  const rejected = invalid === 0 ? "" : `${invalid} rejected`;
+  // With no link there is no signature to call valid: say what did (not) happen.
   say(
-    `${total} link${total === 1 ? "" : "s"} received for ${received.size} group${received.size === 1 ? "" : "s"}, ` +
-      `${invalid === 0 ? "every signature valid" : `${invalid} rejected`}.`,
+    total === 0
+      ? `No link received${rejected && `; ${rejected}`}.`
+      : `${total} link${total === 1 ? "" : "s"} received for ${received.size} group${received.size === 1 ? "" : "s"}, ` +
+          `${rejected || "every signature valid"}.`,
   );
   const visits = followed.current + followed.stale + followed.unanswered;
   if (visits > 0) {
