@@ -15,9 +15,20 @@ import { checkSignature, COUNT_VISIT } from "./signed.js";
 
 /**
  * `GET /join/{slug}`: the stable join URL. In order: the client's rate limit (429), the slug (404),
- * the signature of a signed URL (403 bad or missing, 410 expired), the pool (503 with Retry-After
- * when no group has room and a link), a signed URL's visit count (410 used up), then `302` to the
- * chosen group's current link, or for a desktop browser a page with its QR code.
+ * the signature of a signed URL (403 bad or missing, 410 expired), a counted URL's visits so far
+ * (410 used up, read only), the pool (503 with Retry-After when no group has room and a link), the
+ * counted URL's visit (410 used up, counted atomically), then `302` to the chosen group's current
+ * link, or for a desktop browser a page with its QR code.
+ *
+ * `HEAD` (link previews) is answered as `GET` but never counts a visit: a counted URL's `HEAD`
+ * that `GET` would have sent to a group gets `200` without the link.
+ *
+ * Redis down or stalled: the visit's Redis work has a deadline (the rotation wait plus
+ * `REDIS_GRACE_MS`), and while the connection is not ready a visit sends no command at all (its
+ * commands would queue until Redis is back, and a visit count could land after its visitor had
+ * been told 503): `503` with `Retry-After`. A deadline per visit rather than ioredis's
+ * `commandTimeout`: the connection is shared with the link store's subscriptions (which duplicate
+ * its options) and the webhook receiver, and a command it times out still runs once Redis is back.
  *
  * The only redirect targets are links read from Redis that match `https://chat.whatsapp.com/<code>`:
  * nothing in the request can choose where a visitor is sent.
@@ -39,6 +50,7 @@ export interface JoinDeps {
 }
 
 const PREFIX = "/join/";
+const USED_UP = "this join link has been used up\n";
 /** The name the visit-count script is defined under on the gateway's connection. */
 const COUNT_VISIT_COMMAND = "waRotatorCountVisit";
 /** Retry-After when every group is full: participants leave slowly, the operator adds groups. */
@@ -47,10 +59,18 @@ const RETRY_FULL_S = 60;
 const RETRY_SOON_S = 5;
 /** Re-inspect at least this often while waiting (a lock released without a new message wakes no one). */
 const RECHECK_MS = 100;
+/** A visit's Redis work may take the rotation wait plus this before the visit answers 503. */
+export const REDIS_GRACE_MS = 1_000;
+/** "visit failed" is logged at most once per this (an outage would log every visit). */
+const FAILURE_LOG_MS = 10_000;
+
+/** Redis did not answer a visit in time, or the connection is down. */
+class RedisUnavailableError extends Error {}
 
 export function joinRoute(deps: JoinDeps): GatewayRoute {
   const turns = new Map<string, number>();
   const log = deps.logger.child({ component: "join" });
+  let lastFailureLog = Number.NEGATIVE_INFINITY;
   // The visit count's script is sent once and then called by its SHA (EVALSHA), not per visit.
   deps.redis.defineCommand(COUNT_VISIT_COMMAND, { numberOfKeys: 1, lua: COUNT_VISIT });
   const countVisit = (key: string, expiresAt: string) =>
@@ -60,15 +80,33 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
   // One read of a pool at a time, shared by the visits that arrived while the last one was out.
   const read = freshReads((link: ResolvedLink) => deps.store.inspect(deps.store.members(link)));
 
-  const choose = async (link: ResolvedLink, res: ServerResponse): Promise<Choice> => {
+  /** `work` (Redis commands), or RedisUnavailableError when the connection is down or `deadline` passes. */
+  const inTime = async <T>(deadline: number, work: () => Promise<T>): Promise<T> => {
+    if (deps.redis.status !== "ready") throw new RedisUnavailableError(`redis is ${deps.redis.status}`);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new RedisUnavailableError("redis did not answer in time")),
+        Math.max(0, deadline - performance.now()),
+      );
+    });
+    try {
+      return await Promise.race([work(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const choose = async (link: ResolvedLink, res: ServerResponse, redisDeadline: number): Promise<Choice> => {
     const deadline = deps.clock.now() + deps.rotationWaitMs;
     for (;;) {
       const turn = turns.get(link.slug) ?? 0;
       turns.set(link.slug, turn + 1);
-      const views = await read(link);
+      const views = await inTime(redisDeadline, () => read(link));
       const choice = chooseGroup(views, link.capacity, turn);
       const left = deadline - deps.clock.now();
-      if (choice.kind !== "rotating" || left <= 0 || res.destroyed) return choice;
+      // Answered meanwhile (a used-up URL), or the visitor left: no more waiting.
+      if (choice.kind !== "rotating" || left <= 0 || res.destroyed || res.writableEnded) return choice;
       await deps.store.changed(Math.min(left, RECHECK_MS));
     }
   };
@@ -77,6 +115,7 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
     req: IncomingMessage,
     res: ServerResponse,
     url: URL,
+    redisDeadline: number,
   ): Promise<[string, VisitOutcome]> => {
     if (deps.limiter) {
       const wait = deps.limiter.take(clientAddress(req, deps.trustedProxies), deps.clock.now());
@@ -100,20 +139,43 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
       sendText(res, 410, "this join link has expired\n");
       return [slug, "expired"];
     }
-    const choice = await choose(link, res);
+    const counted =
+      signature.kind === "valid" && signature.terms.uses !== undefined
+        ? {
+            key: deps.keys.linkVisits(slug, signature.sig),
+            uses: signature.terms.uses,
+            exp: signature.terms.exp,
+          }
+        : undefined;
+    // A used-up URL is 410 whatever the pool holds: its count is read beside the pool's first read.
+    const choosing = choose(link, res, redisDeadline);
+    choosing.catch(() => undefined);
+    if (counted) {
+      const used = Number(await inTime(redisDeadline, () => deps.redis.get(counted.key)));
+      if (used >= counted.uses) {
+        sendText(res, 410, USED_UP);
+        return [slug, "used-up"];
+      }
+    }
+    const choice = await choosing;
     if (choice.kind !== "group") {
       const full = choice.kind === "full";
       const body = full ? "every group of this link is full\n" : "no group of this link is open right now\n";
       sendText(res, 503, body, { "Retry-After": String(full ? RETRY_FULL_S : RETRY_SOON_S) });
       return [slug, full ? "full" : "unavailable"];
     }
-    if (signature.kind === "valid" && signature.terms.uses !== undefined) {
+    if (counted) {
+      // A HEAD (a link preview) counts no visit, so it is not given the link a visit would get.
+      if (req.method === "HEAD") {
+        sendText(res, 200, "open this join link with GET to be sent to a group\n");
+        return [slug, "previewed"];
+      }
       // Counted only once a group is chosen: a visit answered 503 does not use up the URL.
-      const key = deps.keys.linkVisits(slug, signature.sig);
-      const count = Number(await countVisit(key, String(signature.terms.exp * 1000)));
-      if (count > signature.terms.uses) {
-        sendText(res, 410, "this join link has been used up\n");
-        return [slug, "expired"];
+      const expiresAt = String(counted.exp * 1000);
+      const count = Number(await inTime(redisDeadline, () => countVisit(counted.key, expiresAt)));
+      if (count > counted.uses) {
+        sendText(res, 410, USED_UP);
+        return [slug, "used-up"];
       }
     }
     const headers = { Vary: "Accept, User-Agent", "Referrer-Policy": "no-referrer" };
@@ -133,9 +195,13 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
       const started = performance.now();
       let labels: [string, VisitOutcome];
       try {
-        labels = await visit(req, res, url);
+        labels = await visit(req, res, url, started + deps.rotationWaitMs + REDIS_GRACE_MS);
       } catch (error) {
-        log.warn({ err: { message: (error as Error).message } }, "visit failed");
+        if (started - lastFailureLog >= FAILURE_LOG_MS) {
+          lastFailureLog = started;
+          const unavailable = error instanceof RedisUnavailableError;
+          log.warn({ err: { message: (error as Error).message }, unavailable }, "visit failed");
+        }
         if (!res.headersSent)
           sendText(res, 503, "try again shortly\n", { "Retry-After": String(RETRY_SOON_S) });
         labels = ["-", "error"];

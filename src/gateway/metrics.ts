@@ -6,8 +6,9 @@ import type { PoolState } from "../groups/pools.js";
  * The gateway's own metrics, on the process registry:
  *
  * - `wa_rotator_gateway_visits_total{slug,outcome}`: `/join` visits by outcome (`redirected`,
- *   `page`, `full`, `unavailable` (no link or mid-rotation), `expired`, `forbidden`, `unknown`,
- *   `rate-limited`, `error`). An unknown slug
+ *   `page`, `previewed` (a counted URL's `HEAD`, answered without the link), `full`, `unavailable`
+ *   (no link or mid-rotation), `expired`, `used-up`, `forbidden`, `unknown`, `rate-limited`,
+ *   `error` (Redis down or slow included)). An unknown slug
  *   counts under the slug label `-`, so visitors cannot grow the label set.
  * - `wa_rotator_gateway_pool_groups{slug,state}`: a link's pool groups by state (`room`, `full`,
  *   `rotating`, `no-link`), read at scrape time.
@@ -16,9 +17,11 @@ import type { PoolState } from "../groups/pools.js";
 export type VisitOutcome =
   | "redirected"
   | "page"
+  | "previewed"
   | "full"
   | "unavailable"
   | "expired"
+  | "used-up"
   | "forbidden"
   | "unknown"
   | "rate-limited"
