@@ -30,7 +30,11 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
       learnTokens(next, scrub, io);
       return next;
     },
-    apply: (next) => app.reload(next),
+    apply: (next) => {
+      app.reload(next);
+      // A reload that adds an account (or a policy to one) without its token: say so now too.
+      warnMissingTokens(next, logger);
+    },
     onResult: (result) => app.metrics.countReload(result),
     logger,
   });
@@ -68,7 +72,10 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
   return code;
 }
 
-/** An account without its token fails every rotation: say so at start, not at the first rotation. */
+/**
+ * An account without its token fails every rotation: say so at start and after each applied
+ * reload, not at the first rotation.
+ */
 function warnMissingTokens(config: ResolvedConfig, logger: Logger): void {
   for (const account of config.accounts.values()) {
     if (account.tokenPresent) continue;

@@ -50,3 +50,54 @@ it("worker warns at start, once per account, when an account has no token", asyn
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it("worker warns after an applied reload that adds an account without its token", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-token-"));
+  try {
+    const file = join(dir, "policy.yaml");
+    const main = [
+      "accounts:",
+      "  main: { token_env: MAIN_TOKEN }",
+      "policies:",
+      "  - { name: a, account: main, schedule: '0 3 * * *', groups: ['G1'] }",
+    ];
+    writeFileSync(file, main.join("\n"));
+    const proc = spawnCli(["worker"], {
+      ROTATOR_CONFIG: file,
+      MAIN_TOKEN: "main-token-present-123",
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+      ROTATOR_PREFIX: uniquePrefix("token"),
+      HEALTH_PORT: "0",
+      ROTATOR_SHUTDOWN_TIMEOUT: "1s",
+    });
+    try {
+      await proc.waitFor("wa-invite-rotator starting");
+      expect(proc.stdout()).not.toContain("has no token");
+      writeFileSync(
+        file,
+        [
+          ...main.slice(0, 2),
+          "  partner: { token_env: PARTNER_TOKEN }",
+          ...main.slice(2),
+          "  - { name: b, account: partner, schedule: '0 3 * * *', groups: ['G2'] }",
+        ].join("\n"),
+      );
+      proc.kill("SIGHUP");
+      await proc.waitFor("policy file reloaded");
+      await proc.waitFor("has no token");
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+    const warnings = proc
+      .stdout()
+      .split("\n")
+      .filter((line) => line.includes("has no token"))
+      .map((line) => JSON.parse(line) as { level: string; account: string; policies: string[]; msg: string });
+    expect(warnings[0]).toMatchObject({ level: "warn", account: "partner", policies: ["b"] });
+    expect(warnings[0]!.msg).toContain("PARTNER_TOKEN is not set; its rotations will fail");
+    expect(proc.stdout()).not.toContain("main-token-present-123");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
