@@ -1,8 +1,15 @@
+import type { ParseArgsConfig } from "node:util";
+
 /**
  * What every CLI command module exports as default. Its name, usage line and help live in
  * `registry.ts`, so help never loads the module.
  */
 export interface Command {
+  /**
+   * The options its parser accepts (node's `parseArgs` config). registry.ts documents the same
+   * ones; test/unit/command-options.test.ts fails when the two differ.
+   */
+  readonly options: NonNullable<ParseArgsConfig["options"]>;
   /**
    * Runs the command with the arguments after its name. Returns the exit code. Throws UsageError
    * or ConfigError for exit 2; anything else thrown means exit 1.

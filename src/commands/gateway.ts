@@ -7,14 +7,17 @@ import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
 import { loadPolicyFile, loadRuntime } from "./runtime.js";
 
+const OPTIONS = {} as const;
+
 /**
  * `gateway`: the public side (stable join URLs, probes, metrics) until SIGTERM/SIGINT. It needs
  * Redis and the policy file's `links:`, never a Graph token. SIGHUP (or a changed file) reloads
  * the policy file like the other roles: a valid one's links are served from then on.
  */
 const command: Command = {
+  options: OPTIONS,
   async run(args, io) {
-    parseCommandArgs({ args, options: {} });
+    parseCommandArgs({ args, options: OPTIONS });
     const { settings, logger, config } = await loadRuntime(io);
     if (config.links.length === 0)
       logger.warn({ config: config.file }, "the policy file has no links: every /join answers 404");

@@ -3,6 +3,15 @@ import { startGraphSimulator, type SimulatorOptions } from "../graph-sim/simulat
 import { parseCommandArgs } from "./args.js";
 import type { Command } from "./command.js";
 
+const OPTIONS = {
+  port: { type: "string", default: "0" },
+  host: { type: "string", default: "127.0.0.1" },
+  token: { type: "string", multiple: true },
+  "phone-number-id": { type: "string" },
+  group: { type: "string", multiple: true },
+  "webhook-url": { type: "string" },
+} as const;
+
 /**
  * `graph-sim`: a local Graph API simulator for demos and tests. Prints its base URL as the first
  * stdout line, then runs until SIGTERM/SIGINT. Tokens: every `--token` plus WHATSAPP_ACCESS_TOKEN;
@@ -10,18 +19,9 @@ import type { Command } from "./command.js";
  * (`/__sim/`, see src/graph/simulator.ts).
  */
 const command: Command = {
+  options: OPTIONS,
   async run(args, io) {
-    const { values } = parseCommandArgs({
-      args,
-      options: {
-        port: { type: "string", default: "0" },
-        host: { type: "string", default: "127.0.0.1" },
-        token: { type: "string", multiple: true },
-        "phone-number-id": { type: "string" },
-        group: { type: "string", multiple: true },
-        "webhook-url": { type: "string" },
-      },
-    });
+    const { values } = parseCommandArgs({ args, options: OPTIONS });
     const port = Number(values.port);
     if (!/^\d+$/.test(values.port) || port > 65535)
       throw new UsageError(`--port must be 0..65535, got ${values.port}`);

@@ -8,6 +8,8 @@ import { loadRuntime } from "./runtime.js";
 /** Default lifetime of a signed join URL when `--ttl` is not given. */
 const DEFAULT_TTL = "7d";
 
+const OPTIONS = { ttl: { type: "string" }, uses: { type: "string" } } as const;
+
 /**
  * `link <slug> [--ttl <duration>] [--uses N]`: prints a signed join URL of a link of the policy
  * file, `GATEWAY_PUBLIC_URL/join/<slug>?exp=…&uses=…&sig=…`, that expires after `--ttl` (default
@@ -15,12 +17,9 @@ const DEFAULT_TTL = "7d";
  * `ROTATOR_LINK_SECRET`.
  */
 const command: Command = {
+  options: OPTIONS,
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs({
-      args,
-      allowPositionals: true,
-      options: { ttl: { type: "string" }, uses: { type: "string" } },
-    });
+    const { values, positionals } = parseCommandArgs({ args, allowPositionals: true, options: OPTIONS });
     if (positionals.length !== 1) throw new UsageError("name exactly one link slug");
     const slug = positionals[0]!;
     const ttlMs = parseDuration(values.ttl ?? DEFAULT_TTL);

@@ -28,7 +28,14 @@ export interface PlannedPolicy {
 
 const MAX_COUNT = 1000;
 
+const OPTIONS = {
+  count: { type: "string", default: "5" },
+  json: { type: "boolean", default: false },
+  from: { type: "string" },
+} as const;
+
 const command: Command = {
+  options: OPTIONS,
   async run(args, io) {
     const options = parse(args);
     const settings = loadSettings(io.env);
@@ -126,11 +133,7 @@ function iso(at: number): string {
 function parse(args: string[]): { count: number; json: boolean; from: number } {
   const { values } = parseCommandArgs({
     args,
-    options: {
-      count: { type: "string", default: "5" },
-      json: { type: "boolean", default: false },
-      from: { type: "string" },
-    },
+    options: OPTIONS,
   });
   const count = Number(values.count);
   if (!/^\d+$/.test(values.count) || count < 1 || count > MAX_COUNT) {

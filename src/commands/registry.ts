@@ -12,6 +12,11 @@ export interface CommandSpec {
   /** One line for the command list. */
   readonly summary: string;
   readonly options?: readonly OptionHelp[];
+  /**
+   * The main environment variables it reads (settings.ts names them all; a test checks these are
+   * among them), or TOKENS for each account's `token_env`. Help prints them as a `reads:` line.
+   */
+  readonly reads?: readonly string[];
   /** Further lines of `<command> --help`: exit codes, environment it reads. */
   readonly notes?: readonly string[];
   load(): Promise<{ default: Command }>;
@@ -25,13 +30,38 @@ export interface OptionHelp {
   readonly default?: string;
 }
 
+/** In `reads`: each account's token variable (`token_env`; WHATSAPP_ACCESS_TOKEN for `default`). */
+export const TOKENS = "each account's token_env";
+
 const DURATION_NOTE = "durations: 500ms, 30s, 15m, 2h, 1d, or compound from the largest unit down: 1h30m";
+/** Redis and the policy file, which every long-lived role reads. */
+const READS_BASE = [
+  "REDIS_URL",
+  "REDIS_CLUSTER_NODES",
+  "REDIS_SENTINELS",
+  "ROTATOR_CONFIG",
+  "ROTATOR_PREFIX",
+];
+/** What `start` and `worker` read: that, the Graph side, publishing, the health server. */
+const READS_WORKER = [
+  ...READS_BASE,
+  TOKENS,
+  "ROTATOR_SIGNING_SECRET",
+  "ROTATOR_CONCURRENCY",
+  "GRAPH_API_BASE_URL",
+  "GRAPH_API_VERSION",
+  "HEALTH_PORT",
+  "HEALTH_HOST",
+  "LOG_LEVEL",
+  "ROTATOR_SHUTDOWN_TIMEOUT",
+];
 
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: "start",
     usage: "start",
     summary: "run the scheduler, rotation workers and the health server until SIGTERM/SIGINT",
+    reads: READS_WORKER,
     notes: ["exit: 0 after a clean shutdown, 2 on an invalid environment or policy file, 1 otherwise"],
     load: () => import("./start.js"),
   },
@@ -39,6 +69,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "worker",
     usage: "worker",
     summary: "run rotation workers (and the health server) only",
+    reads: READS_WORKER,
     notes: ["exit: as for start"],
     load: () => import("./worker.js"),
   },
@@ -46,6 +77,17 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "scheduler",
     usage: "scheduler",
     summary: "run the scheduler (and the health server) only",
+    // The tokens: a policy with `groups: all` lists its groups through Graph.
+    reads: [
+      ...READS_BASE,
+      TOKENS,
+      "GRAPH_API_BASE_URL",
+      "GRAPH_API_VERSION",
+      "HEALTH_PORT",
+      "HEALTH_HOST",
+      "LOG_LEVEL",
+      "ROTATOR_SHUTDOWN_TIMEOUT",
+    ],
     notes: ["exit: as for start"],
     load: () => import("./scheduler.js"),
   },
@@ -134,7 +176,11 @@ export const COMMANDS: readonly CommandSpec[] = [
         flag: "--token T",
         text: "a bearer token to accept (repeatable); with none and no WHATSAPP_ACCESS_TOKEN, any",
       },
-      { flag: "--phone-number-id ID", text: "the phone number the tokens' groups belong to" },
+      {
+        flag: "--phone-number-id ID",
+        text: "the business number the tokens and --group groups belong to (GET /<version>/ID/groups)",
+        default: "none: tokens accept any number id, and no group is listed",
+      },
       { flag: "--group ID", text: "a group to create at start (repeatable)" },
       {
         flag: "--webhook-url URL",
@@ -148,6 +194,17 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "gateway",
     usage: "gateway",
     summary: "serve the stable join URLs (/join/{slug}) of the policy file's links, with probes and metrics",
+    reads: [
+      ...READS_BASE,
+      "GATEWAY_PORT",
+      "GATEWAY_HOST",
+      "GATEWAY_PUBLIC_URL",
+      "ROTATOR_LINK_SECRET",
+      "WHATSAPP_APP_SECRET",
+      "WHATSAPP_VERIFY_TOKEN",
+      "LOG_LEVEL",
+      "ROTATOR_SHUTDOWN_TIMEOUT",
+    ],
     notes: [
       "needs Redis and the policy file, never a Graph token; listens on GATEWAY_PORT (default 8090)",
       "exit: as for start",
@@ -202,8 +259,29 @@ export function commandHelp(spec: CommandSpec): string {
       lines.push(`  ${option.flag.padEnd(width)}  ${option.text}${fallback}`);
     }
   }
-  if (spec.notes && spec.notes.length > 0) lines.push("", ...spec.notes);
+  const notes = [...(spec.reads ? readsLines(spec.reads) : []), ...(spec.notes ?? [])];
+  if (notes.length > 0) lines.push("", ...notes);
   return lines.join("\n");
+}
+
+/** `reads: A, B, …` wrapped at 100 columns, and where every variable is described. */
+function readsLines(reads: readonly string[]): string[] {
+  const indent = "       ";
+  const lines: string[] = [];
+  let line = "reads:";
+  reads.forEach((name, i) => {
+    const word = ` ${name}${i < reads.length - 1 ? "," : ""}`;
+    if (line.length + word.length > 100) {
+      lines.push(line);
+      line = indent.slice(1);
+    }
+    line += word;
+  });
+  lines.push(
+    line,
+    `${indent}(every variable and its default: README.md "Environment", .env.example; .env is read)`,
+  );
+  return lines;
 }
 
 /** The command whose name is nearest to `name` (edit distance at most 2 or a prefix), if any. */

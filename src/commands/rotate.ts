@@ -21,12 +21,20 @@ import type { Command, CommandIO } from "./command.js";
 import type { RotatedResult, RotationJobResult } from "../rotation/worker.js";
 import { loadRuntime } from "./runtime.js";
 
+const OPTIONS = {
+  wait: { type: "boolean", default: false },
+  timeout: { type: "string" },
+  account: { type: "string" },
+  channel: { type: "string" },
+} as const;
+
 /**
  * `rotate <group_id>... [--wait] [--timeout <duration>]`: enqueues an immediate rotation (trigger
  * `manual`) of each group. With `--wait`, prints each group's published message as one JSON line
  * once done, and exits 1 if any failed or did not finish in time.
  */
 const command: Command = {
+  options: OPTIONS,
   async run(args, io) {
     const { values, positionals } = parse(args);
     const groups = [...new Set(positionals)];
@@ -147,12 +155,7 @@ function parse(args: string[]) {
   return parseCommandArgs({
     args,
     allowPositionals: true,
-    options: {
-      wait: { type: "boolean", default: false },
-      timeout: { type: "string" },
-      account: { type: "string" },
-      channel: { type: "string" },
-    },
+    options: OPTIONS,
   });
 }
 

@@ -17,9 +17,12 @@ function exitSoon(code: number): void {
   setTimeout(() => process.exit(code), 500).unref();
 }
 
+/** The options of `start`, `worker` and `scheduler`: none (the environment configures them). */
+export const SERVE_OPTIONS = {} as const;
+
 /** Runs the long-lived roles (`start`, `worker`, `scheduler`) until SIGTERM/SIGINT. */
 export async function serve(args: string[], io: CommandIO, roles: AppRoles): Promise<number> {
-  parseCommandArgs({ args, options: {} });
+  parseCommandArgs({ args, options: SERVE_OPTIONS });
   const { settings, logger, config, scrub } = await loadRuntime(io);
   const app = createApp({ settings, logger, config, roles });
   // SIGHUP or a changed file: validate the new file first, then make it live.

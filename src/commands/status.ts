@@ -5,6 +5,11 @@ import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
 import { loadRuntime } from "./runtime.js";
 
+const OPTIONS = {
+  json: { type: "boolean", default: false },
+  check: { type: "boolean", default: false },
+} as const;
+
 /**
  * `status [--json] [--check]`: per group, the last rotation (time, sequence, trigger), a masked link,
  * the next due time and why it is failing, if it is; with `--check`, exit 3 when any group has no
@@ -13,6 +18,7 @@ import { loadRuntime } from "./runtime.js";
  * needs no second pass. `--json` prints one JSON document, also streamed.
  */
 const command: Command = {
+  options: OPTIONS,
   async run(args, io) {
     const { json, check } = parse(args);
     const { settings, logger, config, scrub } = await loadRuntime(io, { logLevel: "warn" });
@@ -227,7 +233,7 @@ function time(iso: string | null): string {
 function parse(args: string[]): { json: boolean; check: boolean } {
   const { values } = parseCommandArgs({
     args,
-    options: { json: { type: "boolean", default: false }, check: { type: "boolean", default: false } },
+    options: OPTIONS,
   });
   return values;
 }

@@ -21,8 +21,14 @@ export interface ValidateOptions {
   readonly checkGraph?: CheckGraph | undefined;
 }
 
+const OPTIONS = {
+  "check-graph": { type: "boolean", default: false },
+  "allow-missing-tokens": { type: "boolean", default: false },
+} as const;
+
 export function createValidateCommand(options: ValidateOptions = {}): Command {
   return {
+    options: OPTIONS,
     async run(args, io) {
       const values = parse(args);
       const settings = loadSettings(io.env);
@@ -102,10 +108,7 @@ function plural(n: number, one: string, many = `${one}s`): string {
 function parse(args: string[]): { "check-graph": boolean; "allow-missing-tokens": boolean } {
   const { values } = parseCommandArgs({
     args,
-    options: {
-      "check-graph": { type: "boolean", default: false },
-      "allow-missing-tokens": { type: "boolean", default: false },
-    },
+    options: OPTIONS,
   });
   return { "check-graph": values["check-graph"], "allow-missing-tokens": values["allow-missing-tokens"] };
 }
