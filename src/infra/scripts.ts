@@ -11,7 +11,8 @@ import type { RedisClient } from "./redis.js";
 export interface LuaScript<R> {
   /** The command's name on the client: unique per script text. */
   readonly name: string;
-  readonly keys: number;
+  /** How many keys it takes; `"any"`: as many as each call gives (sent as numkeys first). */
+  readonly keys: number | "any";
   readonly lua: string;
   run(redis: RedisClient, keys: readonly string[], args: readonly ScriptArg[]): Promise<R>;
 }
@@ -24,7 +25,7 @@ type ScriptCommand = (...args: ScriptArg[]) => Promise<unknown>;
 const names = new Map<string, string>();
 
 /** Declares a script; `name` must be unique in the process (a camel-case command name). */
-export function luaScript<R>(name: string, keys: number, lua: string): LuaScript<R> {
+export function luaScript<R>(name: string, keys: number | "any", lua: string): LuaScript<R> {
   const known = names.get(name);
   if (known !== undefined && known !== lua) throw new Error(`two Lua scripts are named ${name}`);
   names.set(name, lua);
@@ -34,14 +35,15 @@ export function luaScript<R>(name: string, keys: number, lua: string): LuaScript
     keys,
     lua,
     run(redis, keyList, args) {
-      if (keyList.length !== keys) {
+      if (keys !== "any" && keyList.length !== keys) {
         return Promise.reject(new Error(`script ${name} takes ${keys} keys, got ${keyList.length}`));
       }
       if (!registered.has(redis)) {
-        redis.defineCommand(name, { numberOfKeys: keys, lua });
+        redis.defineCommand(name, keys === "any" ? { lua } : { numberOfKeys: keys, lua });
         registered.add(redis);
       }
       const command = (redis as unknown as Record<string, ScriptCommand>)[name]!;
+      if (keys === "any") return command.call(redis, keyList.length, ...keyList, ...args) as Promise<R>;
       return command.call(redis, ...keyList, ...args) as Promise<R>;
     },
   };
