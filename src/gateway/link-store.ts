@@ -1,5 +1,6 @@
 import type { RedisClient } from "../infra/redis.js";
 import { toError } from "../core/errors.js";
+import { luaScript } from "../infra/scripts.js";
 import { isInviteLink } from "../core/invite-link.js";
 import type { RotationMessage } from "../core/interfaces.js";
 import { channelKeys, type Keys } from "../core/keys.js";
@@ -151,50 +152,17 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
     },
     async inspect(members) {
       if (members.length === 0) return [];
-      const ids = members.map((m) => m.groupId);
-      const channels = [...new Set(members.map((m) => m.channel))];
-      const latestOf = (channel: string) =>
-        [
-          channelKeys(channel).latest,
-          ...members.filter((m) => m.channel === channel).map((m) => m.groupId),
-        ] as const;
-      const pipeline = redis.pipeline();
-      for (const id of ids) pipeline.exists(keys.groupLock(id));
-      pipeline.smismember(keys.withoutLinkIndex, ...ids);
-      pipeline.hmget(keys.groupParticipants, ...ids);
-      // Suspended or deleted (WhatsApp's webhooks): never offered.
-      pipeline.smismember(keys.groupsUnavailable, ...ids);
-      // One node: C:latest in the same pipeline, one write and one round trip per visit. A Cluster
-      // keeps the project's keys and each channel's in different slots: one read per channel beside it.
-      const together = !redis.isCluster;
-      if (together) for (const channel of channels) pipeline.hmget(...latestOf(channel));
-      const [results, ...apart] = await Promise.all([
-        pipeline.exec(),
-        ...(together ? [] : channels.map((channel) => redis.hmget(...latestOf(channel)))),
-      ]);
-      if (!results) throw new Error("redis pipeline aborted");
-      for (const [error] of results) if (error) throw toError(error);
-      const values = results.map(([, value]) => value);
-      const perChannel = together ? values.slice(ids.length + 3) : apart;
-      const locked = values.slice(0, ids.length) as number[];
-      const withoutLink = values[ids.length] as number[];
-      const counts = values[ids.length + 1] as (string | null)[];
-      const unavailable = values[ids.length + 2] as number[];
-      const latest = new Map<string, string | null>();
-      channels.forEach((channel, c) => {
-        const raws = perChannel[c] as (string | null)[];
-        members
-          .filter((m) => m.channel === channel)
-          .forEach((m, i) => latest.set(`${channel}\n${m.groupId}`, raws[i] ?? null));
-      });
+      const state = redis.isCluster
+        ? await readApart(redis, keys, members)
+        : await readTogether(redis, keys, members);
       return members.map((member, i) => {
         const held = byChannel.get(member.channel)?.get(member.groupId);
-        const raw = latest.get(`${member.channel}\n${member.groupId}`) ?? null;
+        const raw = state.latest[i] ?? null;
         // Memory behind Redis: the newest message is on its way (or was refused); not servable now.
         const current = held !== undefined && raw !== null && isHeld(held, raw);
-        const busy = locked[i] === 1 || withoutLink[i] === 1 || (raw !== null && !current);
+        const busy = state.locked[i] === 1 || state.withoutLink[i] === 1 || (raw !== null && !current);
         // WhatsApp suspended or deleted the group (webhooks): never offered, not worth a wait.
-        const closed = unavailable[i] === 1;
+        const closed = state.unavailable[i] === 1;
         const link =
           current && !busy && !closed && isInviteLink(held.message.invite_link)
             ? held.message.invite_link
@@ -203,7 +171,7 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
           groupId: member.groupId,
           link,
           rotating: busy && !closed,
-          participants: participantCount(counts[i]),
+          participants: participantCount(state.counts[i] ?? null),
         };
       });
     },
@@ -220,6 +188,113 @@ export function createLinkStore(options: LinkStoreOptions): LinkStore {
     message(channel, groupId) {
       return byChannel.get(channel)?.get(groupId)?.message;
     },
+  };
+}
+
+/** What Redis holds for each member of a pool at a visit, in pool order. */
+interface PoolState {
+  /** 1: the group's lock is held (a rotation is under way). */
+  readonly locked: readonly number[];
+  /** 1: in the without-link index (old link deleted, new one not published). */
+  readonly withoutLink: readonly number[];
+  readonly counts: readonly (string | null)[];
+  /** 1: suspended or deleted (WhatsApp's webhooks). */
+  readonly unavailable: readonly number[];
+  /** The group's field of its channel's C:latest: the newest published message's text. */
+  readonly latest: readonly (string | null)[];
+}
+
+/**
+ * One node (or a Sentinel's master): the whole pool in one script call, one command and one reply
+ * per visit (a pipeline of seven commands cost ioredis 7 KB of garbage and most of a visit's CPU).
+ * KEYS: each member's lock, the without-link index, the participant counts, the unavailable set,
+ * then each channel's C:latest; ARGV: the member count, then per member its group id and the index
+ * (1-based) of its channel's C:latest among those keys.
+ */
+const INSPECT_POOL = luaScript<(number | string | null)[]>(
+  "waRotatorInspectPool",
+  "any",
+  `
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 1, n do
+  local id = ARGV[2 * i]
+  out[#out + 1] = redis.call('EXISTS', KEYS[i])
+  out[#out + 1] = redis.call('SISMEMBER', KEYS[n + 1], id)
+  out[#out + 1] = redis.call('HGET', KEYS[n + 2], id)
+  out[#out + 1] = redis.call('SISMEMBER', KEYS[n + 3], id)
+  out[#out + 1] = redis.call('HGET', KEYS[n + 3 + tonumber(ARGV[2 * i + 1])], id)
+end
+return out
+`,
+);
+
+async function readTogether(
+  redis: RedisClient,
+  keys: Keys,
+  members: readonly PoolMember[],
+): Promise<PoolState> {
+  const channels: string[] = [];
+  const args: (string | number)[] = [members.length];
+  for (const member of members) {
+    let c = channels.indexOf(member.channel);
+    if (c < 0) c = channels.push(member.channel) - 1;
+    args.push(member.groupId, c + 1);
+  }
+  const keyList = [
+    ...members.map((m) => keys.groupLock(m.groupId)),
+    keys.withoutLinkIndex,
+    keys.groupParticipants,
+    keys.groupsUnavailable,
+    ...channels.map((channel) => channelKeys(channel).latest),
+  ];
+  const flat = await INSPECT_POOL.run(redis, keyList, args);
+  const column = (k: number) => members.map((_, i) => flat[5 * i + k] ?? null);
+  return {
+    locked: column(0) as number[],
+    withoutLink: column(1) as number[],
+    counts: column(2) as (string | null)[],
+    unavailable: column(3) as number[],
+    latest: column(4) as (string | null)[],
+  };
+}
+
+/**
+ * A Cluster keeps the project's keys and each channel's in different slots: a pipeline for the
+ * project's slot and one HMGET per channel beside it, sent together.
+ */
+async function readApart(redis: RedisClient, keys: Keys, members: readonly PoolMember[]): Promise<PoolState> {
+  const ids = members.map((m) => m.groupId);
+  const channels = [...new Set(members.map((m) => m.channel))];
+  const pipeline = redis.pipeline();
+  for (const id of ids) pipeline.exists(keys.groupLock(id));
+  pipeline.smismember(keys.withoutLinkIndex, ...ids);
+  pipeline.hmget(keys.groupParticipants, ...ids);
+  pipeline.smismember(keys.groupsUnavailable, ...ids);
+  const [results, ...perChannel] = await Promise.all([
+    pipeline.exec(),
+    ...channels.map((channel) =>
+      redis.hmget(
+        channelKeys(channel).latest,
+        ...members.filter((m) => m.channel === channel).map((m) => m.groupId),
+      ),
+    ),
+  ]);
+  if (!results) throw new Error("redis pipeline aborted");
+  for (const [error] of results) if (error) throw toError(error);
+  const values = results.map(([, value]) => value);
+  const latest = new Map<string, string | null>();
+  channels.forEach((channel, c) => {
+    members
+      .filter((m) => m.channel === channel)
+      .forEach((m, i) => latest.set(`${channel}\n${m.groupId}`, perChannel[c]![i] ?? null));
+  });
+  return {
+    locked: values.slice(0, ids.length) as number[],
+    withoutLink: values[ids.length] as number[],
+    counts: values[ids.length + 1] as (string | null)[],
+    unavailable: values[ids.length + 2] as number[],
+    latest: members.map((m) => latest.get(`${m.channel}\n${m.groupId}`) ?? null),
   };
 }
 
