@@ -69,9 +69,9 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     const route = routes.find((r) => r.match(url.pathname));
     if (!route) return sendText(res, 404, "not found\n");
     const method = req.method ?? "GET";
-    const allowed = route.methods.includes("GET") ? [...route.methods, "HEAD"] : route.methods;
+    const allowed = allowedMethods(route);
     if (!allowed.includes(method)) {
-      res.setHeader("Allow", [...new Set(allowed)].join(", "));
+      res.setHeader("Allow", allowed.join(", "));
       return sendText(res, 405, "method not allowed\n");
     }
     if ((route.maxBodyBytes ?? 0) === 0 && hasBody(req)) return sendText(res, 413, "no request body here\n");
@@ -93,6 +93,18 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   server.maxHeadersCount = maxHeaders + 1;
 
   return listen(server, { port: options.port, host, name: "gateway", log });
+}
+
+const allowedByRoute = new WeakMap<GatewayRoute, readonly string[]>();
+
+/** The methods a route answers: its own, and `HEAD` where it answers `GET` (worked out once). */
+function allowedMethods(route: GatewayRoute): readonly string[] {
+  let allowed = allowedByRoute.get(route);
+  if (allowed === undefined) {
+    allowed = route.methods.includes("GET") ? [...new Set([...route.methods, "HEAD"])] : route.methods;
+    allowedByRoute.set(route, allowed);
+  }
+  return allowed;
 }
 
 /** Whether the request carries a body (a length above 0, or chunked). */
@@ -131,6 +143,9 @@ export function sendText(
   send(res, status, "text/plain; charset=utf-8", body, headers);
 }
 
+/** The headers `send` always writes, lower-cased, in its list's order (a route's value replaces). */
+const BASE_HEADERS = ["content-type", "content-length", "cache-control", "x-content-type-options"];
+
 /** Sends a complete answer with `Cache-Control: no-store` and a length. */
 export function send(
   res: ServerResponse,
@@ -139,12 +154,24 @@ export function send(
   body: string,
   headers: Record<string, string> = {},
 ): void {
-  res.statusCode = status;
-  res.setHeader("Content-Type", type);
-  res.setHeader("Content-Length", Buffer.byteLength(body));
-  res.setHeader("Cache-Control", "no-store");
-  res.setHeader("X-Content-Type-Options", "nosniff");
-  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  // One writeHead with a flat list: no header map built per answer (merged with any set before).
+  const list: string[] = [
+    "Content-Type",
+    type,
+    "Content-Length",
+    String(Buffer.byteLength(body)),
+    "Cache-Control",
+    "no-store",
+    "X-Content-Type-Options",
+    "nosniff",
+  ];
+  for (const name in headers) {
+    const lower = name.toLowerCase();
+    const at = BASE_HEADERS.indexOf(lower);
+    if (at >= 0) list[2 * at + 1] = headers[name]!;
+    else list.push(name, headers[name]!);
+  }
+  res.writeHead(status, list);
   res.end(res.req.method === "HEAD" ? undefined : body);
 }
 
