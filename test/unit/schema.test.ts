@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parse, parseAllDocuments } from "yaml";
 import { describe, expect, it } from "vitest";
@@ -157,6 +157,27 @@ describe("config/rotation.schema.json", () => {
     expect(text).toMatch(schemaLine);
     expect(check(schema, parse(text))).toEqual([]);
     expect(loads(parse(text))).toBe(true);
+  });
+
+  it("names a schema that exists where the line applies: beside the file in config/", () => {
+    for (const text of [
+      ...configFiles.map((name) => readFileSync(configFile(name), "utf8")),
+      ...configMapPolicies(),
+    ]) {
+      const path = /^# yaml-language-server: \$schema=(\S+)$/m.exec(text)?.[1];
+      expect(path).toBeDefined();
+      expect(existsSync(configFile(path!)), path).toBe(true);
+    }
+    // The ConfigMap's copy applies once kept in config/: the manifest says so, and how to make the
+    // ConfigMap from such a file.
+    const manifest = readFileSync(
+      fileURLToPath(new URL("../../deploy/kubernetes.yaml", import.meta.url)),
+      "utf8",
+    );
+    expect(manifest).toMatch(
+      /^ {2}# +kubectl create configmap wa-invite-rotator-policy --from-file=rotation\.yaml=config\/<name>\.yaml/m,
+    );
+    expect(manifest).toMatch(/^ {2}# .*no editor applies it inside this manifest/m);
   });
 
   it("accepts the policy file of deploy/kubernetes.yaml's ConfigMap, which names the schema too", () => {
