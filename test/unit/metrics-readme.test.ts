@@ -88,6 +88,18 @@ function registeredMetrics(): Registered[] {
   return metrics.registry.getMetricsAsArray() as unknown as Registered[];
 }
 
+/** A row name with `*` (`nodejs_heap_space_size_*`) as a pattern of metric names. */
+const pattern = (row: string) => new RegExp(`^${row.replace(/\*/g, "[a-z0-9_]*")}$`);
+
+/** The row of a metric's own name, else of the longest pattern that matches it. */
+function rowOf(rows: Map<string, Row>, name: string): Row | undefined {
+  const exact = rows.get(name);
+  if (exact) return exact;
+  const matching = [...rows.keys()].filter((row) => row.includes("*") && pattern(row).test(name));
+  const longest = matching.sort((a, b) => b.length - a.length)[0];
+  return longest === undefined ? undefined : rows.get(longest);
+}
+
 describe("README metrics table", () => {
   const rows = readmeTable();
   const registered = registeredMetrics();
@@ -119,7 +131,22 @@ describe("README metrics table", () => {
     expect(defaults.length).toBeGreaterThan(10);
     expect(defaults.filter((name) => !/^(process|nodejs)_/.test(name))).toEqual([]);
     expect(rows.has("process_*") && rows.has("nodejs_*")).toBe(true);
-    const stale = [...rows.keys()].filter((name) => !name.endsWith("*") && !inSource.has(name));
+    const stale = [...rows.keys()].filter((name) =>
+      name.endsWith("*")
+        ? ![...names].some((metric) => pattern(name).test(metric))
+        : !inSource.has(name) && !names.has(name),
+    );
     expect(stale, "README rows of metrics the code does not register").toEqual([]);
+  });
+
+  it("names the labels (and type) of Node.js's own metrics: the row of their name, else of the longest pattern", () => {
+    const defaults = registered.filter((m) => !m.name.startsWith(METRIC_PREFIX));
+    expect(defaults.some((m) => m.labelNames.length > 0)).toBe(true);
+    for (const { name, type, labelNames } of defaults) {
+      const row = rowOf(rows, name);
+      expect(row, `${name} has no README row`).toBeDefined();
+      expect(row!.labels, `${name}: labels in the README`).toEqual(labelNames);
+      if (row!.type !== "prom-client defaults") expect(row!.type, `${name}: type`).toBe(type);
+    }
   });
 });
