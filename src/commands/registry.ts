@@ -141,12 +141,13 @@ export const COMMANDS: readonly CommandSpec[] = [
       },
       {
         flag: "--allow-missing-tokens",
-        text: "a policy's account without its token warns instead of exit 2 (checks the file alone, for CI without secrets)",
+        text: "a policy's account without its token, or a signed link without ROTATOR_LINK_SECRET, warns instead of exit 2 (checks the file alone, for CI without secrets)",
       },
     ],
     notes: [
       "exit: 0 valid; 2 invalid: a fault in the file, a policy whose account's token variable is",
-      "      unset, or with --check-graph a group its token cannot see; 1 Graph could not be asked",
+      "      unset, a signed link without ROTATOR_LINK_SECRET, or with --check-graph a group its",
+      "      token cannot see; 1 Graph could not be asked",
     ],
     load: () => import("./validate.js"),
   },

@@ -1,6 +1,7 @@
 import type { ResolvedConfig } from "../config/config.js";
 import { formatDuration } from "../core/durations.js";
 import { ConfigError, RotatorError, type ConfigIssue } from "../core/errors.js";
+import { unsignableLinks } from "../config/links.js";
 import { loadSettings } from "../config/settings.js";
 import { parseCommandArgs } from "./args.js";
 import type { Command, CommandIO } from "./command.js";
@@ -10,7 +11,8 @@ import { loadPolicyFile } from "./runtime.js";
 /**
  * `validate [--check-graph] [--allow-missing-tokens]`: loads the environment and the policy file and
  * prints a summary. An invalid file throws ConfigError (exit 2, naming file and path); so does a
- * policy whose account's token variable is unset, unless `--allow-missing-tokens` (CI without secrets). `--check-graph` runs a
+ * policy whose account's token variable is unset, and a signed link while ROTATOR_LINK_SECRET is
+ * unset, unless `--allow-missing-tokens` (CI without secrets). `--check-graph` runs a
  * read-only Graph check through the `checkGraph` hook: a group a token cannot see makes the file
  * invalid (exit 2); Graph being unreachable, slow, failing (5xx) or throttling is an outside
  * failure (exit 1).
@@ -34,9 +36,13 @@ export function createValidateCommand(options: ValidateOptions = {}): Command {
       const settings = loadSettings(io.env);
       const config = await loadPolicyFile(settings);
       const missing = missingTokens(config);
-      if (missing.length > 0 && !values["allow-missing-tokens"]) throw new ConfigError(config.file, missing);
+      // A signed link without the secret that signs it, like a policy without its token.
+      const unsignable = unsignableLinks(config.links, settings.ROTATOR_LINK_SECRET);
+      if (missing.length + unsignable.length > 0 && !values["allow-missing-tokens"])
+        throw new ConfigError(config.file, [...missing, ...unsignable]);
       for (const line of summary(config)) io.out(line);
       for (const warning of config.warnings) io.err(`warning: ${warning}`);
+      for (const issue of unsignable) io.err(`warning: ${issue.path}: ${issue.message}`);
       if (!values["check-graph"]) return 0;
       if (!options.checkGraph) {
         throw new RotatorError("E_NOT_AVAILABLE", "--check-graph is not available in this build");

@@ -1,3 +1,4 @@
+import type { ConfigIssue } from "../core/errors.js";
 import { DEFAULT_CHANNEL } from "../core/keys.js";
 import { checkGroupId, type AddIssue } from "./checks.js";
 import type { RawLink } from "./policy-file.js";
@@ -121,6 +122,31 @@ export function resolveLinks(
     });
     return Object.freeze({ ...base, members: Object.freeze(members) });
   });
+}
+
+/**
+ * Links with `signed: true` while ROTATOR_LINK_SECRET is unset: one issue each, at its `signed`
+ * path. Such a link admits no visit at all (every URL is 403), so the `gateway` refuses to start
+ * with one (exit 2) and a reload that brings one in is rejected; `validate` reports it as it
+ * reports a missing token.
+ */
+export function unsignableLinks(
+  links: readonly ResolvedLink[],
+  linkSecret: string | undefined,
+): ConfigIssue[] {
+  if (linkSecret !== undefined) return [];
+  return links.flatMap((link, index) =>
+    link.signed
+      ? [
+          {
+            path: `links[${index}].signed`,
+            message:
+              `link ${link.slug} is signed, but ROTATOR_LINK_SECRET is not set: it would answer 403 to ` +
+              "every visit (set it to the value `link` signs with)",
+          },
+        ]
+      : [],
+  );
 }
 
 function isRecord(value: unknown): value is Raw {
