@@ -6,7 +6,8 @@ import { parseDuration } from "../core/durations.js";
  * The process environment, parsed once at the edge. Nothing below the composition root reads
  * `process.env`; it receives a frozen `Settings`.
  */
-const durationString = (fallback: string) =>
+/** A duration; with `max` (ms, written as `maxText`), one no longer than that. */
+const durationString = (fallback: string, max?: { ms: number; text: string }) =>
   z
     .string()
     .default(fallback)
@@ -17,6 +18,10 @@ const durationString = (fallback: string) =>
           code: "custom",
           message: `not a duration (write 500ms, 30s, 15m, 2h, 1d or 1h30m): ${text}`,
         });
+        return z.NEVER;
+      }
+      if (max !== undefined && ms > max.ms) {
+        ctx.addIssue({ code: "custom", message: `at most ${max.text}, got ${text}` });
         return z.NEVER;
       }
       return ms;
@@ -165,8 +170,11 @@ export const settingsSchema = z.object({
     }),
   /** Proxies in front of the gateway whose X-Forwarded-For it trusts for the client address. */
   GATEWAY_TRUSTED_PROXIES: intString(0, 0, 10),
-  /** How long a visit may wait for a rotating group's new link before 503. */
-  GATEWAY_ROTATION_WAIT: durationString("2s"),
+  /**
+   * How long a visit may wait for a rotating group's new link before 503: a bounded moment (a
+   * rotation takes seconds; a visitor and a proxy in front of the gateway wait no longer).
+   */
+  GATEWAY_ROTATION_WAIT: durationString("2s", { ms: 10_000, text: "10s" }),
 });
 
 export type Settings = Readonly<z.infer<typeof settingsSchema>> & {
