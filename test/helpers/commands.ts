@@ -1,3 +1,6 @@
+import type { Redis } from "ioredis";
+import { testRedis } from "./redis.js";
+
 /** A command as ioredis sends it: its name, arguments and the promise of its reply. */
 export interface SentCommand {
   readonly name: string;
@@ -16,4 +19,19 @@ export function onEachCommand(client: object, see: (command: SentCommand) => voi
     see(command as SentCommand);
     return send(command, ...rest);
   };
+}
+
+/**
+ * A connection of its own to the test Redis, connected, and every command it sends from then on
+ * (for a script's EVAL-then-EVALSHA count on a fresh connection); quit by `defer` after the test.
+ */
+export async function countedRedis(
+  defer: (close: () => Promise<unknown>) => void,
+): Promise<{ counted: Redis; sent: SentCommand[] }> {
+  const counted = testRedis();
+  defer(() => counted.quit());
+  await counted.ping();
+  const sent: SentCommand[] = [];
+  onEachCommand(counted, (command) => sent.push(command));
+  return { counted, sent };
 }

@@ -1,22 +1,23 @@
 import type { Queue } from "bullmq";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import { describe, expect } from "vitest";
 import { catchUp } from "../../src/schedule/catch-up.js";
 import { parseConfigText, resolveAccount, type ResolvedConfig } from "../../src/config/config.js";
 import { createFirer, type FirePolicy } from "../../src/schedule/fire.js";
 import type { GraphClient } from "../../src/graph/client.js";
 import type { RotationJobData } from "../../src/core/interfaces.js";
-import { createKeys, type Keys } from "../../src/core/keys.js";
+import type { Keys } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createMetrics } from "../../src/infra/metrics.js";
 import { createPolicyState, type PolicyStatePort } from "../../src/schedule/policy-state.js";
-import { createRotationQueue, scheduledRotationId } from "../../src/rotation/queue.js";
+import { scheduledRotationId } from "../../src/rotation/queue.js";
 import { createScheduler } from "../../src/schedule/scheduler.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
+import { redisTest, rotationQueue } from "../helpers/fixture.js";
 
 /** Catch-up on start, with a controlled clock, against a real Redis and queue. */
-const redis = testRedis();
+const it = redisTest();
 const logger = createLogger("silent");
-let prefix: string;
+let redis: Redis;
 let keys: Keys;
 let queue: Queue<RotationJobData>;
 let state: PolicyStatePort;
@@ -79,19 +80,11 @@ async function fired(fireAt: number) {
   await state.markDone("hourly", fireAt);
 }
 
-beforeEach(() => {
-  prefix = uniquePrefix("catch-up");
-  keys = createKeys(prefix);
-  queue = createRotationQueue(keys, redis.duplicate());
+it.beforeEach(({ rig }) => {
+  redis = rig.redis;
+  ({ keys } = rig.prefix("catch-up"));
+  queue = rotationQueue(rig, keys);
   state = createPolicyState(redis, keys);
-});
-afterEach(async () => {
-  await queue.obliterate({ force: true });
-  await queue.close();
-  await deleteKeys(redis, prefix);
-});
-afterAll(async () => {
-  await redis.quit();
 });
 
 describe("catch-up", () => {

@@ -1,30 +1,31 @@
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { parseConfigText, resolveAccount, type ResolvedConfig } from "../../src/config/config.js";
 import { createFirer, type FirePolicy } from "../../src/schedule/fire.js";
 import { GraphError } from "../../src/graph/errors.js";
 import type { GraphClient } from "../../src/graph/client.js";
 import type { RotationJobData } from "../../src/core/interfaces.js";
-import { createKeys, type Keys } from "../../src/core/keys.js";
+import type { Keys } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createMetrics, type Metrics } from "../../src/infra/metrics.js";
 import { createPolicyState } from "../../src/schedule/policy-state.js";
-import { createRotationQueue, scheduledRotationId } from "../../src/rotation/queue.js";
+import { scheduledRotationId } from "../../src/rotation/queue.js";
 import { createScheduler, type Scheduler } from "../../src/schedule/scheduler.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
+import { redisTest, rotationQueue } from "../helpers/fixture.js";
+import { until } from "../helpers/until.js";
 
 /**
  * A claimed fire that fails or is lost, against a real Redis and queue with a controlled clock:
  * the claiming replica retries it; a fire claimed and never done (a crash) is run again by another
  * replica, with the same rotation ids, so each group is enqueued once.
  */
-const redis = testRedis();
+const it = redisTest();
+let redis: Redis;
 const HOUR = 3_600_000;
 const F0 = Date.parse("2026-05-04T10:00:00Z");
 const GROUPS = ["A", "B", "C"];
 const ENV = { WHATSAPP_ACCESS_TOKEN: "recovery-token-1" };
-let prefix: string;
 let keys: Keys;
 let queue: Queue<RotationJobData>;
 let now = F0;
@@ -109,33 +110,19 @@ function replica(graph: Pick<GraphClient, "listGroups"> = flakyGraph(0), cfg = c
   return { scheduler, fire, metrics, logs, connection };
 }
 
-const until = async (check: () => Promise<boolean> | boolean, ms = 3_000) => {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
-
 const state = () => createPolicyState(redis, keys, clock.now);
 const jobIds = async () => (await queue.getJobs(["delayed", "waiting"])).map((j) => j.id).sort();
 const idsOf = (fireAt: number, groups = GROUPS) =>
   groups.map((g) => scheduledRotationId("hourly", fireAt, g)).sort();
 
-beforeEach(() => {
-  prefix = uniquePrefix("fire-recovery");
-  keys = createKeys(prefix);
-  queue = createRotationQueue(keys, redis.duplicate());
+it.beforeEach(({ rig }) => {
+  redis = rig.redis;
+  ({ keys } = rig.prefix("fire-recovery"));
+  queue = rotationQueue(rig, keys);
   now = F0;
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-  await queue.obliterate({ force: true });
-  await queue.close();
-  await deleteKeys(redis, prefix);
-});
-afterAll(async () => {
-  await redis.quit();
+  rig.defer(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+  });
 });
 
 describe("a failed fire is retried by the replica that claimed it", () => {

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createKeys, type Keys } from "../../src/core/keys.js";
+import { describe, expect } from "vitest";
+import type { Keys } from "../../src/core/keys.js";
 import { createDeliveryRecorder } from "../../src/gateway/webhook-receiver.js";
 import { createGroupEventsConsumer, type GroupEventsConsumer } from "../../src/groups/consumer.js";
 import { createGroupStateStore } from "../../src/groups/state.js";
@@ -18,31 +18,26 @@ import {
   participantRemoved,
   singularField,
 } from "../helpers/meta-webhooks.js";
-import { onEachCommand } from "../helpers/commands.js";
+import { countedRedis } from "../helpers/commands.js";
+import { redisTest } from "../helpers/fixture.js";
 import { capturingLogger } from "../helpers/rotator.js";
-import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
+import { until } from "../helpers/until.js";
 
+const it = redisTest();
 const G = "120363025246125486";
 const T = 1_739_321_024; // seconds, as Meta sends them
 
 let redis: Redis;
-let prefix: string;
 let keys: Keys;
 let consumer: GroupEventsConsumer;
 let joined: { group: string; joins: number; rotation: string }[];
 
-beforeEach(() => {
-  redis = testRedis();
-  prefix = uniquePrefix("group-events");
-  keys = createKeys(prefix);
+it.beforeEach(({ rig }) => {
+  redis = rig.redis;
+  ({ keys } = rig.prefix("group-events"));
   joined = [];
   consumer = newConsumer();
-});
-
-afterEach(async () => {
-  await consumer.stop();
-  await deleteKeys(redis, prefix);
-  await redis.quit();
+  rig.defer(() => consumer.stop());
 });
 
 function newConsumer(name = "test-consumer", claimIdleMs = 60_000): GroupEventsConsumer {
@@ -188,41 +183,34 @@ describe("group_status_update and group_lifecycle_update", () => {
 });
 
 describe("the state store", () => {
-  it("sends the apply script's text once per connection, then only its SHA1 (EVALSHA)", async () => {
-    const counted = testRedis();
-    try {
-      await counted.ping();
-      const sent: { name: string; args: unknown[] }[] = [];
-      onEachCommand(counted, (command) => sent.push(command));
-      const store = createGroupStateStore(counted, keys);
-      const applied = [];
-      for (const [member, at] of [
-        ["1111", T],
-        ["2222", T + 1],
-        ["1111", T],
-      ] as const) {
-        applied.push(
-          await store.apply({
-            kind: "joined",
-            groupId: G,
-            at: at * 1000,
-            members: [member],
-            viaInviteLink: true,
-          }),
-        );
-      }
-      expect(applied.map((a) => [a.changed, a.participants, a.joins])).toEqual([
-        [1, 1, 1],
-        [1, 2, 2],
-        [0, 2, 2],
-      ]);
-      // A command's name and first argument are set as it is written to the socket: the script's
-      // text goes with the first call only.
-      expect(sent.map((c) => c.name)).toEqual(["eval", "evalsha", "evalsha"]);
-      expect(sent.slice(1).every((c) => /^[0-9a-f]{40}$/.test(String(c.args[0])))).toBe(true);
-    } finally {
-      await counted.quit();
+  it("sends the apply script's text once per connection, then only its SHA1 (EVALSHA)", async ({ rig }) => {
+    const { counted, sent } = await countedRedis(rig.defer);
+    const store = createGroupStateStore(counted, keys);
+    const applied = [];
+    for (const [member, at] of [
+      ["1111", T],
+      ["2222", T + 1],
+      ["1111", T],
+    ] as const) {
+      applied.push(
+        await store.apply({
+          kind: "joined",
+          groupId: G,
+          at: at * 1000,
+          members: [member],
+          viaInviteLink: true,
+        }),
+      );
     }
+    expect(applied.map((a) => [a.changed, a.participants, a.joins])).toEqual([
+      [1, 1, 1],
+      [1, 2, 2],
+      [0, 2, 2],
+    ]);
+    // A command's name and first argument are set as it is written to the socket: the script's
+    // text goes with the first call only.
+    expect(sent.map((c) => c.name)).toEqual(["eval", "evalsha", "evalsha"]);
+    expect(sent.slice(1).every((c) => /^[0-9a-f]{40}$/.test(String(c.args[0])))).toBe(true);
   });
 });
 
@@ -258,11 +246,3 @@ describe("the consumer loop", () => {
     expect(pending[0]).toBe(0);
   });
 });
-
-async function until(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

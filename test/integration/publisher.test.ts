@@ -1,33 +1,28 @@
 import { Redis } from "ioredis";
 import { connect, createServer, type AddressInfo } from "node:net";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import type { PublishInput, RotationMessage } from "../../src/core/interfaces.js";
 import { LockLostError } from "../../src/core/errors.js";
-import { channelKeys, createKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../../src/core/keys.js";
+import { channelKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../../src/core/keys.js";
 import { parseMessage, serializeMessage, verifySignature } from "../../src/publish/message.js";
 import { createPublisher, readLatest } from "../../src/publish/publisher.js";
 import { onEachCommand } from "../helpers/commands.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+import { redisTest } from "../helpers/fixture.js";
+import { testRedisUrl } from "../helpers/redis.js";
+import { until } from "../helpers/until.js";
 
+const it = redisTest();
 const SECRET = "publisher-test-secret";
 const CREATED_AT = Date.parse("2026-03-04T05:06:07.089Z");
 
 let redis: Redis;
-let prefix: string;
 let channel: string;
 let keys: Keys;
 const clock = { now: () => 1_700_000_000_000 };
 
-beforeEach(() => {
-  redis = testRedis();
-  prefix = uniquePrefix("publisher");
-  channel = `${uniquePrefix("publisher-channel")}:links`;
-  keys = createKeys(prefix);
-});
-
-afterEach(async () => {
-  await deleteKeys(redis, prefix, channel);
-  await redis.quit();
+it.beforeEach(({ rig }) => {
+  redis = rig.redis;
+  ({ channel, keys } = rig.prefix("publisher"));
 });
 
 function input(overrides: Partial<PublishInput> = {}): PublishInput {
@@ -51,14 +46,6 @@ async function listen(): Promise<{ received: string[]; close: () => Promise<void
   sub.on("message", (_channel: string, text: string) => received.push(text));
   await sub.subscribe(channel);
   return { received, close: async () => void (await sub.quit()) };
-}
-
-async function until(check: () => boolean, timeoutMs = 2_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe("publisher", () => {
@@ -200,10 +187,7 @@ describe("publisher", () => {
 });
 
 describe("publisher sequences per channel", () => {
-  const other = () => `${channel}:second`;
-  afterEach(async () => {
-    await deleteKeys(redis, other());
-  });
+  const other = () => `${channel}:second`; // under the test's prefix: deleted with its keys
 
   it("counts each channel's messages of a group on their own, so every stream is gap-free", async () => {
     const publisher = createPublisher({ redis, keys, signingSecret: SECRET });

@@ -1,36 +1,35 @@
 import { createServer, connect, type Server, type Socket } from "node:net";
 import type { Redis } from "ioredis";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import type { PublishInput, RotationMessage } from "../../src/core/interfaces.js";
-import { channelKeys, createKeys, type Keys } from "../../src/core/keys.js";
+import { channelKeys, type Keys } from "../../src/core/keys.js";
 import { serializeMessage, signMessage, signMessageV1 } from "../../src/publish/message.js";
 import { createPublisher } from "../../src/publish/publisher.js";
 import { subscribe, type DeliverySource, type Subscription } from "../../src/publish/subscriber.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+import { redisTest } from "../helpers/fixture.js";
+import { testRedisUrl } from "../helpers/redis.js";
+import { until } from "../helpers/until.js";
 
+const it = redisTest();
 const SECRET = "subscriber-test-secret";
 
 let redis: Redis;
-let prefix: string;
 let channel: string;
 let keys: Keys;
 let subscription: Subscription | undefined;
 let proxy: Proxy | undefined;
 
-beforeEach(() => {
-  redis = testRedis();
-  prefix = uniquePrefix("subscriber");
-  channel = `${uniquePrefix("subscriber-channel")}:links`;
-  keys = createKeys(prefix);
-});
-
-afterEach(async () => {
-  await subscription?.close();
-  subscription = undefined;
-  await proxy?.close();
-  proxy = undefined;
-  await deleteKeys(redis, prefix, channel);
-  await redis.quit();
+it.beforeEach(({ rig }) => {
+  redis = rig.redis;
+  ({ channel, keys } = rig.prefix("subscriber"));
+  rig.defer(async () => {
+    await proxy?.close();
+    proxy = undefined;
+  });
+  rig.defer(async () => {
+    await subscription?.close();
+    subscription = undefined;
+  });
 });
 
 function message(groupId: string, sequence: number, extra: Partial<RotationMessage> = {}): RotationMessage {
@@ -83,14 +82,6 @@ function recorder(): Recorder & {
       r.delivered.push({ group: m.group_id, sequence: m.sequence, source: meta.source }),
     onInvalid: (error, raw) => r.invalid.push({ error, raw }),
   };
-}
-
-async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /**

@@ -1,10 +1,10 @@
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Redis } from "ioredis";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect } from "vitest";
 import { parseConfigText } from "../../src/config/config.js";
 import { loadSettings } from "../../src/config/settings.js";
-import { createKeys, type Keys } from "../../src/core/keys.js";
+import type { Keys } from "../../src/core/keys.js";
 import { createGateway } from "../../src/gateway/gateway.js";
 import {
   createDeliveryRecorder,
@@ -14,11 +14,13 @@ import {
   type WebhookReceiver,
   webhookRoutes,
 } from "../../src/gateway/webhook-receiver.js";
-import { onEachCommand } from "../helpers/commands.js";
+import { countedRedis } from "../helpers/commands.js";
+import { redisTest } from "../helpers/fixture.js";
 import { groupSettingsUpdated, joinedByInviteLink } from "../helpers/meta-webhooks.js";
 import { capturingLogger, type LogLine } from "../helpers/rotator.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+import { testRedisUrl } from "../helpers/redis.js";
 
+const it = redisTest();
 const APP_SECRET = "receiver-test-app-secret";
 const VERIFY_TOKEN = "receiver-test-verify-token";
 
@@ -29,10 +31,9 @@ let results: DeliveryResult[];
 let logs: LogLine[];
 let receiver: WebhookReceiver;
 
-beforeEach(() => {
-  redis = testRedis();
-  prefix = uniquePrefix("webhook-receiver");
-  keys = createKeys(prefix);
+it.beforeEach(({ rig }) => {
+  redis = rig.redis;
+  ({ prefix, keys } = rig.prefix("webhook-receiver"));
   results = [];
   logs = [];
   receiver = createWebhookReceiver({
@@ -43,11 +44,6 @@ beforeEach(() => {
     maxBodyBytes: 4096,
     onResult: (r) => results.push(r),
   });
-});
-
-afterEach(async () => {
-  await deleteKeys(redis, prefix);
-  await redis.quit();
 });
 
 const post = (body: string, signature: string | undefined) =>
@@ -141,25 +137,20 @@ describe("deliveries", () => {
     expect(results).toEqual(["accepted", "duplicate"]);
   });
 
-  it("sends the recording script's text once per connection, then only its SHA1 (EVALSHA)", async () => {
-    const counted = testRedis();
-    try {
-      await counted.ping();
-      const sent: { name: string; args: unknown[] }[] = [];
-      onEachCommand(counted, (command) => sent.push(command));
-      const record = createDeliveryRecorder(counted, keys);
-      const bodies = ["a", "b", "a"].map((n) => JSON.stringify({ entry: [], n }));
-      const outcomes = [];
-      for (const text of bodies) outcomes.push(await record(Buffer.from(text)));
-      expect(outcomes).toEqual(["accepted", "accepted", "duplicate"]);
-      // A command's name and first argument are set as it is written to the socket: the script's
-      // text goes with the first call only.
-      expect(sent.map((c) => c.name)).toEqual(["eval", "evalsha", "evalsha"]);
-      expect(sent.slice(1).every((c) => /^[0-9a-f]{40}$/.test(String(c.args[0])))).toBe(true);
-      expect(await recorded()).toEqual(bodies.slice(0, 2));
-    } finally {
-      await counted.quit();
-    }
+  it("sends the recording script's text once per connection, then only its SHA1 (EVALSHA)", async ({
+    rig,
+  }) => {
+    const { counted, sent } = await countedRedis(rig.defer);
+    const record = createDeliveryRecorder(counted, keys);
+    const bodies = ["a", "b", "a"].map((n) => JSON.stringify({ entry: [], n }));
+    const outcomes = [];
+    for (const text of bodies) outcomes.push(await record(Buffer.from(text)));
+    expect(outcomes).toEqual(["accepted", "accepted", "duplicate"]);
+    // A command's name and first argument are set as it is written to the socket: the script's
+    // text goes with the first call only.
+    expect(sent.map((c) => c.name)).toEqual(["eval", "evalsha", "evalsha"]);
+    expect(sent.slice(1).every((c) => /^[0-9a-f]{40}$/.test(String(c.args[0])))).toBe(true);
+    expect(await recorded()).toEqual(bodies.slice(0, 2));
   });
 
   it("answers 400 for a signed body that is not a delivery, and records nothing", async () => {

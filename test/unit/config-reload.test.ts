@@ -9,6 +9,7 @@ import { loadConfig, type ResolvedConfig } from "../../src/config/config.js";
 import { createConfigReloader, type ConfigReloader } from "../../src/config/reload.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { createMetrics } from "../../src/infra/metrics.js";
+import { until } from "../helpers/until.js";
 
 /** Reload of the policy file: validate first, apply a valid file at once, keep the old on a bad one. */
 const policies = (schedule: string, groups: string) =>
@@ -61,14 +62,6 @@ const pbkdf2Slow = () =>
   new Promise<void>((resolve, reject) =>
     pbkdf2("p", "s", 300_000, 32, "sha256", (error) => (error ? reject(error) : resolve())),
   );
-
-const until = async (check: () => boolean, ms = 5_000) => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
 
 describe("config reload", () => {
   it("applies a changed valid file at once", async () => {
