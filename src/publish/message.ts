@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import { RotatorError } from "../core/errors.js";
 import { INVITE_LINK_FORM, isInviteLink } from "../core/invite-link.js";
-import type { RotationMessage } from "../core/interfaces.js";
+import type { PublishInput, RotationMessage } from "../core/interfaces.js";
 
 const nonEmpty = z.string().min(1);
 
@@ -47,6 +47,22 @@ function isRealInstant(text: string): boolean {
 
 /** A message before it is signed. */
 export type UnsignedRotationMessage = Omit<RotationMessage, "signature">;
+
+/** The message that publishes `input` as the group's `sequence`-th on its channel, not yet signed. */
+export function rotationMessage(input: PublishInput, sequence: number): UnsignedRotationMessage {
+  return {
+    event: "invite_link.rotated",
+    schema: 1,
+    rotation_id: input.rotationId,
+    group_id: input.groupId,
+    invite_link: input.inviteLink,
+    rotated_at: new Date(input.createdAt).toISOString(),
+    sequence,
+    policy: input.policy,
+    account: input.account,
+    trigger: input.trigger,
+  };
+}
 
 /** An invalid message text (not JSON, or not the contract's shape). */
 export class MessageError extends RotatorError {

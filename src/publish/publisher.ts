@@ -10,7 +10,7 @@ import {
 import { channelKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../core/keys.js";
 import { claimChannel, publishFenced } from "./fenced-publish.js";
 import type { RedisClient } from "../infra/redis.js";
-import { parseMessage, serializeMessage, signMessage, type UnsignedRotationMessage } from "./message.js";
+import { parseMessage, rotationMessage, serializeMessage, signMessage } from "./message.js";
 import { luaScript } from "../infra/scripts.js";
 import { FAILURE_FIELDS, FINISH_ROTATION_LUA } from "../core/finish-lua.js";
 
@@ -115,18 +115,7 @@ export function createPublisher(deps: PublisherDeps): PublisherPort {
   const clock = deps.clock ?? systemClock;
   const serialised = serialiser();
   const compose = (input: PublishInput, sequence: number) => {
-    const unsigned: UnsignedRotationMessage = {
-      event: "invite_link.rotated",
-      schema: 1,
-      rotation_id: input.rotationId,
-      group_id: input.groupId,
-      invite_link: input.inviteLink,
-      rotated_at: new Date(input.createdAt).toISOString(),
-      sequence,
-      policy: input.policy,
-      account: input.account,
-      trigger: input.trigger,
-    };
+    const unsigned = rotationMessage(input, sequence);
     const message: RotationMessage = signingSecret
       ? { ...unsigned, signature: signMessage(unsigned, signingSecret, input.channel) }
       : unsigned;

@@ -1,10 +1,10 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { createAccountGate, tokenFingerprint } from "../../src/accounts/gate.js";
+import { createAccountGate, tokenFingerprint, type AccountGateOptions } from "../../src/accounts/gate.js";
 import { GraphError } from "../../src/graph/errors.js";
 import { retryAfterMs } from "../../src/graph/usage.js";
 import type { AccountContext } from "../../src/core/interfaces.js";
 import { createKeys } from "../../src/core/keys.js";
-import { createLogger } from "../../src/infra/logger.js";
+import { createLogger, type Logger } from "../../src/infra/logger.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 
 /** The account gate on a real Redis: pauses by scope, back-off, steady rate, failing tokens. */
@@ -15,20 +15,22 @@ const logger = createLogger("silent");
 afterEach(async () => deleteKeys(redis, ...prefixes.splice(0)));
 afterAll(async () => redis.quit());
 
-function gateFor(options: { rate?: number; base?: number; max?: number } = {}) {
+/** An account gate on keys of its own (deleted after the test), silent unless `options` log. */
+function newGate(options: Omit<AccountGateOptions, "redis" | "keys" | "logger"> & { logger?: Logger }) {
   const prefix = uniquePrefix("gate");
   prefixes.push(prefix);
   const keys = createKeys(prefix);
-  const gate = createAccountGate({
-    redis,
-    keys,
-    logger,
+  const gate = createAccountGate({ redis, keys, logger, ...options });
+  return { gate, keys };
+}
+
+function gateFor(options: { rate?: number; base?: number; max?: number } = {}) {
+  return newGate({
     rateOf: () => options.rate,
     throttleBaseMs: options.base ?? 200,
     ...(options.max !== undefined && { throttleMaxMs: options.max }),
     recheckMs: 5_000,
   });
-  return { gate, keys };
 }
 
 const account = (name: string, token: string, phone?: string): AccountContext => ({
@@ -128,12 +130,7 @@ describe("account gate", () => {
 
   it("an absurd Retry-After is cut to ROTATOR_THROTTLE_MAX, logged at warn, and leaves whole state", async () => {
     const lines: string[] = [];
-    const prefix = uniquePrefix("gate");
-    prefixes.push(prefix);
-    const keys = createKeys(prefix);
-    const gate = createAccountGate({
-      redis,
-      keys,
+    const { gate, keys } = newGate({
       logger: createLogger("warn", { write: (line: string) => lines.push(line) }),
       throttleMaxMs: 60_000,
     });

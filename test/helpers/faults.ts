@@ -20,6 +20,29 @@ export function seeded(seed: number): () => number {
   };
 }
 
+/** The methods of the simulator's calls for `groupId`, in order ("DELETE", "POST", …). */
+export const callsOf = (sim: GraphSimulator, groupId: string) =>
+  sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
+
+/** A scheduled rotation's job data for `groupId` of the default account's "nightly" on "test:links". */
+export function rotationJob(job: {
+  rotationId: string;
+  groupId: string;
+  fireAt?: number;
+  requestedAt?: number;
+}): RotationJobData {
+  return {
+    rotationId: job.rotationId,
+    groupId: job.groupId,
+    account: "default",
+    policy: "nightly",
+    channel: "test:links",
+    trigger: "schedule",
+    ...(job.fireAt !== undefined && { fireAt: job.fireAt }),
+    requestedAt: job.requestedAt ?? 0,
+  };
+}
+
 /** A policy file with one policy per account, each over its groups. */
 export function accountsYaml(
   accounts: { name: string; tokenEnv: string; phone: string; groups: string[]; rateLimit?: number }[],

@@ -5,6 +5,7 @@ import { createKeys } from "../../src/core/keys.js";
 import { createRotationQueue, enqueueRotations } from "../../src/rotation/queue.js";
 import { fireChunk } from "../../src/schedule/fire-chunk.js";
 import { simTest, type Rig } from "../helpers/fixture.js";
+import { rotationJob } from "../helpers/faults.js";
 
 /**
  * The fire's own enqueue (fire-chunk.ts) stores a delayed job as BullMQ's addBulk does: this pins
@@ -12,16 +13,8 @@ import { simTest, type Rig } from "../helpers/fixture.js";
  */
 const it = simTest();
 
-const rotation = (rotationId: string, groupId = "120363000000000001"): RotationJobData => ({
-  rotationId,
-  groupId,
-  account: "default",
-  policy: "nightly",
-  channel: "test:links",
-  trigger: "schedule",
-  fireAt: 1_800_000_000_000,
-  requestedAt: 1_799_999_999_000,
-});
+const rotation = (rotationId: string, groupId = "120363000000000001"): RotationJobData =>
+  rotationJob({ rotationId, groupId, fireAt: 1_800_000_000_000, requestedAt: 1_799_999_999_000 });
 
 function setup(rig: Rig, name: string) {
   const { prefix } = rig.prefix(name);

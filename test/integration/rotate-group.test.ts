@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import { getEventListeners } from "node:events";
-import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { rotateGroup, type RotateGroupDeps } from "../../src/rotation/saga.js";
 import { LockLostError } from "../../src/core/errors.js";
 import { createGroupLock } from "../../src/rotation/group-lock.js";
@@ -11,12 +11,14 @@ import type {
   RotationJobData,
   RotationMessage,
 } from "../../src/core/interfaces.js";
-import { createKeys, PUBLISHED_ROTATION_TTL_MS, type Keys } from "../../src/core/keys.js";
+import { createKeys, PUBLISHED_ROTATION_TTL_MS } from "../../src/core/keys.js";
 import { createLogger } from "../../src/infra/logger.js";
+import { rotationMessage } from "../../src/publish/message.js";
 import { createPublisher } from "../../src/publish/publisher.js";
 import { createRotationStateStore } from "../../src/rotation/state.js";
-import { createAccountGate, type AccountGate } from "../../src/accounts/gate.js";
+import { createAccountGate, type AccountGateOptions } from "../../src/accounts/gate.js";
 import { onEachCommand } from "../helpers/commands.js";
+import { rotationJob } from "../helpers/faults.js";
 import { deleteKeys, testRedis, uniquePrefix } from "../helpers/redis.js";
 
 /** The saga alone: a scripted Graph, a recording publisher, real Redis for state and lock. */
@@ -51,18 +53,7 @@ function recordingPublisher() {
     publisher: {
       async publish(input: PublishInput): Promise<RotationMessage> {
         published.push(input);
-        return {
-          event: "invite_link.rotated",
-          schema: 1,
-          rotation_id: input.rotationId,
-          group_id: input.groupId,
-          invite_link: input.inviteLink,
-          rotated_at: new Date(input.createdAt).toISOString(),
-          sequence: published.length,
-          policy: input.policy,
-          account: input.account,
-          trigger: input.trigger,
-        };
+        return rotationMessage(input, published.length);
       },
     },
   };
@@ -89,28 +80,30 @@ function setup(graph: GraphPort, publisher = recordingPublisher().publisher) {
   return { deps, keys };
 }
 
-const job = (groupId = "G1", rotationId = "r-1"): RotationJobData => ({
-  rotationId,
-  groupId,
-  account: "default",
-  policy: "nightly",
-  channel: "test:links",
-  trigger: "schedule",
-  requestedAt: 0,
-});
+const job = (groupId = "G1", rotationId = "r-1"): RotationJobData => rotationJob({ rotationId, groupId });
 
-/** The saga's real ports on `redis`, with the account gate's check before each Graph call. */
-const gatedDeps = (redis: Redis, keys: Keys, gate: AccountGate, graph: GraphPort): RotateGroupDeps => ({
-  graph,
-  publisher: createPublisher({ redis, keys }),
-  state: createRotationStateStore(redis, keys),
-  lock: createGroupLock(redis, keys, 2_000),
-  resolveAccount: () => account,
-  beforeGraphCall: gate.beforeGraphCall,
-  gateCheck: gate.checkCall,
-  clock: { now: () => Date.now() },
-  logger: createLogger("silent"),
-});
+/**
+ * The saga's real ports on a connection of their own (`counted`, quit when the test ends), with the
+ * account gate (`options`) on it checked before each Graph call.
+ */
+function gatedDeps(options: Omit<AccountGateOptions, "redis" | "keys" | "logger">, graph: GraphPort) {
+  const counted = redis.duplicate();
+  onTestFinished(async () => void (await counted.quit()));
+  const keys = createKeys(prefix);
+  const gate = createAccountGate({ redis: counted, keys, logger: createLogger("silent"), ...options });
+  const deps: RotateGroupDeps = {
+    graph,
+    publisher: createPublisher({ redis: counted, keys }),
+    state: createRotationStateStore(counted, keys),
+    lock: createGroupLock(counted, keys, 2_000),
+    resolveAccount: () => account,
+    beforeGraphCall: gate.beforeGraphCall,
+    gateCheck: gate.checkCall,
+    clock: { now: () => Date.now() },
+    logger: createLogger("silent"),
+  };
+  return { counted, keys, gate, deps };
+}
 
 describe("rotation saga", () => {
   it("deletes, creates, then publishes the created link", async () => {
@@ -397,83 +390,61 @@ describe("rotation saga and the worker's shutdown signal", () => {
 
 describe("what a rotation costs in Redis", () => {
   it("four calls from lock to publish: start with the DELETE's check, its record with the POST's check, the POST's record, the publish", async () => {
-    const counted = redis.duplicate();
     const sent: string[] = [];
     const graphCalls: string[] = [];
-    try {
-      const keys = createKeys(prefix);
-      const gate = createAccountGate({
-        redis: counted,
-        keys,
-        logger: createLogger("silent"),
-        startRate: 1_000,
-      });
-      const graph: GraphPort = {
-        async deleteInviteLink() {
-          graphCalls.push(`DELETE after ${sent.length}`);
-        },
-        async createInviteLink() {
-          graphCalls.push(`POST after ${sent.length}`);
-          return "https://chat.whatsapp.com/COUNTED_abcdefghij";
-        },
-      };
-      const deps = gatedDeps(counted, keys, gate, graph);
-      await counted.ping();
-      const events: string[] = [];
-      onEachCommand(counted, (command) => {
-        sent.push(command.name);
-        const n = sent.length;
-        events.push(`sent ${n}`);
-        command.promise.then(
-          () => events.push(`answered ${n}`),
-          () => events.push(`answered ${n}`),
-        );
-      });
-      // A channel of its own (deleted with the prefix): another test's message there would make
-      // the publish sign again with the right sequence (one more call).
-      const data = { ...job("G1", "r-counted"), channel: `${prefix}:links` };
-      const outcome = await rotateGroup(data, deps, { owner: "a" });
-      expect(outcome).toMatchObject({ kind: "published", finished: true });
-      // Scripts go by SHA1 after their first call on a connection: count calls, not their names.
-      expect(sent).toHaveLength(4);
-      expect(graphCalls).toEqual(["DELETE after 1", "POST after 2"]);
-      // The publish goes out behind the POST's record, not after its answer (Redis runs them in order).
-      expect(events.indexOf("sent 4")).toBeLessThan(events.indexOf("answered 3"));
-      // The publish released the lock and settled the rotation in its own call.
-      expect(await redis.exists(keys.groupLock("G1"))).toBe(0);
-    } finally {
-      await counted.quit();
-    }
+    const graph: GraphPort = {
+      async deleteInviteLink() {
+        graphCalls.push(`DELETE after ${sent.length}`);
+      },
+      async createInviteLink() {
+        graphCalls.push(`POST after ${sent.length}`);
+        return "https://chat.whatsapp.com/COUNTED_abcdefghij";
+      },
+    };
+    const { counted, keys, deps } = gatedDeps({ startRate: 1_000 }, graph);
+    await counted.ping();
+    const events: string[] = [];
+    onEachCommand(counted, (command) => {
+      sent.push(command.name);
+      const n = sent.length;
+      events.push(`sent ${n}`);
+      command.promise.then(
+        () => events.push(`answered ${n}`),
+        () => events.push(`answered ${n}`),
+      );
+    });
+    // A channel of its own (deleted with the prefix): another test's message there would make
+    // the publish sign again with the right sequence (one more call).
+    const data = { ...job("G1", "r-counted"), channel: `${prefix}:links` };
+    const outcome = await rotateGroup(data, deps, { owner: "a" });
+    expect(outcome).toMatchObject({ kind: "published", finished: true });
+    // Scripts go by SHA1 after their first call on a connection: count calls, not their names.
+    expect(sent).toHaveLength(4);
+    expect(graphCalls).toEqual(["DELETE after 1", "POST after 2"]);
+    // The publish goes out behind the POST's record, not after its answer (Redis runs them in order).
+    expect(events.indexOf("sent 4")).toBeLessThan(events.indexOf("answered 3"));
+    // The publish released the lock and settled the rotation in its own call.
+    expect(await redis.exists(keys.groupLock("G1"))).toBe(0);
   });
   it("a rotation the gate delays at its start never holds the group's lock: one call, paused, the lock free", async () => {
-    const counted = redis.duplicate();
     let sent = 0;
-    try {
-      const keys = createKeys(prefix);
-      const gate = createAccountGate({
-        redis: counted,
-        keys,
-        logger: createLogger("silent"),
-        startRate: 1, // one call a second: the second group's DELETE waits a second
-        maxInlineWaitMs: 0,
-      });
-      const graph: GraphPort = {
-        async deleteInviteLink() {},
-        async createInviteLink() {
-          return "https://chat.whatsapp.com/DELAYED_abcdefghij";
-        },
-      };
-      const deps = gatedDeps(counted, keys, gate, graph);
-      expect(await gate.beforeGraphCall(account, "create", "OTHER")).toBeUndefined(); // takes the slot
-      await counted.ping();
-      onEachCommand(counted, () => void sent++);
-      const outcome = await rotateGroup(job("G2", "r-delayed"), deps, { owner: "b" });
-      expect(outcome).toMatchObject({ kind: "paused", step: "delete" });
-      expect((outcome as { waitMs: number }).waitMs).toBeGreaterThan(0);
-      expect(sent).toBe(1);
-      expect(await redis.exists(keys.groupLock("G2"))).toBe(0);
-    } finally {
-      await counted.quit();
-    }
+    const graph: GraphPort = {
+      async deleteInviteLink() {},
+      async createInviteLink() {
+        return "https://chat.whatsapp.com/DELAYED_abcdefghij";
+      },
+    };
+    const { counted, keys, gate, deps } = gatedDeps(
+      { startRate: 1, maxInlineWaitMs: 0 }, // one call a second: the second group's DELETE waits a second
+      graph,
+    );
+    expect(await gate.beforeGraphCall(account, "create", "OTHER")).toBeUndefined(); // takes the slot
+    await counted.ping();
+    onEachCommand(counted, () => void sent++);
+    const outcome = await rotateGroup(job("G2", "r-delayed"), deps, { owner: "b" });
+    expect(outcome).toMatchObject({ kind: "paused", step: "delete" });
+    expect((outcome as { waitMs: number }).waitMs).toBeGreaterThan(0);
+    expect(sent).toBe(1);
+    expect(await redis.exists(keys.groupLock("G2"))).toBe(0);
   });
 });

@@ -1,11 +1,10 @@
 import { describe, expect } from "vitest";
-import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationJobData } from "../../src/core/interfaces.js";
 import { createDeliveryRecorder } from "../../src/gateway/webhook-receiver.js";
 import { createGroupEventsConsumer } from "../../src/groups/consumer.js";
 import { createGroupStateStore } from "../../src/groups/state.js";
 import { enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
-import type { TestQueue } from "../helpers/faults.js";
+import { callsOf, type TestQueue } from "../helpers/faults.js";
 import { simTest, type Rig } from "../helpers/fixture.js";
 import { reason } from "../../src/commands/status.js";
 import { listGroupIds, readGroupStatuses, type GroupStatus } from "../../src/ops/status.js";
@@ -47,9 +46,6 @@ async function run(tq: TestQueue, data: RotationJobData): Promise<unknown> {
   await enqueueRotations(tq.queue, [data]);
   return (await tq.queue.getJob(data.rotationId))!.waitUntilFinished(tq.events, 10_000);
 }
-
-const callsOf = (sim: GraphSimulator, groupId: string) =>
-  sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
 
 describe("suspended and deleted groups", () => {
   it("a suspended group's fire ends skipped with the reason and no Graph call; once cleared it rotates", async ({

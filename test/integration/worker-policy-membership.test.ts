@@ -1,10 +1,9 @@
 import type { Redis } from "ioredis";
 import { describe, expect } from "vitest";
 import { parseConfigText } from "../../src/config/config.js";
-import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationJobData, Trigger } from "../../src/core/interfaces.js";
 import { enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
-import type { TestQueue } from "../helpers/faults.js";
+import { callsOf, type TestQueue } from "../helpers/faults.js";
 import { simTest, type Rig } from "../helpers/fixture.js";
 import { policyYaml, TEST_TOKEN, messageOf, scheduledRotation } from "../helpers/rotator.js";
 
@@ -51,9 +50,6 @@ async function scheduled(
   });
   return data;
 }
-
-const callsOf = (sim: GraphSimulator, groupId: string) =>
-  sim.calls.filter((c) => c.groupId === groupId).map((c) => c.method);
 
 describe("worker and the live policy file", () => {
   it("skips a scheduled rotation of a group a reload removed, without a Graph call; others rotate", async ({
