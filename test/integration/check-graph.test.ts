@@ -3,20 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli.js";
-import type { CommandIO } from "../../src/commands/command.js";
 import { simFaults } from "../../src/graph-sim/faults.js";
 import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
+import { fakeIO } from "../helpers/command-io.js";
 
 /** `validate --check-graph` against the simulator: read-only, names every group the token cannot see. */
 const TOKEN = "check-graph-token-123456";
 let sim: GraphSimulator;
 let dir = "";
-
-function fakeIO(env: Record<string, string | undefined>): CommandIO & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { env, stdout, stderr, out: (line) => stdout.push(line), err: (line) => stderr.push(line) };
-}
 
 beforeAll(async () => {
   sim = await startGraphSimulator({

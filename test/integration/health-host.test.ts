@@ -1,11 +1,11 @@
 import { expect, it } from "vitest";
-import { spawnCli } from "../helpers/cli.js";
+import { runCliWhile } from "../helpers/cli.js";
 import { freePort } from "../../scripts/redis-server.js";
 import { uniquePrefix } from "../helpers/redis.js";
 
 it("binds the health server to HEALTH_HOST and says it listens once", async () => {
   const port = await freePort();
-  const proc = spawnCli(["worker"], {
+  const env = {
     ROTATOR_CONFIG: "config/demo.yaml",
     WHATSAPP_ACCESS_TOKEN: "health-host-token-123",
     REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
@@ -13,20 +13,13 @@ it("binds the health server to HEALTH_HOST and says it listens once", async () =
     HEALTH_PORT: String(port),
     HEALTH_HOST: "127.0.0.1",
     ROTATOR_SHUTDOWN_TIMEOUT: "1s",
-  });
-  try {
+  };
+  const proc = await runCliWhile(["worker"], env, async (proc) => {
     await proc.waitFor("health server listening");
     const res = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(res.status).toBe(200);
-  } finally {
-    proc.kill("SIGTERM");
-    await proc.exited;
-  }
-  const lines = proc
-    .stdout()
-    .split("\n")
-    .filter((line) => line.includes("health server listening"))
-    .map((line) => JSON.parse(line) as { host: string; port: number });
+  });
+  const lines = proc.logged<{ host: string; port: number }>("health server listening");
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatchObject({ host: "127.0.0.1", port });
 });

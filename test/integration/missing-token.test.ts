@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { spawnCli } from "../helpers/cli.js";
+import { runCliWhile } from "../helpers/cli.js";
 import { freePort } from "../../scripts/redis-server.js";
 import { uniquePrefix } from "../helpers/redis.js";
 
@@ -22,26 +22,21 @@ it("worker warns at start, once per account, when an account has no token", asyn
       ].join("\n"),
     );
     // No Redis answers: the warning must not wait for one.
-    const proc = spawnCli(["worker"], {
+    const env = {
       ROTATOR_CONFIG: file,
       MAIN_TOKEN: "main-token-present-123",
       REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
       ROTATOR_PREFIX: uniquePrefix("token"),
       HEALTH_PORT: "0",
       ROTATOR_SHUTDOWN_TIMEOUT: "1s",
-    });
-    try {
+    };
+    const proc = await runCliWhile(["worker"], env, async (proc) => {
       await proc.waitFor("has no token");
       await proc.waitFor("wa-invite-rotator starting");
-    } finally {
-      proc.kill("SIGTERM");
-      await proc.exited;
-    }
-    const warnings = proc
-      .stdout()
-      .split("\n")
-      .filter((line) => line.includes("has no token"))
-      .map((line) => JSON.parse(line) as { level: string; account: string; tokenEnv: string; msg: string });
+    });
+    const warnings = proc.logged<{ level: string; account: string; tokenEnv: string; msg: string }>(
+      "has no token",
+    );
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatchObject({ level: "warn", account: "partner", tokenEnv: "PARTNER_TOKEN" });
     expect(warnings[0]!.msg).toContain("PARTNER_TOKEN is not set; its rotations will fail");

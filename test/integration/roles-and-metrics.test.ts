@@ -1,12 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { expect } from "vitest";
-import { spawnCli } from "../helpers/cli.js";
+import { cliSetup } from "../helpers/cli.js";
 import { simTest } from "../helpers/fixture.js";
 import { freePort } from "../../scripts/redis-server.js";
-import { testRedisUrl } from "../helpers/redis.js";
-import { policyYaml, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
+import { policyYaml, startTestRotator } from "../helpers/rotator.js";
 
 /**
  * The `roles` a process reports (its start log line, `/healthz`) are the ones it runs, and its
@@ -67,29 +63,9 @@ it("exports build_info and redis_connected per connection, 0 once the connection
 });
 
 it("logs the roles it runs at start: worker alone with HEALTH_PORT=0", async ({ rig }) => {
-  const { prefix, channel } = rig.prefix("roles-log");
-  const dir = mkdtempSync(join(tmpdir(), "roles-log-"));
-  rig.defer(async () => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, "policy.yaml");
-  writeFileSync(file, policyYaml(["RO4"], channel));
-  const proc = spawnCli(["worker"], {
-    REDIS_URL: testRedisUrl(),
-    ROTATOR_PREFIX: prefix,
-    ROTATOR_CONFIG: file,
-    GRAPH_API_BASE_URL: rig.sim.url,
-    WHATSAPP_ACCESS_TOKEN: TEST_TOKEN,
-    HEALTH_PORT: "0",
-  });
-  rig.defer(async () => {
-    proc.kill();
-    await proc.exited;
-  });
+  const proc = cliSetup(rig, "roles-log", ["RO4"]).spawn(["worker"]);
   await proc.waitFor('"service":"worker"');
-  const start = proc
-    .stdout()
-    .split("\n")
-    .filter((line) => line.includes("wa-invite-rotator starting"))
-    .map((line) => JSON.parse(line) as { roles: string[] });
+  const start = proc.logged<{ roles: string[] }>("wa-invite-rotator starting");
   expect(start).toHaveLength(1);
   expect(start[0]!.roles).toEqual(["worker"]);
 });

@@ -1,15 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Redis } from "ioredis";
 import { expect } from "vitest";
 import { createKeys } from "../../src/core/keys.js";
 import { parseMessage } from "../../src/publish/message.js";
 import { scheduledRotationId } from "../../src/rotation/queue.js";
-import { spawnCli, type CliProcess } from "../helpers/cli.js";
+import { cliSetup } from "../helpers/cli.js";
 import { simTest, type Rig } from "../helpers/fixture.js";
-import { testRedisUrl } from "../helpers/redis.js";
-import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
+import { policyYaml } from "../helpers/rotator.js";
+import { until as waitUntil } from "../helpers/until.js";
 
 /**
  * Scheduler replicas in separate processes on one Redis, with a real seconds-level schedule:
@@ -18,48 +15,16 @@ import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
  */
 const it = simTest({ latencyMs: 5 });
 
-/**
- * A prefix, a policy file on disk and `spawn` for CLI processes with the matching environment;
- * the file and the processes go after the test.
- */
-function setup(rig: Rig, name: string, groups: string[], schedule: string) {
-  const { prefix, channel } = rig.prefix(name);
-  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-replicas-"));
-  rig.defer(async () => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, `${name}.yaml`);
-  writeFileSync(file, policyYaml(groups, channel, schedule));
-  const env = {
-    REDIS_URL: testRedisUrl(),
-    ROTATOR_PREFIX: prefix,
-    ROTATOR_CONFIG: file,
-    GRAPH_API_BASE_URL: rig.sim.url,
-    WHATSAPP_ACCESS_TOKEN: TEST_TOKEN,
-    HEALTH_PORT: "0",
-    LOG_LEVEL: "info",
-  };
-  const spawn = (args: string[]): CliProcess => {
-    const p = spawnCli(args, env);
-    rig.defer(async () => {
-      p.kill("SIGKILL");
-      await p.exited;
-    });
-    return p;
-  };
-  return { prefix, channel, spawn };
-}
+/** CLI processes on the test's prefix and policy file, logging at info; killed after the test. */
+const setup = (rig: Rig, name: string, groups: string[], schedule: string) =>
+  cliSetup(rig, name, groups, { schedule, env: { LOG_LEVEL: "info" }, killWith: "SIGKILL" });
 
 async function published(redis: Redis, channel: string) {
   const entries = await redis.xrange(`${channel}:stream`, "-", "+");
   return entries.map(([, fields]) => parseMessage(fields[1]!));
 }
 
-const until = async (check: () => Promise<boolean>, ms: number) => {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-};
+const until = (check: () => Promise<boolean>, ms: number) => waitUntil(check, ms, 100);
 
 it("three scheduler processes rotate each group exactly once per fire", async ({ rig }) => {
   const { sim, redis } = rig;

@@ -4,7 +4,6 @@ import { join } from "node:path";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli.js";
-import type { CommandIO } from "../../src/commands/command.js";
 import { parseConfigText } from "../../src/config/config.js";
 import type { RotationMessage, Trigger } from "../../src/core/interfaces.js";
 import { createKeys } from "../../src/core/keys.js";
@@ -13,6 +12,7 @@ import { createRotationStateStore } from "../../src/rotation/state.js";
 import type { PoolStatus } from "../../src/groups/pools.js";
 import { listGroupIds, maskLink, readGroupStatuses, type GroupStatus } from "../../src/ops/status.js";
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+import { fakeIO } from "../helpers/command-io.js";
 
 const TOKEN = "status-secret-token-42";
 const prefix = uniquePrefix("status");
@@ -41,12 +41,6 @@ const POLICY_FILE = [
 let redis: Redis;
 let dir = "";
 const links = new Map<string, string>();
-
-function fakeIO(env: Record<string, string | undefined>): CommandIO & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { env, stdout, stderr, out: (line) => stdout.push(line), err: (line) => stderr.push(line) };
-}
 
 async function status(args: string[], env: Record<string, string> = {}) {
   const io = fakeIO({

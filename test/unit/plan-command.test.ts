@@ -1,49 +1,32 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeFile } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
 import { main } from "../../src/cli.js";
-import type { CommandIO } from "../../src/commands/command.js";
 import type { PlannedPolicy } from "../../src/commands/plan.js";
-
-function fakeIO(env: Record<string, string | undefined>): CommandIO & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { env, stdout, stderr, out: (line) => stdout.push(line), err: (line) => stderr.push(line) };
-}
+import { fakeIO, tempDir } from "../helpers/command-io.js";
 
 describe("plan", () => {
-  let dir = "";
-  let file = "";
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "rotator-plan-"));
-    file = join(dir, "rotation.yaml");
-    await writeFile(
-      file,
-      [
-        "accounts:",
-        '  main: { token_env: MAIN_TOKEN, phone_number_id: "1555" }',
-        "policies:",
-        "  - name: berlin",
-        "    account: main",
-        '    schedule: "30 2 * * *"',
-        "    timezone: Europe/Berlin",
-        "    jitter: 15m",
-        '    groups: ["A", "B"]',
-        "  - name: everyone",
-        "    account: main",
-        '    schedule: "0 30 6 * * 1"',
-        "    timezone: America/New_York",
-        "    groups: all",
-      ].join("\n"),
-    );
+  const path = tempDir("rotator-plan-", {
+    "rotation.yaml": [
+      "accounts:",
+      '  main: { token_env: MAIN_TOKEN, phone_number_id: "1555" }',
+      "policies:",
+      "  - name: berlin",
+      "    account: main",
+      '    schedule: "30 2 * * *"',
+      "    timezone: Europe/Berlin",
+      "    jitter: 15m",
+      '    groups: ["A", "B"]',
+      "  - name: everyone",
+      "    account: main",
+      '    schedule: "0 30 6 * * 1"',
+      "    timezone: America/New_York",
+      "    groups: all",
+    ].join("\n"),
   });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const file = () => path("rotation.yaml");
 
   it("lists the next fires in UTC and local time, with group counts (DST in the listing)", async () => {
-    const io = fakeIO({ ROTATOR_CONFIG: file, MAIN_TOKEN: "t" });
+    const io = fakeIO({ ROTATOR_CONFIG: file(), MAIN_TOKEN: "t" });
     expect(await main(["plan", "--count", "2", "--from", "2026-03-28T12:00:00Z"], io)).toBe(0);
     const out = io.stdout.join("\n");
     expect(out).toContain('policy berlin: "30 2 * * *" in Europe/Berlin');
@@ -57,7 +40,7 @@ describe("plan", () => {
   });
 
   it("--json gives the same plan as data", async () => {
-    const io = fakeIO({ ROTATOR_CONFIG: file, MAIN_TOKEN: "t" });
+    const io = fakeIO({ ROTATOR_CONFIG: file(), MAIN_TOKEN: "t" });
     expect(await main(["plan", "--json", "--count", "1", "--from", "2026-10-24T12:00:00Z"], io)).toBe(0);
     const plan = JSON.parse(io.stdout.join("\n")) as { policies: PlannedPolicy[] };
     expect(plan.policies[0]).toMatchObject({
@@ -70,9 +53,9 @@ describe("plan", () => {
   });
 
   it("exits 2 on bad usage and on an invalid file", async () => {
-    expect(await main(["plan", "--count", "0"], fakeIO({ ROTATOR_CONFIG: file }))).toBe(2);
-    expect(await main(["plan", "--from", "yesterday"], fakeIO({ ROTATOR_CONFIG: file }))).toBe(2);
-    const bad = join(dir, "bad.yaml");
+    expect(await main(["plan", "--count", "0"], fakeIO({ ROTATOR_CONFIG: file() }))).toBe(2);
+    expect(await main(["plan", "--from", "yesterday"], fakeIO({ ROTATOR_CONFIG: file() }))).toBe(2);
+    const bad = path("bad.yaml");
     await writeFile(bad, 'policies:\n  - name: x\n    schedule: "61 * * * *"\n    groups: [g]\n');
     const io = fakeIO({ ROTATOR_CONFIG: bad });
     expect(await main(["plan"], io)).toBe(2);

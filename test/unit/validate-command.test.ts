@@ -1,56 +1,28 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { main } from "../../src/cli.js";
 import { createValidateCommand } from "../../src/commands/validate.js";
 import type { GraphCheckInput, GraphCheckResult } from "../../src/config/check-graph.js";
-import type { CommandIO } from "../../src/commands/command.js";
+import { fakeIO, tempDir } from "../helpers/command-io.js";
 
 const TOKEN = "validate-secret-token-7";
 
-function fakeIO(env: Record<string, string | undefined>): CommandIO & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { env, stdout, stderr, out: (line) => stdout.push(line), err: (line) => stderr.push(line) };
-}
-
 describe("validate", () => {
-  let dir = "";
-  const file = (name: string) => join(dir, name);
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "rotator-validate-"));
-    await writeFile(
-      file("valid.yaml"),
-      [
-        "accounts:",
-        "  main: { token_env: MAIN_TOKEN }",
-        "  spare: { token_env: SPARE_TOKEN }",
-        "policies:",
-        "  - name: nightly",
-        "    account: main",
-        '    schedule: "0 3 * * *"',
-        "    timezone: Europe/Berlin",
-        "    jitter: 15m",
-        '    groups: ["A", "B", "C"]',
-      ].join("\n"),
-    );
-    await writeFile(
-      file("bad-cron.yaml"),
-      'policies:\n  - name: a\n    schedule: "0 0 3 * * * *"\n    groups: [g]\n',
-    );
-    await writeFile(
-      file("bad.json"),
-      JSON.stringify({ policies: [{ name: "a", schedule: "0 3 * * *", groups: [] }] }),
-    );
-    await writeFile(
-      file("token.yaml"),
-      `accounts:\n  main:\n    token_env: MAIN_TOKEN\n    token: ${TOKEN}\npolicies:\n  - name: a\n    account: main\n    schedule: "0 3 * * *"\n    groups: [g]\n`,
-    );
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
+  const file = tempDir("rotator-validate-", {
+    "valid.yaml": [
+      "accounts:",
+      "  main: { token_env: MAIN_TOKEN }",
+      "  spare: { token_env: SPARE_TOKEN }",
+      "policies:",
+      "  - name: nightly",
+      "    account: main",
+      '    schedule: "0 3 * * *"',
+      "    timezone: Europe/Berlin",
+      "    jitter: 15m",
+      '    groups: ["A", "B", "C"]',
+    ].join("\n"),
+    "bad-cron.yaml": 'policies:\n  - name: a\n    schedule: "0 0 3 * * * *"\n    groups: [g]\n',
+    "bad.json": JSON.stringify({ policies: [{ name: "a", schedule: "0 3 * * *", groups: [] }] }),
+    "token.yaml": `accounts:\n  main:\n    token_env: MAIN_TOKEN\n    token: ${TOKEN}\npolicies:\n  - name: a\n    account: main\n    schedule: "0 3 * * *"\n    groups: [g]\n`,
   });
 
   it("prints a summary and warnings for a valid file, exit 0", async () => {
