@@ -57,15 +57,15 @@ it("worker warns after an applied reload that adds an account without its token"
       "  - { name: a, account: main, schedule: '0 3 * * *', groups: ['G1'] }",
     ];
     writeFileSync(file, main.join("\n"));
-    const proc = spawnCli(["worker"], {
+    const env = {
       ROTATOR_CONFIG: file,
       MAIN_TOKEN: "main-token-present-123",
       REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
       ROTATOR_PREFIX: uniquePrefix("token"),
       HEALTH_PORT: "0",
       ROTATOR_SHUTDOWN_TIMEOUT: "1s",
-    });
-    try {
+    };
+    const proc = await runCliWhile(["worker"], env, async (proc) => {
       await proc.waitFor("wa-invite-rotator starting");
       expect(proc.stdout()).not.toContain("has no token");
       writeFileSync(
@@ -80,15 +80,10 @@ it("worker warns after an applied reload that adds an account without its token"
       proc.kill("SIGHUP");
       await proc.waitFor("policy file reloaded");
       await proc.waitFor("has no token");
-    } finally {
-      proc.kill("SIGTERM");
-      await proc.exited;
-    }
-    const warnings = proc
-      .stdout()
-      .split("\n")
-      .filter((line) => line.includes("has no token"))
-      .map((line) => JSON.parse(line) as { level: string; account: string; policies: string[]; msg: string });
+    });
+    const warnings = proc.logged<{ level: string; account: string; policies: string[]; msg: string }>(
+      "has no token",
+    );
     expect(warnings[0]).toMatchObject({ level: "warn", account: "partner", policies: ["b"] });
     expect(warnings[0]!.msg).toContain("PARTNER_TOKEN is not set; its rotations will fail");
     expect(proc.stdout()).not.toContain("main-token-present-123");
