@@ -11,20 +11,11 @@
  * - next fire: the same groups again after a quiet spell longer than the gate's idle restart, as a
  *   schedule's next fire finds the number (its learned limit kept; the hidden bucket full again).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { Redis } from "ioredis";
-import { endWithThisProcess } from "../scripts/children.js";
-import { deleteKeys } from "../scripts/redis-server.js";
-import { startGraphSimulator, type GraphSimulator, type SimCall } from "../src/graph-sim/simulator.js";
+import type { Redis } from "ioredis";
+import type { GraphSimulator, SimCall } from "../src/graph-sim/simulator.js";
 import { createKeys } from "../src/core/keys.js";
-import { createRotationQueue, enqueueRotations, manualRotationId } from "../src/rotation/queue.js";
+import { startBenchRig } from "./harness.js";
 
-const CLI = fileURLToPath(new URL("../src/cli.js", import.meta.url));
 const TOKEN = "bench-throttle-token-0123456789";
 const NUMBER = "15550001";
 const BURST = 10;
@@ -42,94 +33,47 @@ interface Run {
   close(): Promise<void>;
 }
 
-function startWorker(env: Record<string, string>): { child: ChildProcess; ready: Promise<void> } {
-  const child = endWithThisProcess(
-    spawn(process.execPath, [CLI, "worker"], {
-      env: { PATH: process.env.PATH ?? "", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    }),
-  );
-  // Node's warnings (one per process) would bury the figures; anything else goes through.
-  child.stderr!.on("data", (chunk: Buffer) => {
-    const text = chunk
-      .toString()
-      .split("\n")
-      .filter((l) => l !== "" && !/MaxListenersExceededWarning|--trace-warnings/.test(l));
-    if (text.length > 0) process.stderr.write(`${text.join("\n")}\n`);
-  });
-  const ready = new Promise<void>((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`worker exited with ${code}`)));
-    child.stdout!.on("data", (chunk: Buffer) => {
-      if (chunk.toString().includes('"service":"worker"')) resolve();
-    });
-  });
-  return { child, ready };
-}
-
 /** Starts the simulator and `processes` workers, enqueues `groups` manual rotations. */
 async function start(redisUrl: string, groups: number, limit: number, processes: number): Promise<Run> {
-  const sim = await startGraphSimulator({
-    tokens: { [TOKEN]: { name: "bench", phoneNumberId: NUMBER } },
-    hiddenLimits: [{ phoneNumberId: NUMBER, ratePerSec: limit, burst: BURST }],
+  const rig = await startBenchRig({
+    name: "throttle",
+    redisUrl,
+    token: TOKEN,
+    sim: {
+      tokens: { [TOKEN]: { name: "bench", phoneNumberId: NUMBER } },
+      hiddenLimits: [{ phoneNumberId: NUMBER, ratePerSec: limit, burst: BURST }],
+    },
+    policy: (channel) =>
+      [
+        "accounts:",
+        "  default:",
+        "    token_env: WHATSAPP_ACCESS_TOKEN",
+        `    phone_number_id: "${NUMBER}"`,
+        "policies:",
+        "  - name: bench",
+        '    schedule: "0 3 * * *"',
+        `    channel: "${channel}"`,
+        '    groups: ["BENCH-PLACEHOLDER"]',
+        "",
+      ].join("\n"),
+    env: { ROTATOR_CONCURRENCY: "64" },
   });
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const prefix = `bench-throttle-${randomBytes(4).toString("hex")}`;
-  const channel = `${prefix}-links`;
-  const dir = mkdtempSync(join(tmpdir(), "wa-rotator-bench-"));
-  const config = join(dir, "rotation.yaml");
-  writeFileSync(
-    config,
-    [
-      "accounts:",
-      "  default:",
-      "    token_env: WHATSAPP_ACCESS_TOKEN",
-      `    phone_number_id: "${NUMBER}"`,
-      "policies:",
-      "  - name: bench",
-      '    schedule: "0 3 * * *"',
-      `    channel: "${channel}"`,
-      '    groups: ["BENCH-PLACEHOLDER"]',
-      "",
-    ].join("\n"),
-  );
-  const env = {
-    REDIS_URL: redisUrl,
-    ROTATOR_PREFIX: prefix,
-    ROTATOR_CONFIG: config,
-    GRAPH_API_BASE_URL: sim.url,
-    WHATSAPP_ACCESS_TOKEN: TOKEN,
-    HEALTH_PORT: "0",
-    ROTATOR_CONCURRENCY: "64",
-  };
-  const workers = Array.from({ length: processes }, () => startWorker(env));
-  const connection = redis.duplicate();
-  const queue = createRotationQueue(createKeys(prefix), connection);
+  const { sim, redis, prefix, channel } = rig;
+  const workers = Array.from({ length: processes }, () => rig.worker());
   const rates: Array<[number, number]> = [];
   let sampler: NodeJS.Timeout | undefined;
   const close = async () => {
     clearInterval(sampler);
-    for (const w of workers) w.child.kill("SIGKILL");
-    await queue.close();
-    connection.disconnect();
-    await sim.close();
-    await deleteKeys(redis, prefix, channel);
-    redis.disconnect();
-    rmSync(dir, { recursive: true, force: true });
+    await rig.close();
   };
   try {
     await Promise.all(workers.map((w) => w.ready));
     const again = async () => {
       const at = Date.now();
-      const rotations = Array.from({ length: groups }, (_, i) => ({
-        rotationId: manualRotationId(),
-        groupId: `BENCH-${String(i).padStart(5, "0")}`,
-        account: "default",
-        policy: null,
-        channel,
-        trigger: "manual" as const,
-        requestedAt: at,
-      }));
-      await enqueueRotations(queue, rotations);
+      await rig.rotate(
+        Array.from({ length: groups }, (_, i) => `BENCH-${String(i).padStart(5, "0")}`),
+        at,
+      );
       return at;
     };
     const startedAt = await again();
