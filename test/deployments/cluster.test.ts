@@ -1,8 +1,7 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Cluster } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { createKeys } from "../../src/core/keys.js";
 import { createDeliveryRecorder } from "../../src/gateway/webhook-receiver.js";
 import { createGroupStateStore } from "../../src/groups/state.js";
@@ -12,7 +11,7 @@ import { subscribe } from "../../src/publish/subscriber.js";
 import { onEachCommand } from "../helpers/commands.js";
 import { runCli, spawnCli, type CliProcess } from "../helpers/cli.js";
 import { freePort } from "../../scripts/redis-server.js";
-import { startOwnedCluster, type OwnedCluster } from "../helpers/redis-deployments.js";
+import { startOwnedCluster, suiteDir, type OwnedCluster } from "../helpers/redis-deployments.js";
 import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /**
@@ -24,7 +23,7 @@ import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 let cluster: OwnedCluster;
 let sim: GraphSimulator;
 let start: CliProcess | undefined;
-const dir = mkdtempSync(join(tmpdir(), "wa-rotator-cluster-"));
+const dir = suiteDir("wa-rotator-cluster-", () => ({ start, sim, deployment: cluster }));
 const channel = "{wa}:invite-links";
 const groups = ["GC1", "GC2", "GC3", "GC4"];
 const config = join(dir, "rotation.yaml");
@@ -50,14 +49,6 @@ beforeAll(async () => {
     LOG_LEVEL: "info",
   };
 }, 60_000);
-
-afterAll(async () => {
-  start?.kill("SIGKILL");
-  await start?.exited;
-  await sim?.close();
-  await cluster?.dispose();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 describe("Redis Cluster", () => {
   it("start, rotate --wait, the subscriber helper and status work; every newest link is Graph's", async () => {

@@ -1,13 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { beforeAll, expect, it } from "vitest";
 import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import type { RotationMessage } from "../../src/core/interfaces.js";
 import { subscribe } from "../../src/publish/subscriber.js";
 import { runCli, spawnCli, type CliProcess } from "../helpers/cli.js";
-import { startOwnedSentinel, waitUntil, type OwnedSentinel } from "../helpers/redis-deployments.js";
+import { startOwnedSentinel, suiteDir, waitUntil, type OwnedSentinel } from "../helpers/redis-deployments.js";
 import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 
 /**
@@ -20,7 +19,7 @@ import { policyYaml, TEST_TOKEN } from "../helpers/rotator.js";
 let sentinel: OwnedSentinel;
 let sim: GraphSimulator;
 let start: CliProcess | undefined;
-const dir = mkdtempSync(join(tmpdir(), "wa-rotator-sentinel-"));
+const dir = suiteDir("wa-rotator-sentinel-", () => ({ start, sim, deployment: sentinel }));
 const channel = "sentinel:invite-links";
 const groups = Array.from({ length: 12 }, (_, i) => `GS${i + 1}`);
 let env: Record<string, string>;
@@ -44,14 +43,6 @@ beforeAll(async () => {
     ROTATOR_GROUP_LOCK_TTL: "3s",
   };
 }, 60_000);
-
-afterAll(async () => {
-  start?.kill("SIGKILL");
-  await start?.exited;
-  await sim?.close();
-  await sentinel?.dispose();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 it("a failover in the middle of a round loses no rotation: newest links are Graph's, sequences gap-free", async () => {
   start = spawnCli(["start"], env);

@@ -4,6 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
+import { afterAll } from "vitest";
+import type { GraphSimulator } from "../../src/graph-sim/simulator.js";
+import type { CliProcess } from "./cli.js";
 import { freePort, startOwnedRedis, type OwnedRedis } from "../../scripts/redis-server.js";
 
 const run = promisify(execFile);
@@ -146,4 +149,24 @@ export async function waitUntil(
     if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms`, { cause: last });
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/**
+ * A deployment suite's folder (`prefix` + random), removed after its last test together with what
+ * `parts` names then: the `start` process (SIGKILL), the simulator and the deployment.
+ */
+export function suiteDir(
+  prefix: string,
+  parts: () => { start?: CliProcess; sim?: GraphSimulator; deployment?: { dispose(): Promise<void> } },
+): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(async () => {
+    const { start, sim, deployment } = parts();
+    start?.kill("SIGKILL");
+    await start?.exited;
+    await sim?.close();
+    await deployment?.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
 }
