@@ -1,15 +1,13 @@
-import type { Redis } from "ioredis";
-import { afterEach, describe, expect, it } from "vitest";
-import type { App } from "../../src/app.js";
+import { describe, expect } from "vitest";
 import { parseConfigText } from "../../src/config/config.js";
 import { loadSettings } from "../../src/config/settings.js";
 import { channelKeys } from "../../src/core/keys.js";
-import { createGateway, type Gateway } from "../../src/gateway/gateway.js";
+import { createGateway } from "../../src/gateway/gateway.js";
 import { webhookRoutes } from "../../src/gateway/webhook-receiver.js";
-import { startGraphSimulator, type GraphSimulator } from "../../src/graph-sim/simulator.js";
 import { enqueueRotations, manualRotationId } from "../../src/rotation/queue.js";
-import { capturingLogger, startTestRotator, TEST_TOKEN } from "../helpers/rotator.js";
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/redis.js";
+import { simTest, type Rig } from "../helpers/fixture.js";
+import { capturingLogger, TEST_TOKEN } from "../helpers/rotator.js";
+import { testRedisUrl } from "../helpers/redis.js";
 
 /**
  * The whole loop: the simulator's groups change and it sends signed webhooks to the gateway, which
@@ -18,28 +16,14 @@ import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from "../helpers/re
 const APP_SECRET = "loop-test-app-secret";
 const G = "G-LOOP-1";
 
-let sim: GraphSimulator | undefined;
-let gateway: Gateway | undefined;
-let app: App | undefined;
-let redis: Redis | undefined;
-const cleanup: string[] = [];
+const it = simTest({ tokens: { [TEST_TOKEN]: {} } });
 
-afterEach(async () => {
-  await app?.stop();
-  await gateway?.stop();
-  await sim?.close();
-  if (redis) {
-    await deleteKeys(redis, ...cleanup.splice(0));
-    await redis.quit();
-  }
-  app = gateway = sim = redis = undefined;
-});
-
-async function setUp() {
-  redis = testRedis();
-  const prefix = uniquePrefix("loop");
-  const channel = `${prefix}-links`;
-  cleanup.push(prefix, channel);
+/**
+ * A gateway that records webhooks on the test's prefix, the file's simulator sending them there,
+ * and a rotator on the prefix; all stopped after the test.
+ */
+async function setUp(rig: Rig) {
+  const { prefix, channel } = rig.prefix("loop");
   const yaml = [
     "policies:",
     "  - name: door",
@@ -49,7 +33,7 @@ async function setUp() {
     "    rotate_after_joins: 3",
   ].join("\n");
   const env = { REDIS_URL: testRedisUrl(), ROTATOR_PREFIX: prefix, GATEWAY_HOST: "127.0.0.1" };
-  gateway = createGateway({
+  const gateway = createGateway({
     settings: loadSettings({ ...env, WHATSAPP_APP_SECRET: APP_SECRET }),
     config: parseConfigText(yaml, "loop.yaml", {}, { graphApiVersion: "v23.0" }),
     logger: capturingLogger([], "silent"),
@@ -57,12 +41,12 @@ async function setUp() {
     port: 0,
   });
   await gateway.start();
-  sim = await startGraphSimulator({
-    tokens: { [TEST_TOKEN]: {} },
-    webhook: { url: `${gateway.server()!.url}/webhooks/whatsapp`, appSecret: APP_SECRET },
-  });
-  app = await startTestRotator({ graphUrl: sim.url, prefix, yaml });
-  return { prefix, channel, latest: channelKeys(channel).latest };
+  rig.defer(() => gateway.stop());
+  const { sim, redis } = rig;
+  sim.groupEvents.setTarget({ url: `${gateway.server()!.url}/webhooks/whatsapp`, appSecret: APP_SECRET });
+  rig.defer(async () => sim.groupEvents.setTarget(undefined));
+  const app = await rig.rotator(prefix, { yaml });
+  return { prefix, channel, latest: channelKeys(channel).latest, sim, app, redis };
 }
 
 async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
@@ -76,10 +60,12 @@ async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeo
 }
 
 describe("simulator → gateway → worker", () => {
-  it("rotates a group once after its third join through the current link (trigger joins)", async () => {
-    const { latest } = await setUp();
+  it("rotates a group once after its third join through the current link (trigger joins)", async ({
+    rig,
+  }) => {
+    const { latest, sim, app, redis } = await setUp(rig);
     // A first link, as a rotation publishes it.
-    await enqueueRotations(app!.queue, [
+    await enqueueRotations(app.queue, [
       {
         rotationId: manualRotationId(),
         groupId: G,
@@ -91,49 +77,49 @@ describe("simulator → gateway → worker", () => {
       },
     ]);
     const first = await until(
-      async () => redis!.hget(latest, G),
+      async () => redis.hget(latest, G),
       (v) => v !== null,
     );
     const link = JSON.parse(first!).invite_link as string;
-    expect(sim!.group(G)?.link).toBe(link);
+    expect(sim.group(G)?.link).toBe(link);
 
     for (const wa_id of ["1001", "1002"]) {
-      expect((await sim!.groupEvents.join(G, link, { wa_id })).status).toBe(200);
+      expect((await sim.groupEvents.join(G, link, { wa_id })).status).toBe(200);
     }
     await until(
-      async () => redis!.hget(app!.keys.groupParticipants, G),
+      async () => redis.hget(app.keys.groupParticipants, G),
       (v) => v === "2",
     );
-    expect(JSON.parse((await redis!.hget(latest, G))!).invite_link).toBe(link);
+    expect(JSON.parse((await redis.hget(latest, G))!).invite_link).toBe(link);
 
-    expect((await sim!.groupEvents.join(G, link, { user_id: "US.1003" })).status).toBe(200);
+    expect((await sim.groupEvents.join(G, link, { user_id: "US.1003" })).status).toBe(200);
     const rotated = await until(
-      async () => JSON.parse((await redis!.hget(latest, G))!) as { trigger: string; invite_link: string },
+      async () => JSON.parse((await redis.hget(latest, G))!) as { trigger: string; invite_link: string },
       (m) => m.trigger === "joins",
     );
     expect(rotated.invite_link).not.toBe(link);
-    expect(sim!.group(G)?.link).toBe(rotated.invite_link);
+    expect(sim.group(G)?.link).toBe(rotated.invite_link);
     // The old link admits nobody any more; the new one starts counting from 0.
-    await expect(sim!.groupEvents.join(G, link, { wa_id: "1004" })).rejects.toThrow(/no longer admits/);
-    await sim!.groupEvents.join(G, rotated.invite_link, { wa_id: "1005" });
+    await expect(sim.groupEvents.join(G, link, { wa_id: "1004" })).rejects.toThrow(/no longer admits/);
+    await sim.groupEvents.join(G, rotated.invite_link, { wa_id: "1005" });
     await until(
-      async () => redis!.hget(app!.keys.groupParticipants, G),
+      async () => redis.hget(app.keys.groupParticipants, G),
       (v) => v === "4",
     );
-    expect(await redis!.hget(app!.keys.group(G), "joins")).toBe("1");
-    const posts = sim!.calls.filter((c) => c.groupId === G && c.method === "POST");
+    expect(await redis.hget(app.keys.group(G), "joins")).toBe("1");
+    const posts = sim.calls.filter((c) => c.groupId === G && c.method === "POST");
     expect(posts).toHaveLength(2);
   });
 
-  it("a suspension the simulator announces stops the group's rotations", async () => {
-    await setUp();
+  it("a suspension the simulator announces stops the group's rotations", async ({ rig }) => {
+    const { sim, app, redis } = await setUp(rig);
     expect(
-      await sim!.groupEvents.join(G, "https://chat.whatsapp.com/none", { wa_id: "1" }).catch((e) => e),
+      await sim.groupEvents.join(G, "https://chat.whatsapp.com/none", { wa_id: "1" }).catch((e) => e),
     ).toBeInstanceOf(Error);
-    sim!.addGroup({ id: G });
-    expect((await sim!.groupEvents.suspend(G)).status).toBe(200);
+    sim.addGroup({ id: G });
+    expect((await sim.groupEvents.suspend(G)).status).toBe(200);
     await until(
-      async () => redis!.sismember(app!.keys.suspendedIndex, G),
+      async () => redis.sismember(app.keys.suspendedIndex, G),
       (v) => v === 1,
     );
   });
