@@ -6,6 +6,16 @@ import { runCliWhile } from "../helpers/cli.js";
 import { freePort } from "../../scripts/redis-server.js";
 import { uniquePrefix } from "../helpers/redis.js";
 
+/** A worker's environment: the policy file, main's token, and a Redis that does not answer. */
+const workerEnv = async (file: string) => ({
+  ROTATOR_CONFIG: file,
+  MAIN_TOKEN: "main-token-present-123",
+  REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+  ROTATOR_PREFIX: uniquePrefix("token"),
+  HEALTH_PORT: "0",
+  ROTATOR_SHUTDOWN_TIMEOUT: "1s",
+});
+
 it("worker warns at start, once per account, when an account has no token", async () => {
   const dir = mkdtempSync(join(tmpdir(), "wa-rotator-token-"));
   try {
@@ -22,14 +32,7 @@ it("worker warns at start, once per account, when an account has no token", asyn
       ].join("\n"),
     );
     // No Redis answers: the warning must not wait for one.
-    const env = {
-      ROTATOR_CONFIG: file,
-      MAIN_TOKEN: "main-token-present-123",
-      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
-      ROTATOR_PREFIX: uniquePrefix("token"),
-      HEALTH_PORT: "0",
-      ROTATOR_SHUTDOWN_TIMEOUT: "1s",
-    };
+    const env = await workerEnv(file);
     const proc = await runCliWhile(["worker"], env, async (proc) => {
       await proc.waitFor("has no token");
       await proc.waitFor("wa-invite-rotator starting");
@@ -57,14 +60,7 @@ it("worker warns after an applied reload that adds an account without its token"
       "  - { name: a, account: main, schedule: '0 3 * * *', groups: ['G1'] }",
     ];
     writeFileSync(file, main.join("\n"));
-    const env = {
-      ROTATOR_CONFIG: file,
-      MAIN_TOKEN: "main-token-present-123",
-      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
-      ROTATOR_PREFIX: uniquePrefix("token"),
-      HEALTH_PORT: "0",
-      ROTATOR_SHUTDOWN_TIMEOUT: "1s",
-    };
+    const env = await workerEnv(file);
     const proc = await runCliWhile(["worker"], env, async (proc) => {
       await proc.waitFor("wa-invite-rotator starting");
       expect(proc.stdout()).not.toContain("has no token");
