@@ -28,7 +28,7 @@ import {
  * a 131208 without a named wait cuts the number's adaptive rate instead (`rate-script.ts`: calls
  * wait in line, `rate_limit` is its start and ceiling). A failing token holds its rotations before
  * DELETE (the group keeps its link) until a new token or the probe (`probe.ts`) shows it recovered.
- * Its Redis state is listed at `Keys.account` (keys.ts); the number's rate fields in rate-script.ts.
+ * Its Redis state is listed at `Keys.account` and `Keys.number` (keys.ts).
  */
 export interface AccountGate extends RotationGate {
   /** Wait in ms before the call may go (the job is delayed), or undefined to go now. */
@@ -450,15 +450,18 @@ export function createAccountGate(options: AccountGateOptions): AccountGate {
   const tokenSubject = (account: AccountContext) => keys.account(`token:${tokenFingerprint(account.token)}`);
   // 131208 is per phone number. Without phone_number_id the number is unknown, but it is the
   // account's own: pause the account alone, never every account that shares the token.
-  const numberSubject = (account: AccountContext) =>
-    account.phoneNumberId === undefined
-      ? keys.account(`number-of:${account.name}`)
-      : keys.account(`number:${account.phoneNumberId}`);
+  const numberKeys = (account: AccountContext) =>
+    keys.number(
+      account.phoneNumberId === undefined
+        ? { account: account.name }
+        : { phoneNumberId: account.phoneNumberId },
+    );
+  const numberSubject = (account: AccountContext) => numberKeys(account).hash;
   const subjects = (account: AccountContext) => [tokenSubject(account), numberSubject(account)];
 
   const heldKey = (accountName: string) => keys.account(`held:${accountName}`);
-  const ticketsOf = (account: AccountContext) => `${numberSubject(account)}:tickets`;
-  const creditsOf = (account: AccountContext) => `${numberSubject(account)}:credits`;
+  const ticketsOf = (account: AccountContext) => numberKeys(account).tickets;
+  const creditsOf = (account: AccountContext) => numberKeys(account).credits;
   const positive = (n: number | undefined) =>
     n !== undefined && n > 0 && Number.isFinite(n) ? n : undefined;
   const ceilingOf = (name: string) => positive(options.rateOf?.(name)) ?? 0;

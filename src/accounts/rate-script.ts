@@ -1,70 +1,42 @@
 /**
- * The adaptive rate of a phone number, shared by every worker process through Redis: Lua pieces the
- * gate's scripts run inside their one atomic call (`gate.ts`).
- *
- * After the AWS SDKs' adaptive retry mode (@smithy/util-retry `DefaultRateLimiter`, botocore
- * `retries/adaptive.py`), moved into Redis so all processes share one rate per number:
- *
- * - slow start: from `rate_limit` or `DEFAULT_START_RATE` the rate doubles every `SLOW_START_MS`
- *   while calls wait, but never above `SLOW_START_CAP`× what got through lately, until the first
- *   131208 (meanwhile a call sleeps in line one doubling at most: the rate may double under it);
- * - a 131208 cuts from what got through (every process adds the Graph successes it saw to its next
- *   script call), not from a rate that overshot (AWS's measuredTxRate): w_max = min(rate,
- *   measured), rate = w_max·β (`measured` below says which count). Within `CUT_WINDOW_MS` of a cut
- *   only on evidence (`RECUT_MIN_OK` calls over `RECUT_MIN_MS` got through since it, under β × the
- *   rate); never below `MIN_RATE`;
- * - then CUBIC relative to w_max, `rate = w_max·(1 + C·(t − K)³)`, `K = ∛((1 − β)/C)`: back to
- *   w_max within K s, flat near it (where the limit is), then probing above;
- * - never above `rate_limit` (the hard ceiling; without one `DEFAULT_CEILING`), and with no call
- *   waiting not above twice the rate the number was asked for, so a quiet number banks nothing;
- * - after `IDLE_RESTART_MS` with no call (CUBIC's t ran on, far above w_max) slow start restarts
- *   (`r_ss` 2) up to w_max, kept as TCP keeps ssthresh (RFC 5681 §4.1), from β·w_max (the rate a
- *   cut from the learned limit gives; the start rate when that is higher, never above w_max): the
- *   next fire does not ramp from the start rate again. CUBIC resumes at t = K.
- *
- * TCP's AIMD (add one per round trip) was the other anchor: its linear climb spends most of the
- * time well below the limit. Fixed β = 0.7 cuts from the current rate (the first version) cut from
- * an overshot rate and needed several cuts to get under a limit: 30–55 % of calls refused.
- *
- * The line: calls here (let go, or sleeping for their slot) are spaced 1/rate apart and the line
- * ends at `r_tat`; a call joins it when it ends within the inline wait (first come, first served),
- * so no slot goes unused while others wait. Each call also takes a ticket (a place), ticket n due
- * at `anchor_time + (n − anchor)/rate`, the anchor moving on at the current rate: a call that
- * would wait longer keeps its ticket in `<number>:tickets` (by group) and its job is delayed until
- * just before its place's slot, so jobs come back in the order they first asked. A DELETE moves
- * the line on by two slots and leaves its POST a credit (`p:<cut count>:<slot>` in
- * `<number>:credits`, by group; credits are no line, their slots are paid): the POST goes at
- * the slot after the DELETE's, or at once when the DELETE was answered later. A refused POST is
- * paid the first slot no call has (`r:<cut count>:<slot>`). A POST first in line (`f:`: its credit
- * voided) sleeps for its slot up to 2 s rather than going back through the queue, so DELETEs coming
- * meanwhile wait behind it.
- *
- * A cut also voids the slots already handed out: `r_tat` restarts one interval after the refused
- * call and `r_ep` (the number's cut count) moves on, so a call sleeping in place for its slot that
- * wakes to a newer `r_ep` asks again, keeping its place in line, instead of going at the old rate
- * into a bucket that is empty. The credits of groups without a link (a refused POST's; a DELETE's
- * whose slot has come) are re-timed to the new line's first slots, in their order.
- *
- * Number hash fields: `r_rate`, `r_wmax`, `r_k`, `r_cut` (ms), `r_ss` (1 slow start, 2 after idle),
- * `r_anchor`, `r_at` (ms), `r_next`, `r_tat` (ms), `r_meas`, `r_mbucket`, `r_mcount` (asked),
- * `r_ob`, `r_oc`, `r_op`, `r_om`, `r_cok` (got through), `r_ep` (cuts), `r_hw` (ms: a place last
- * kept by a delayed job).
+ * The adaptive rate of a phone number: Lua the gate's scripts (`gate.ts`) run in their one atomic
+ * call. Graph's 131208 limit is per number and unnamed, so the rate is learned, in Redis so every
+ * worker process shares it: the AWS SDKs' adaptive retry mode (@smithy/util-retry, botocore
+ * `retries/adaptive.py`: slow start, a cut on 131208, CUBIC's climb back). TCP's AIMD climbed too
+ * slowly; a fixed β = 0.7 cut from the current rate cut from an overshot one (30–55 % refused).
+ * The number's hash and its line's keys are listed at `NumberKeys` (core/keys.ts).
  */
 
+/** Where slow start begins without `rate_limit`. */
 export const DEFAULT_START_RATE = 20;
+/**
+ * The rate is never above `rate_limit` (the hard ceiling), without one this; and with no call
+ * waiting not above twice the rate the number was asked for, so a quiet number banks nothing.
+ */
 export const DEFAULT_CEILING = 1000;
+/** No cut goes below this. */
 export const MIN_RATE = 0.5;
-/** Until the first 131208 the rate doubles every this many ms while calls wait in line… */
+/**
+ * Until the first 131208 the rate (from `rate_limit` or `DEFAULT_START_RATE`) doubles every this
+ * many ms while calls wait in line (a call sleeps in line one doubling at most: the rate may double
+ * under it)…
+ */
 export const SLOW_START_MS = 250;
 /** …but not above this many times what got through lately (a rate nobody used is not raised). */
 export const SLOW_START_CAP = 3;
 /**
- * CUBIC, relative to w_max: rate = w_max·(1 + C·(t − K)³). 0.04 probed a steady limit 30 % above
+ * After a cut, CUBIC relative to w_max: rate = w_max·(1 + C·(t − K)³), K = ∛((1 − β)/C): back to
+ * w_max within K s, flat near it (where the limit is), then probing above. 0.04 probed a steady limit 30 % above
  * w_max 2 s past the plateau, two or three refusals a probe: at a halved limit (20/s) a 1 s window
  * with over 10 % refused came every 5 s (settled after 6-11 s). 0.02 settles within a second and
  * still doubles back to a doubled limit within ~6 s of a cut.
  */
 export const CUBIC_C = 0.02;
+/**
+ * A 131208 cuts from what got through (every process adds the Graph successes it saw to its next
+ * script call), not from a rate that overshot (AWS's measuredTxRate): w_max = min(rate, measured),
+ * rate = w_max·β (`measured` in the Lua says which count).
+ */
 export const CUBIC_BETA = 0.8;
 /**
  * Throttles within this long of a cut do not cut again, unless what got through since the cut
@@ -98,6 +70,26 @@ export const HELD_FRESH_MS = 10_000;
  * let a daily fire that came a little later than the last call of yesterday's find nothing).
  */
 export const NUMBER_KEEP_MS = 8 * 24 * 3600 * 1000;
+
+/*
+ * The line: calls here (let go, or sleeping for their slot) are spaced 1/rate apart and the line
+ * ends at `r_tat`; a call joins it when it ends within the inline wait (first come, first served),
+ * so no slot goes unused while others wait. Each call also takes a ticket (a place), ticket n due
+ * at `anchor_time + (n − anchor)/rate`, the anchor moving on at the current rate (`advance`): a
+ * call that would wait longer keeps its ticket (`NumberKeys.tickets`) and its job is delayed until
+ * just before its place's slot, so jobs come back in the order they first asked. A DELETE moves
+ * the line on by two slots and leaves its POST a credit (`NumberKeys.credits`; credits are no
+ * line, their slots are paid): the POST goes at the slot after the DELETE's, or at once when the
+ * DELETE was answered later. A refused POST is paid the first slot no call has. A POST first in
+ * line (its credit voided) sleeps for its slot up to 2 s rather than going back through the queue,
+ * so DELETEs coming meanwhile wait behind it.
+ *
+ * A cut also voids the slots already handed out: `r_tat` restarts one interval after the refused
+ * call and `r_ep` (the number's cut count) moves on, so a call sleeping in place for its slot that
+ * wakes to a newer `r_ep` asks again, keeping its place in line, instead of going at the old rate
+ * into a bucket that is empty. The credits of groups without a link (a refused POST's; a DELETE's
+ * whose slot has come) are re-timed to the new line's first slots, in their order.
+ */
 
 /**
  * Lua: defines `read_rate(key)` (the number hash's fields by name), `advance(h, now, rate)` (the

@@ -15,12 +15,14 @@ export interface Keys {
   /**
    * Hash: per-account runtime state of the account gate. `account(name)`: `failing_*`,
    * `token_fingerprint` (a short sha256, never the token), `paused_until` (mirrored for `status`),
-   * `rate_tat`. Pauses live in subject hashes: `account("token:<fingerprint>")`,
-   * `account("number:<phone_number_id>")`, or `account("number-of:<account>")` for an account
-   * without phone_number_id. Set `account("held:<account>")`: rotations held for a failing account.
-   * Account names cannot contain `:`, so these never collide with an account's own hash.
+   * `rate` and `learned_limit` (mirrored from the number for `status`). A token's pauses live in `account("token:<fingerprint>")` (`paused_until`,
+   * `throttle_level`, `probe_until`), a phone number's in `number(…).hash`. Set
+   * `account("held:<account>")`: rotations held for a failing account. Account names cannot
+   * contain `:`, so these never collide with an account's own hash.
    */
   account(account: string): string;
+  /** A phone number's keys (by its id, or by the account for an account without phone_number_id). */
+  number(of: { phoneNumberId: string } | { account: string }): NumberKeys;
   /** Hash: per-policy scheduler state (last fire). */
   policy(policy: string): string;
   /**
@@ -61,6 +63,29 @@ export interface Keys {
   linkVisits(slug: string, sig: string): string;
 }
 
+/** The account gate's state of one phone number, kept `NUMBER_KEEP_MS` after its last call. */
+export interface NumberKeys {
+  /**
+   * Hash `account:number:<phone_number_id>` (`account:number-of:<account>` without one): its
+   * pauses (`paused_until`, `throttle_level`, `probe_until`) and its adaptive rate
+   * (accounts/rate-script.ts): `r_rate`, `r_wmax`, `r_k`, `r_cut` (ms), `r_ss` (1 slow start, 2
+   * after idle), the line: `r_anchor`, `r_at` (ms), `r_next`, `r_tat` (ms), `r_ep` (cuts), `r_hw`
+   * (ms: a place last kept by a delayed job); what got through: `r_meas`, `r_mbucket`, `r_mcount`
+   * (asked), `r_ob`, `r_oc`, `r_op`, `r_om`, `r_cok`.
+   */
+  readonly hash: string;
+  /**
+   * Hash `<hash>:tickets`: group id → the place in line its delayed job keeps, `<kind>:<place>`
+   * (`d` a DELETE, `c` a POST, `f` a POST first in line).
+   */
+  readonly tickets: string;
+  /**
+   * Hash `<hash>:credits`: group id → a POST's paid slot, `<kind>:<cut count>:<slot ms>` (`p` the
+   * slot its DELETE paid for, `r` the one a refused POST was given); a cut re-times or voids them.
+   */
+  readonly credits: string;
+}
+
 /** `rotation(id)` (saga state) lives a week: long enough for any retry, short enough not to pile up. */
 export const ROTATION_STATE_TTL_MS = 7 * 24 * 3600 * 1000;
 
@@ -81,6 +106,13 @@ export function createKeys(prefix: string): Keys {
     rotation: (rotationId) => `${prefix}:rotation:${rotationId}`,
     groupLock: (groupId) => `${prefix}:lock:group:${groupId}`,
     account: (account) => `${prefix}:account:${account}`,
+    number(of) {
+      const hash =
+        "phoneNumberId" in of
+          ? `${prefix}:account:number:${of.phoneNumberId}`
+          : `${prefix}:account:number-of:${of.account}`;
+      return { hash, tickets: `${hash}:tickets`, credits: `${hash}:credits` };
+    },
     policy: (policy) => `${prefix}:policy:${policy}`,
     // Policy names hold no ":", so this never names another policy's hash.
     policyGroups: (policy) => `${prefix}:policy:${policy}:groups`,
