@@ -16,7 +16,24 @@ export interface ControlContext {
   readonly groupEvents: SimGroupEvents;
 }
 
-/** The simulator's control API under `/__sim/` (routes listed in simulator.ts). */
+/**
+ * The simulator's control API under `/__sim/` (JSON; not recorded in the call log):
+ *   GET    /__sim/calls          {calls: SimCall[]}        DELETE /__sim/calls   clear the log
+ *   GET    /__sim/faults         {faults}                  DELETE /__sim/faults  clear all faults
+ *   POST   /__sim/faults         body: a Fault, or {preset, match?, times?} with preset one of
+ *                                transient, group-rate-limit, token-invalid, group-unknown,
+ *                                group-suspended; times -1/null/"Infinity" = until cleared → 201 {id}
+ *   GET    /__sim/groups         {groups}                  GET /__sim/groups/{id}  one group or 404
+ *   GET    /__sim/connections    {accepted}: TCP connections accepted so far
+ *   POST   /__sim/groups         body: {id, subject?, phoneNumberId?} → 201 the group
+ *   GET    /__sim/limits         {limits}                  DELETE /__sim/limits  clear them
+ *   POST   /__sim/limits         body: a HiddenLimit {phoneNumberId?, ratePerSec, burst?} → 201
+ *   POST   /__sim/groups/{id}/participants  body: {count} → 204: sets total_participant_count
+ *   POST   /__sim/groups/{id}/join  body: {link, wa_id?, user_id?}: joins through `link` (410 unless
+ *                                it is the current one) and sends the signed group webhook → 200
+ *                                {delivery}; likewise /leave {wa_id?, user_id?}, /suspend,
+ *                                /clear-suspension, /delete (see webhooks.ts, `options.webhook`)
+ */
 export function handleControl(
   ctx: ControlContext,
   method: string,

@@ -28,32 +28,9 @@ import {
 } from "./state.js";
 
 /**
- * A local WhatsApp Graph API simulator on a real node:http server, for demos and tests.
- *
- * Graph routes (an optional `basePath` prefix is accepted):
- *   DELETE|POST|GET /{version}/{group_id}/invite_link   delete / reset / read the group's link
- *   GET  /{version}/{phone_number_id}/groups?limit=&after=   paged list, Graph's shape
- *   GET  /{version}/{group_id}?fields=subject,total_participant_count   group info
- * Every Graph request needs `Authorization: Bearer <token>` (unknown → 401 code 190); DELETE and
- * POST need the body `{"messaging_product":"whatsapp"}` (else 400 code 100); the version must
- * look like `v23.0` (else 400 code 100).
- *
- * Control API (JSON; not recorded in the call log):
- *   GET    /__sim/calls          {calls: SimCall[]}        DELETE /__sim/calls   clear the log
- *   GET    /__sim/faults         {faults}                  DELETE /__sim/faults  clear all faults
- *   POST   /__sim/faults         body: a Fault, or {preset, match?, times?} with preset one of
- *                                transient, group-rate-limit, token-invalid, group-unknown,
- *                                group-suspended; times -1/null/"Infinity" = until cleared → 201 {id}
- *   GET    /__sim/groups         {groups}                  GET /__sim/groups/{id}  one group or 404
- *   GET    /__sim/connections    {accepted}: TCP connections accepted so far
- *   POST   /__sim/groups         body: {id, subject?, phoneNumberId?} → 201 the group
- *   GET    /__sim/limits         {limits}                  DELETE /__sim/limits  clear them
- *   POST   /__sim/limits         body: a HiddenLimit {phoneNumberId?, ratePerSec, burst?} → 201
- *   POST   /__sim/groups/{id}/participants  body: {count} → 204: sets total_participant_count
- *   POST   /__sim/groups/{id}/join  body: {link, wa_id?, user_id?}: joins through `link` (410 unless
- *                                it is the current one) and sends the signed group webhook → 200
- *                                {delivery}; likewise /leave {wa_id?, user_id?}, /suspend,
- *                                /clear-suspension, /delete (see webhooks.ts, `options.webhook`)
+ * A local WhatsApp Graph API simulator on a real node:http server, for demos and tests: Graph's
+ * invite-link, group and group-list routes (the reference is above `handle`), and a control API
+ * (`control.ts`) to inject faults, read the call log, add groups and send group webhooks.
  *
  * A hidden limit (`limits.ts`) is a token bucket per phone number that answers invite-link calls
  * over it with 131208 / HTTP 429, as Graph does; such calls are logged with `limited: true`.
@@ -140,6 +117,15 @@ export async function startGraphSimulator(options: SimulatorOptions = {}): Promi
     socket.on("close", () => sockets.delete(socket));
   });
 
+  /**
+   * Graph routes (an optional `basePath` prefix is accepted):
+   *   DELETE|POST|GET /{version}/{group_id}/invite_link   delete / reset / read the group's link
+   *   GET  /{version}/{phone_number_id}/groups?limit=&after=   paged list, Graph's shape
+   *   GET  /{version}/{group_id}?fields=subject,total_participant_count   group info
+   * Every Graph request needs `Authorization: Bearer <token>` (unknown → 401 code 190); DELETE and
+   * POST need the body `{"messaging_product":"whatsapp"}` (else 400 code 100); the version must
+   * look like `v23.0` (else 400 code 100).
+   */
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://sim");
     const rawPath = url.pathname;
