@@ -17,23 +17,10 @@ import { enqueueRotations } from "../rotation/queue.js";
 import { createGroupLock, type GroupLock } from "../rotation/group-lock.js";
 
 /**
- * The recovery loop of the worker role, every `intervalMs`:
- *
- * - each failing account is probed read-only (GET the group that failed; one process per interval,
- *   by a lease in the account hash). Only a token failure (0, 190, 10, 200–299) keeps it failing;
- *   a success or any other Graph answer (the group unknown or suspended: the token got past
- *   authentication), or a token with a new fingerprint, clears `failing` and re-drives the
- *   rotations of its groups without link at once (delayed → promoted, failed → retried), and the
- *   rotations held before DELETE (`gate.takeHeld`, promoted; they also re-check by themselves). A
- *   timeout, network error, 5xx or throttle is inconclusive: the next interval probes again;
- * - every group left without link (the without-link index) has the rotation that deleted its link
- *   retried once it failed for good (transient failures past the attempt bound, or BullMQ failing
- *   the job itself), at most once per interval, whether or not a failure was recorded on the group:
- *   "at the next fire, or sooner". A linkless group whose rotation has finished (or is gone) gets one
- *   recovery rotation (`recover-<rotation id>`); one that nothing says how to rotate is logged once.
- *   A recovery or a retry is re-checked under the group's lock first (the index is read once per
- *   sweep, and a rotation may publish meanwhile);
- * - `wa_rotator_account_failing` is refreshed from Redis, so every process reports the same.
+ * The worker's recovery loop, every `intervalMs`, so that an account or a group that failed comes
+ * back without an operator and without waiting for its next fire: failing accounts are probed
+ * (`probe`), groups left without a link get their rotation re-driven (`redrive`), and
+ * `wa_rotator_account_failing` is refreshed from Redis, so every process reports the same.
  */
 export interface AccountProbe {
   start(): void;
@@ -212,7 +199,12 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
     }
   };
 
-  /** Rotations of groups without link: for `account` only (recovery), or all not failing (sweep). */
+  /**
+   * Rotations of groups without link: for `account` only (recovery), or all not failing (sweep).
+   * A rotation that failed for good (past its attempts, or failed by BullMQ itself) is retried at
+   * most once per interval, with or without a failure recorded on the group: "at the next fire, or
+   * sooner".
+   */
   const redrive = async (account: string | undefined, failingAccounts: ReadonlySet<string>) => {
     const groups = await redis.smembers(keys.withoutLinkIndex);
     for (const o of orphans) if (!groups.includes(o)) orphans.delete(o);
@@ -263,6 +255,14 @@ export function createAccountProbe(options: AccountProbeOptions): AccountProbe {
     if (promoted > 0) log.info({ account: name, promoted }, "account recovered: held rotations resumed");
   };
 
+  /**
+   * Probes a failing account read-only (GET the group that failed; one process per interval, by a
+   * lease in the account hash); returns whether it still fails. Only a token failure (0, 190, 10,
+   * 200–299) keeps it failing; a success or any other Graph answer (the token got past
+   * authentication), or a token with a new fingerprint, clears `failing` and re-drives the
+   * rotations of its linkless groups at once (delayed → promoted, failed → retried) and those held
+   * before DELETE. A timeout, network error, 5xx or throttle is inconclusive: probed next interval.
+   */
   const probe = async (name: string): Promise<boolean> => {
     const failing = await gate.failing(name);
     options.metrics?.accountFailing.set({ account: name }, failing ? 1 : 0);

@@ -1,19 +1,10 @@
 import { CronExpressionParser, type CronExpression } from "cron-parser";
 
 /**
- * Cron schedules of policies: validation and fire computation in a time zone.
- *
- * A schedule has 5 fields (`minute hour day-of-month month day-of-week`) or 6 with leading
- * seconds. Fires are epoch milliseconds. Every function takes the expression and the zone as
- * written in the policy file; validate them once with `parseSchedule`.
- *
- * DST: cron-parser walks wall-clock time. On a spring-forward day a fire inside the skipped hour
- * moves to the first instant after the gap (02:30 → 03:30), so it fires once. On a fall-back
- * day, iterating from before the repeated hour yields a fixed wall-clock time (`30 2 * * *`) once,
- * while hour-wildcard schedules (`0 * * * *`) fire in both copies of the hour. Started from an
- * instant inside the repeated hour, however, cron-parser would offer the second copy of a fire it
- * already gave; so every computation here starts from before that hour, which makes the fires a
- * single sequence no matter where a caller starts asking.
+ * Cron schedules of policies: validation and fire computation in a time zone. A schedule has 5
+ * fields (`minute hour day-of-month month day-of-week`) or 6 with leading seconds; fires are epoch
+ * ms. Every function takes the expression and the zone as written in the policy file; validate
+ * them once with `parseSchedule`.
  */
 
 /** A schedule that parsed: use it with the functions below. */
@@ -169,6 +160,16 @@ function step(iterator: CronExpression): number | undefined {
     return undefined;
   }
 }
+
+/*
+ * DST: cron-parser walks wall-clock time. On a spring-forward day a fire inside the skipped hour
+ * moves to the first instant after the gap (02:30 → 03:30), so it fires once. On a fall-back day,
+ * iterating from before the repeated hour yields a fixed wall-clock time (`30 2 * * *`) once,
+ * while hour-wildcard schedules (`0 * * * *`) fire in both copies of the hour. Started from an
+ * instant inside the repeated hour, however, cron-parser would offer the second copy of a fire it
+ * already gave; so every computation here starts from `safeStart`, before that hour, which makes
+ * the fires a single sequence no matter where a caller starts asking.
+ */
 
 /**
  * An instant at or before `at` that is not inside a repeated (fall-back) hour: if `at` is in the

@@ -1,21 +1,15 @@
 /**
- * Terminology, written down once and used everywhere (names, logs, metrics, docs):
- *
- * - **account**: one WhatsApp Cloud API identity: a bearer token (read from an env var named in the
- *   policy file), a Graph API version and optionally the business phone number id. Throttling and
- *   token failures are tracked per account.
- * - **group**: a WhatsApp group, addressed by its opaque `group_id`.
- * - **policy**: a named rule in the policy file: which groups of which account rotate on which
- *   cron schedule, in which time zone, with what jitter, publishing on which channel.
- * - **fire**: one scheduled instant of a policy (for example 03:00 Europe/Berlin on a given day).
- * - **rotation**: replacing one group's invite link once; one BullMQ job, identified by its
- *   `rotation_id`, which stays the same across retries.
- * - **step**: one stage of a rotation's saga: `delete` the old link, `create` a new one,
- *   `publish` it. The outcome of each step is persisted before the next begins.
- * - **publish**: one Redis transaction that stores the newest message per group, appends it to the
- *   channel's stream and PUBLISHes it on the channel.
- * - **trigger**: why a rotation happens: `schedule`, `manual`, `catch-up`, or `joins` (N people
- *   joined through the current link: the policy's `rotate_after_joins`).
+ * The domain words, written down once and used everywhere (names, logs, metrics, docs):
+ * - **account**: one Cloud API identity (a token from an env var, a Graph version, optionally the
+ *   business phone number id); throttles and token failures are tracked per account.
+ * - **group**: a WhatsApp group, by its opaque `group_id`.
+ * - **policy**: a named rule of the policy file: which groups of which account rotate on which cron
+ *   schedule (time zone, jitter), publishing on which channel.
+ * - **fire**: one scheduled instant of a policy.
+ * - **rotation**: replacing one group's invite link once: one BullMQ job, one `rotation_id` across retries.
+ * - **step**: a stage of a rotation's saga (`delete`, `create`, `publish`), each persisted before the next.
+ * - **publish**: one Redis transaction: the group's newest message, the channel's stream, the PUBLISH.
+ * - **trigger**: why a rotation happens: `schedule`, `manual`, `catch-up`, or `joins` (`rotate_after_joins`).
  */
 
 export type Trigger = "schedule" | "manual" | "catch-up" | "joins";

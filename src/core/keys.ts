@@ -23,7 +23,15 @@ export interface Keys {
   account(account: string): string;
   /** A phone number's keys (by its id, or by the account for an account without phone_number_id). */
   number(of: { phoneNumberId: string } | { account: string }): NumberKeys;
-  /** Hash: per-policy scheduler state (last fire). */
+  /**
+   * Hash: per-policy scheduler state (schedule/policy-state.ts). `last_fire`: the newest fire
+   * claimed (or recorded by a first start), which claims compare to; `claimed_fire`,
+   * `claimed_trigger`, `claimed_at`, `claimed_by`: the newest claimed fire, how it was triggered,
+   * when its holder last (re)claimed it and which replica holds it; `done_fire`: the newest fire
+   * whose rotations are all enqueued; `missed_fire`: the newest fire counted as missed (catch-up
+   * off or too old), so each is counted once across replicas and restarts (never in claims). A
+   * hash written before `claimed_fire` existed has no unfinished fire.
+   */
   policy(policy: string): string;
   /**
    * Set: the groups a `groups: all` policy's last fire listed (Graph's list of the number, less
@@ -135,10 +143,19 @@ export interface ChannelKeys {
   readonly channel: string;
   readonly latest: string;
   readonly stream: string;
+  /**
+   * Hash (Redis Cluster only, under the channel's hash tag): group id → the lock owner of the
+   * rotation allowed to publish. A rotation claims it right after taking the group's lock and
+   * before any Graph call, so once a newer owner has claimed, a stalled older one can no longer
+   * publish, and the newer one has not touched Graph before the older one is shut out. The claim is
+   * also the rotation's check that the channel's slot is served: a channel the worker cannot
+   * publish on fails the rotation before it deletes anything.
+   */
+  readonly fence: string;
 }
 
 export function channelKeys(channel: string): ChannelKeys {
-  return { channel, latest: `${channel}:latest`, stream: `${channel}:stream` };
+  return { channel, latest: `${channel}:latest`, stream: `${channel}:stream`, fence: `${channel}:fence` };
 }
 
 export const DEFAULT_CHANNEL = "whatsapp:invite-links";

@@ -4,19 +4,9 @@ import type { Keys } from "../core/keys.js";
 import { METRIC_PREFIX } from "../infra/metrics.js";
 
 /**
- * Metrics of WhatsApp's group webhooks on the worker side, on the process registry:
- *
- * - `wa_rotator_group_events_total{event,result}`: group events applied (`changed`) or found
- *   already applied (`duplicate`: a redelivery, a replay, an older event);
- * - `wa_rotator_group_events_skipped_total{reason}`: group entries `ignored` (fields and types not
- *   read), `invalid`, and stream entries `unreadable`;
- * - `wa_rotator_joins_rotations_total{policy}`: rotations enqueued by `rotate_after_joins`;
- * - `wa_rotator_participant_polls_total{outcome}`: the participant poll's reads (`stored`, `waited`
- *   for the account gate, `throttled` by Graph, `failed`);
- * - `wa_rotator_groups_suspended`, `wa_rotator_groups_deleted`: read at scrape time;
- * - `wa_rotator_group_participants{group}` and `wa_rotator_group_joins_since_rotation{group}`: for the
- *   groups the policy file lists by id (the first `MAX_GROUP_SERIES`), read at scrape time.
- *   Deliveries accepted, rejected and duplicate are the gateway's `wa_rotator_webhook_deliveries_total`.
+ * Metrics of WhatsApp's group webhooks on the worker side, on the process registry (each one's
+ * help text says what it counts; the README lists them). Deliveries accepted, rejected and
+ * duplicate are the gateway's `wa_rotator_webhook_deliveries_total`.
  */
 export interface GroupMetrics {
   readonly events: Counter<"event" | "result">;

@@ -10,17 +10,12 @@ import type { Logger } from "../infra/logger.js";
 import { readPoolMembers } from "./pools.js";
 
 /**
- * The participant poll (a link's `participants_poll`), run by every worker process: each pool
- * group's `total_participant_count` is read from Graph (`GET /{group}?fields=total_participant_count`)
- * and stored as the group's count in `keys.groupParticipants`, where the gateway reads it. It is an
- * absolute count, so it also corrects what the webhooks' joins and leaves may have missed.
- *
- * Worker side, not scheduler: the workers hold the tokens and the account gate, and there may be
- * none or several schedulers. Replicas share the work by a claim per group (`SET NX PX interval`):
- * whichever process claims a group first reads it, so each group is read once per interval across
- * all of them. Every read passes the account gate first, as a rotation's calls do, so the poll
- * takes its place in the number's line and never spends more than the number's learned rate; when
- * the gate says wait, the claim is shortened to that wait and the read is tried again then.
+ * The participant poll (a link's `participants_poll`): each pool group's `total_participant_count`
+ * read from Graph into `keys.groupParticipants`, where the gateway reads it; an absolute count, so
+ * it also corrects joins and leaves the webhooks missed. Run by every worker process (the workers
+ * hold the tokens and the gate; schedulers may be none or several), shared by a claim per group
+ * (`SET NX PX interval`); every read passes the account gate first, so the poll takes its place in
+ * the number's line and never spends more than its learned rate (a wait shortens the claim).
  */
 export interface ParticipantsPoll {
   start(): void;

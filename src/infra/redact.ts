@@ -1,15 +1,8 @@
 /**
  * The one secret scrubber of the project. Every string that comes from outside (a Graph answer, a
  * response header, a Redis error, the policy file's text) passes it before it reaches a log line,
- * an error message, `status`, a metric label or a BullMQ job: the logger runs it over every line it
- * writes, the Graph client over every error it builds, the CLI over every message it prints.
- *
- * It replaces with "[redacted]":
- * - `Bearer <anything>`, `access_token=<anything>` and the userinfo of any URL (`//user:pw@`);
- * - every known secret (account tokens, the settings' secrets, the Redis password) and every run of
- *   8 or more of its characters, so a token Graph echoes back cut short, or a message truncated in
- *   the middle of one, leaks no part of it; also their JSON-escaped forms (log lines are JSON);
- * - the whole value (only) of any other environment variable whose name looks secret.
+ * an error message, `status`, a metric label or a BullMQ job: the logger runs it over every line,
+ * the Graph client over every error it builds, the CLI over every message it prints.
  */
 
 export const REDACTED = "[redacted]";
@@ -29,6 +22,7 @@ const MIN_SECRET = 6;
 /** The shortest run of a secret's characters that is redacted on its own. */
 const FRAGMENT = 8;
 
+/** Replaced wherever they appear: `Bearer <anything>`, `access_token=<anything>`, a URL's userinfo. */
 const PATTERNS: readonly [RegExp, string][] = [
   [/(Bearer\s+)[^\s"',;\\]+/gi, `$1${REDACTED}`],
   [/(access_token["']?\s*[=:]\s*["']?)[^\s"'&,;\\]+/gi, `$1${REDACTED}`],
@@ -46,7 +40,9 @@ export interface Scrubber {
 /**
  * A scrubber for the given strong secrets (redacted whole and in part) and an environment (its
  * secret-named values redacted whole; the project's own secret settings and the password of
- * `REDIS_URL` whole and in part).
+ * `REDIS_URL` whole and in part). "In part": every run of `FRAGMENT` or more of a secret's
+ * characters, so a token Graph echoes back cut short, or a message truncated in the middle of one,
+ * leaks no part of it; also their JSON-escaped forms (log lines are JSON).
  */
 export function createScrubber(
   secrets: Iterable<string | undefined> = [],

@@ -8,24 +8,16 @@ import { luaScript } from "../infra/scripts.js";
 
 /**
  * The publish of a Redis Cluster, where a channel's keys and the project's keys live in different
- * hash slots, so no one transaction can span them (contract, "Redis deployments").
- *
- * 1. The channel's step is one Lua script in the channel's slot: it checks the fence, checks that
- *    the group's newest message on the channel still has the sequence the message was signed
- *    with, then HSETs `C:latest`, XADDs `C:stream` and PUBLISHes: atomic per channel.
- * 2. The project's record (group and rotation state) follows in the project's slot, fenced by the
- *    group's lock. A crash between the two is resumed: the retry finds its rotation id in
- *    `C:latest` and records that message instead of publishing again.
- *
- * The fence: `C:fence` (under the channel's hash tag) names, per group, the lock owner of the
- * rotation allowed to publish. A rotation claims it right after taking the group's lock and before
- * any Graph call (`claim`), so once a newer owner has claimed, a stalled older one can no longer
- * publish, and the newer one has not touched Graph before the older one is shut out. The claim is
- * also the rotation's check that the channel's slot is served: a channel the worker cannot publish
- * on fails the rotation before it deletes anything.
+ * hash slots, so no one transaction can span them (contract, "Redis deployments"): the channel's
+ * step first, atomic in its slot (`PUBLISH_ON_CHANNEL`), then the project's record (`RECORD`). A
+ * crash between the two is resumed: the retry finds its rotation id in `C:latest` and records that
+ * message instead of publishing again. The fence (`ChannelKeys.fence`) shuts out a stalled rotation.
  */
 
-/** KEYS: latest, stream, fence. ARGV: group, owner ("" = unfenced), rotation id, message, prev sequence, channel, maxlen. */
+/**
+ * Checks the fence, checks that the group's newest message on the channel still has the sequence
+ * the message was signed with, then HSETs `C:latest`, XADDs `C:stream` and PUBLISHes.
+ * KEYS: latest, stream, fence. ARGV: group, owner ("" = unfenced), rotation id, message, prev sequence, channel, maxlen. */
 const PUBLISH_ON_CHANNEL = luaScript<[number, string?]>(
   "rotatorPublishOnChannel",
   3,
@@ -84,9 +76,6 @@ export interface FencedPublishDeps {
   readonly groupFields: (message: RotationMessage, json: string, channel: string) => Record<string, string>;
 }
 
-/** The fence's key of a channel: under the channel's hash tag, next to `C:latest`. */
-export const fenceKey = (channel: string) => `${channel}:fence`;
-
 /** Names `owner` the group's publisher on `channel`: done under the group's lock, before any Graph call. */
 export async function claimChannel(
   redis: RedisClient,
@@ -94,7 +83,7 @@ export async function claimChannel(
   groupId: string,
   owner: string,
 ): Promise<void> {
-  await redis.hset(fenceKey(channel), groupId, owner);
+  await redis.hset(channelKeys(channel).fence, groupId, owner);
 }
 
 /** One attempt: the message published (or found published), "lost" (fence or lock), or null (a newer message raced in: try again). */
@@ -151,7 +140,7 @@ export async function publishFenced(
     ({ message, json } = deps.compose(input, (previous?.sequence ?? 0) + 1));
     const reply = await PUBLISH_ON_CHANNEL.run(
       redis,
-      [c.latest, c.stream, fenceKey(input.channel)],
+      [c.latest, c.stream, c.fence],
       [input.groupId, owner, input.rotationId, json, previous?.sequence ?? 0, c.channel, deps.maxlen],
     );
     if (reply[0] === 0) return "lost";

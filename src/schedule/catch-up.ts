@@ -6,22 +6,9 @@ import type { Metrics, MissedFireReason } from "../infra/metrics.js";
 import type { PolicyStatePort } from "./policy-state.js";
 
 /**
- * Catch-up, run once per policy when a scheduler starts: fires missed while no scheduler ran.
- *
- * - A first-ever start (no `last_fire`) records the most recent past fire and rotates nothing.
- * - Otherwise, when fires exist in (last_fire, now] and the newest of them is at most `catch_up`
- *   old, that newest fire is claimed and its groups rotate once with trigger `catch-up`, however
- *   many fires were missed. A replica that loses the claim does nothing: the fire is handled.
- * - Missed fires that are not caught up (catch-up off, or too old) are counted in
- *   `wa_rotator_missed_fires_total`, each once across replicas and restarts.
- * - When no fire was missed, an unfinished fire is recovered (`recoverUnfinished`).
- *
- * Recovery, at start and periodically: a fire that was claimed but never done (its replica
- * crashed, or gave up) for `graceMs` is taken over by one replica and run again with its original
- * fire time and trigger, so its rotation ids are the same and nothing is enqueued twice. Only
- * while it is still the policy's newest due fire, that is until the policy's next fire is due,
- * whatever `catch_up` says: catch_up bounds fires missed while no scheduler ran, not the repair of
- * a fire a replica claimed (its grace alone is longer than a short catch_up, and 0 is off).
+ * Catch-up, run once per policy when a scheduler starts, so that fires missed while no scheduler
+ * ran are not lost (`catchUp`); and recovery, at start and periodically, of a fire a replica
+ * claimed and never finished (`recoverUnfinished`).
  */
 export type CatchUpOutcome =
   | { readonly kind: "first-start"; readonly recorded?: number | undefined }
@@ -61,6 +48,15 @@ export const DEFAULT_RECOVERY_GRACE_MS = 60_000;
 /** Missed fires are counted up to this many per start (for the log line and the metric). */
 const COUNT_LIMIT = 10_000;
 
+/**
+ * - A first-ever start (no `last_fire`) records the most recent past fire and rotates nothing.
+ * - Otherwise, when fires exist in (last_fire, now] and the newest of them is at most `catch_up`
+ *   old, that newest fire is claimed and its groups rotate once with trigger `catch-up`, however
+ *   many fires were missed. A replica that loses the claim does nothing: the fire is handled.
+ * - Missed fires that are not caught up (catch-up off, or too old) are counted in
+ *   `wa_rotator_missed_fires_total`, each once across replicas and restarts.
+ * - When no fire was missed, an unfinished fire is recovered (`recoverUnfinished`).
+ */
 export async function catchUp(
   policy: ResolvedPolicy,
   now: number,
@@ -123,7 +119,13 @@ async function countMissed(
   if (count > 0) deps.metrics.missedFires.inc({ policy: policy.name, reason }, count);
 }
 
-/** Runs again a fire of the policy that was claimed and never done, if it is due for recovery. */
+/**
+ * Runs again a fire of the policy that was claimed and never done (its replica crashed, or gave
+ * up) for `graceMs`, with its original fire time and trigger, so its rotation ids are the same and
+ * nothing is enqueued twice. Only while it is still the policy's newest due fire, whatever
+ * `catch_up` says: catch_up bounds fires missed while no scheduler ran, not the repair of a fire a
+ * replica claimed (its grace alone is longer than a short catch_up, and 0 is off).
+ */
 export async function recoverUnfinished(
   policy: ResolvedPolicy,
   now: number,

@@ -4,20 +4,19 @@ import type { RedisClient } from "../infra/redis.js";
 import { ROTATION_JOB, rotationJobOptions } from "../rotation/queue.js";
 
 /**
- * One chunk of a fire in ONE Lua call: marks each group's `pending_rotation` (skipping groups whose
- * previous rotation is still waiting or retrying, groups whose last published rotation is this
- * one, and groups WhatsApp suspended or deleted: their webhooks set `suspended_at`/`deleted_at`)
- * and adds each marked group's delayed rotation job, as BullMQ's addDelayedJob stores it.
- *
- * Why not `queue.addBulk`: it runs BullMQ's addDelayedJob script once per job (~12 commands, two
- * msgpack decodes and a JSON encode each) and builds a Job, a msgpack buffer and an EVALSHA per
- * job in this process: a 100,000-group fire took 5.6 s. Here a job is one HSET and one ZADD, the
- * chunk one round trip. What the job is made of follows BullMQ 6
- * (`test/integration/fire-chunk.test.ts` compares it with addBulk's, field by field, and a worker
- * runs it): the job hash (name, data, opts, timestamp, delay, priority), its member of the delayed
- * set with BullMQ's score (due time × 4096, plus an order counter among the call's jobs due that
- * ms) and the marker that wakes blocked workers. It writes no `added`/`delayed` events (nothing
- * here reads them). A job with no delay goes through addBulk (the wait list, or the paused one).
+ * One chunk of a fire in one Lua call, not `queue.addBulk`, which runs BullMQ's addDelayedJob
+ * script once per job and builds a Job, a msgpack buffer and an EVALSHA per job in this process:
+ * a 100,000-group fire took 5.6 s. Here a job is one HSET and one ZADD, the chunk one round trip.
+ */
+/**
+ * Marks each group's `pending_rotation` (skipping groups whose previous rotation is still waiting or
+ * retrying, groups whose last published rotation is this one, and groups WhatsApp suspended or
+ * deleted: their webhooks set `suspended_at`/`deleted_at`) and adds each marked group's delayed job
+ * as BullMQ 6's addDelayedJob stores it (`test/integration/fire-chunk.test.ts` compares it with
+ * addBulk's, field by field, and a worker runs it): the job hash (name, data, opts, timestamp,
+ * delay, priority), its member of the delayed set with BullMQ's score (due time × 4096, plus an
+ * order counter among the call's jobs due that ms) and the marker that wakes blocked workers. No
+ * `added`/`delayed` events (nothing here reads them); a job with no delay goes through addBulk.
  * Sent with EVAL, not registered (infra/scripts.ts): its number of keys varies, and one call per
  * 1,000 groups makes its text's cost negligible.
  */

@@ -5,19 +5,11 @@ import type { Keys } from "../core/keys.js";
 import { luaScript } from "../infra/scripts.js";
 
 /**
- * The scheduler's state of each policy in Redis (`keys.policy(name)`). Claiming is what makes a
- * fire happen exactly once across replicas: `last_fire` only moves forward, atomically, and only
- * the replica that moved it enqueues. Completion is recorded apart from the claim, so a fire that
- * was claimed but never enqueued (its replica failed or crashed) can be found and run again:
- *
- * - `last_fire`: the newest fire claimed (or recorded by a first start); claims compare to it;
- * - `claimed_fire`, `claimed_trigger`, `claimed_at`, `claimed_by`: the newest claimed fire, how it
- *   was triggered, when its holder last (re)claimed it and which replica holds it;
- * - `done_fire`: the newest fire whose rotations are all enqueued;
- * - `missed_fire`: the newest fire counted as missed (catch-up off or too old), so that each missed
- *   fire is counted once across replicas and restarts. It never takes part in claims.
- *
- * A hash written before `claimed_fire` existed has no unfinished fire.
+ * The scheduler's state of each policy in Redis (`Keys.policy`, whose fields keys.ts lists).
+ * Claiming is what makes a fire happen exactly once across replicas: `last_fire` only moves
+ * forward, atomically, and only the replica that moved it enqueues. Completion is recorded apart
+ * from the claim, so a fire claimed but never enqueued (its replica failed or crashed) is found
+ * and run again.
  */
 export interface PolicyStatePort {
   /** The last claimed fire, epoch ms, or undefined when the policy never fired. */
