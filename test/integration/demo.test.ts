@@ -1,39 +1,28 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
+import { spawnNode } from "../helpers/cli.js";
 import { testRedis, testRedisUrl } from "../helpers/redis.js";
 
 /** `npm run demo` as a person runs it: the built script, a real `start` child, Ctrl-C at the end. */
 const DEMO = fileURLToPath(new URL("../../dist/scripts/demo.js", import.meta.url));
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 function runDemo(args: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, [DEMO, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
-  const exited = new Promise<number | string>((resolve) =>
-    child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
-  );
+  const proc = spawnNode(DEMO, args, env);
+  const { child } = proc;
   const until = async (test: (out: string) => boolean, timeoutMs: number) => {
     const deadline = Date.now() + timeoutMs;
-    while (!test(out)) {
+    while (!test(proc.stdout())) {
       if (Date.now() > deadline || child.exitCode !== null) {
-        throw new Error(`demo output never matched; stdout:\n${out}\nstderr:\n${err}`);
+        throw new Error(`demo output never matched; stdout:\n${proc.stdout()}\nstderr:\n${proc.stderr()}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
-  return { child, exited, until, out: () => out, err: () => err };
+  return { child, exited: proc.exited, until, out: proc.stdout, err: proc.stderr };
 }
 
 /** Pids of the processes whose working directory is under `root` (redis-server chdirs to --dir). */
