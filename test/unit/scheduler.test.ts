@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { parseConfigText, type ResolvedConfig } from "../../src/config/config.js";
-import type { FirePolicy, FireTrigger } from "../../src/schedule/fire.js";
+import { parseConfigText, type ResolvedConfig, type ResolvedPolicy } from "../../src/config/config.js";
+import type { FirePolicy, FireResult, FireTrigger } from "../../src/schedule/fire.js";
 import { createLogger } from "../../src/infra/logger.js";
 import type { PolicyStatePort } from "../../src/schedule/policy-state.js";
 import { createScheduler, type Scheduler } from "../../src/schedule/scheduler.js";
@@ -76,21 +76,24 @@ interface Fired {
   groups: readonly string[] | "all";
 }
 
+/** What a fire of one group, enqueued in one chunk, returns. */
+const oneGroupFired = (policy: ResolvedPolicy, fireAt: number, trigger: FireTrigger): FireResult => ({
+  policy: policy.name,
+  fireAt,
+  trigger,
+  groups: 1,
+  enqueued: 1,
+  skipped: [],
+  chunks: 1,
+});
+
 function harness(initial: ResolvedConfig, state = memoryState(), onFire?: (fireAt: number) => void) {
   const holder = { current: initial };
   const fired: Fired[] = [];
   const fire: FirePolicy = (policy, fireAt, trigger) => {
     fired.push({ policy: policy.name, at: new Date(fireAt).toISOString(), trigger, groups: policy.groups });
     onFire?.(fireAt);
-    return Promise.resolve({
-      policy: policy.name,
-      fireAt,
-      trigger,
-      groups: 1,
-      enqueued: 1,
-      skipped: [],
-      chunks: 1,
-    });
+    return Promise.resolve(oneGroupFired(policy, fireAt, trigger));
   };
   const scheduler = createScheduler({
     config: () => holder.current,
@@ -306,15 +309,7 @@ describe("a failed fire", () => {
           `${new Date(fireAt).toISOString().slice(14, 19)}@${new Date().toISOString().slice(14, 23)}`,
         );
         if (fails(fireAt, attempt)) return Promise.reject(new Error("list-groups throttled"));
-        return Promise.resolve({
-          policy: policy.name,
-          fireAt,
-          trigger,
-          groups: 1,
-          enqueued: 1,
-          skipped: [],
-          chunks: 1,
-        });
+        return Promise.resolve(oneGroupFired(policy, fireAt, trigger));
       },
       logger: createLogger("silent"),
     });
