@@ -47,6 +47,9 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
     reloader.stop();
     return app.stop();
   }, logger);
+  // Before the start line: once it is logged, SIGHUP reloads (until a listener is installed, SIGHUP
+  // would end the process) and the file's first stat is taken, so a change after it is seen.
+  reloader.start();
   logger.info(
     {
       roles: app.roles,
@@ -57,7 +60,6 @@ export async function serve(args: string[], io: CommandIO, roles: AppRoles): Pro
     "wa-invite-rotator starting",
   );
   warnMissingTokens(config, logger);
-  reloader.start();
   try {
     // A signal during a start that waits (for Redis, say) ends the wait: shutdown goes on regardless.
     await Promise.race([app.start(), exit]);
