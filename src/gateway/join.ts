@@ -15,10 +15,10 @@ import { checkSignature, COUNT_VISIT } from "./signed.js";
 
 /**
  * `GET /join/{slug}`: the stable join URL. In order: the client's rate limit (429), the slug (404),
- * the signature of a signed URL (403 bad or missing, 410 expired), a counted URL's visits so far
- * (410 used up, read only), the pool (503 with Retry-After when no group has room and a link), the
- * counted URL's visit (410 used up, counted atomically), then `302` to the chosen group's current
- * link, or for a desktop browser a page with its QR code.
+ * the signature of a signed URL (403 bad or missing, 410 expired), the pool, a counted URL's visit
+ * (410 used up, counted atomically), then `302` to the chosen group's current link, or for a
+ * desktop browser a page with its QR code. When no group has room and a link the answer is `503`
+ * with Retry-After, but `410` for a counted URL already used up (its count read, not counted).
  *
  * `HEAD` (link previews) is answered as `GET` but never counts a visit: a counted URL's `HEAD`
  * that `GET` would have sent to a group gets `200` without the link.
@@ -64,6 +64,13 @@ export const REDIS_GRACE_MS = 1_000;
 /** "visit failed" is logged at most once per this (an outage would log every visit). */
 const FAILURE_LOG_MS = 10_000;
 
+/** A signed URL with a visit limit: its counter's key, the limit and the URL's expiry (s). */
+interface Counted {
+  readonly key: string;
+  readonly uses: number;
+  readonly exp: number;
+}
+
 /** Redis did not answer a visit in time, or the connection is down. */
 class RedisUnavailableError extends Error {}
 
@@ -73,10 +80,10 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
   let lastFailureLog = Number.NEGATIVE_INFINITY;
   // The visit count's script is sent once and then called by its SHA (EVALSHA), not per visit.
   deps.redis.defineCommand(COUNT_VISIT_COMMAND, { numberOfKeys: 1, lua: COUNT_VISIT });
-  const countVisit = (key: string, expiresAt: string) =>
-    (deps.redis as unknown as Record<string, (key: string, at: string) => Promise<number>>)[
+  const countVisit = (key: string, expiresAt: string, uses: string) =>
+    (deps.redis as unknown as Record<string, (key: string, at: string, uses: string) => Promise<number>>)[
       COUNT_VISIT_COMMAND
-    ]!(key, expiresAt);
+    ]!(key, expiresAt, uses);
   // One read of a pool at a time, shared by the visits that arrived while the last one was out.
   const read = freshReads((link: ResolvedLink) => deps.store.inspect(deps.store.members(link)));
 
@@ -97,16 +104,32 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
     }
   };
 
-  const choose = async (link: ResolvedLink, res: ServerResponse, redisDeadline: number): Promise<Choice> => {
+  /** Whether a counted URL has been used up: its count read, not counted (one GET). */
+  const usedUp = async (counted: Counted, redisDeadline: number) =>
+    Number(await inTime(redisDeadline, () => deps.redis.get(counted.key))) >= counted.uses;
+
+  /**
+   * The pool's choice, waiting a bounded moment for a rotating group. A counted URL that finds no
+   * group at once is checked for being used up before any answer or wait: 410 beats 503.
+   */
+  const choose = async (
+    link: ResolvedLink,
+    res: ServerResponse,
+    counted: Counted | undefined,
+    redisDeadline: number,
+  ): Promise<Choice | { readonly kind: "used-up" }> => {
     const deadline = deps.clock.now() + deps.rotationWaitMs;
-    for (;;) {
+    for (let first = true; ; first = false) {
       const turn = turns.get(link.slug) ?? 0;
       turns.set(link.slug, turn + 1);
       const views = await inTime(redisDeadline, () => read(link));
       const choice = chooseGroup(views, link.capacity, turn);
+      if (first && counted && choice.kind !== "group" && (await usedUp(counted, redisDeadline))) {
+        return { kind: "used-up" };
+      }
       const left = deadline - deps.clock.now();
-      // Answered meanwhile (a used-up URL), or the visitor left: no more waiting.
-      if (choice.kind !== "rotating" || left <= 0 || res.destroyed || res.writableEnded) return choice;
+      // The visitor left: no more waiting.
+      if (choice.kind !== "rotating" || left <= 0 || res.destroyed) return choice;
       await deps.store.changed(Math.min(left, RECHECK_MS));
     }
   };
@@ -139,7 +162,7 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
       sendText(res, 410, "this join link has expired\n");
       return [slug, "expired"];
     }
-    const counted =
+    const counted: Counted | undefined =
       signature.kind === "valid" && signature.terms.uses !== undefined
         ? {
             key: deps.keys.linkVisits(slug, signature.sig),
@@ -147,17 +170,11 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
             exp: signature.terms.exp,
           }
         : undefined;
-    // A used-up URL is 410 whatever the pool holds: its count is read beside the pool's first read.
-    const choosing = choose(link, res, redisDeadline);
-    choosing.catch(() => undefined);
-    if (counted) {
-      const used = Number(await inTime(redisDeadline, () => deps.redis.get(counted.key)));
-      if (used >= counted.uses) {
-        sendText(res, 410, USED_UP);
-        return [slug, "used-up"];
-      }
+    const choice = await choose(link, res, counted, redisDeadline);
+    if (choice.kind === "used-up") {
+      sendText(res, 410, USED_UP);
+      return [slug, "used-up"];
     }
-    const choice = await choosing;
     if (choice.kind !== "group") {
       const full = choice.kind === "full";
       const body = full ? "every group of this link is full\n" : "no group of this link is open right now\n";
@@ -167,12 +184,17 @@ export function joinRoute(deps: JoinDeps): GatewayRoute {
     if (counted) {
       // A HEAD (a link preview) counts no visit, so it is not given the link a visit would get.
       if (req.method === "HEAD") {
+        if (await usedUp(counted, redisDeadline)) {
+          sendText(res, 410, USED_UP);
+          return [slug, "used-up"];
+        }
         sendText(res, 200, "open this join link with GET to be sent to a group\n");
         return [slug, "previewed"];
       }
       // Counted only once a group is chosen: a visit answered 503 does not use up the URL.
       const expiresAt = String(counted.exp * 1000);
-      const count = Number(await inTime(redisDeadline, () => countVisit(counted.key, expiresAt)));
+      const uses = String(counted.uses);
+      const count = Number(await inTime(redisDeadline, () => countVisit(counted.key, expiresAt, uses)));
       if (count > counted.uses) {
         sendText(res, 410, USED_UP);
         return [slug, "used-up"];

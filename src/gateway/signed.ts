@@ -80,10 +80,13 @@ export function checkSignature(
 }
 
 /**
- * Counts one visit of a signed URL and returns the count, atomically (INCR): with `uses: 50`,
- * 100 parallel visits get the counts 1 to 100 and exactly 50 are admitted. The counter expires
- * with the URL.
+ * Counts one visit of a signed URL and returns the count, atomically: with `uses: 50`, 100
+ * parallel visits get the counts 1 to 50 and fifty answers above 50, so exactly 50 are admitted.
+ * A URL already used up (ARGV[2] visits) is not counted again: the count stays at its limit and
+ * the answer is one above it. The counter expires with the URL (ARGV[1], ms).
  */
-export const COUNT_VISIT = `local n = redis.call("INCR", KEYS[1])
+export const COUNT_VISIT = `local n = tonumber(redis.call("GET", KEYS[1]) or "0")
+if n >= tonumber(ARGV[2]) then return n + 1 end
+n = redis.call("INCR", KEYS[1])
 if n == 1 then redis.call("PEXPIREAT", KEYS[1], ARGV[1]) end
 return n`;

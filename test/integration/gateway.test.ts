@@ -172,6 +172,9 @@ describe("signed join URLs", () => {
     expect(statuses.filter((s) => s === 302)).toHaveLength(50);
     expect(statuses.filter((s) => s === 410)).toHaveLength(50);
     expect((await join("vip", query)).status).toBe(410);
+    // Visits refused as used up are not counted: the counter stays at the URL's limit.
+    const sig = new URLSearchParams(query).get("sig")!;
+    expect(await redis.get(fx.keys.linkVisits("vip", sig))).toBe("50");
   });
 
   it("does not use up a visit the pool could not serve", async () => {
